@@ -1,0 +1,36 @@
+"""The Connector protocol: how a directory is read.
+
+A connector is built from its own validated settings model and reads nothing
+global. ``fetch`` always returns the complete desired state; incremental reads are
+its private optimisation, kept in ``state``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from ..checks import CheckReport
+from ..model import Snapshot
+from ..state_space import ConnectorState
+
+__all__ = ["CheckReport", "Connector", "ConnectorState"]
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """Reads users and groups from one directory."""
+
+    settings_model: ClassVar[type[BaseModel]]
+    """The pydantic model of this connector's ``[source]`` table."""
+
+    def __init__(self, settings: Any) -> None: ...
+
+    def check(self) -> CheckReport:
+        """Connect and verify permissions; counts and problems, never raises for a failed check."""
+        ...
+
+    def fetch(self, state: ConnectorState) -> Snapshot:
+        """The complete desired state. Raise SourceError (or IncompleteRead) when it cannot."""
+        ...

@@ -1,0 +1,223 @@
+"""diff(desired, current, policy) -> Plan. Pure: no I/O, no clock, no logging.
+
+Matching: a server account is the directory user whose ``external_id`` it stores;
+failing that, an account with the same email whose external id no directory user
+claims is *linked* (never duplicated). Groups: by external id, then by name.
+
+Scope: only *managed* accounts are ever revoked, deleted or removed from groups.
+``manage = "linked"`` (default) means accounts this tool created or linked (their
+refs come from the state store) plus accounts that carry a directory user's id;
+``"external_id"`` adds every account that has any external id (bwdc's
+overwriteExisting reach); ``"all"`` is every account on the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from .model import Group, Snapshot, User, flatten
+from .plan import (
+    AddMembers,
+    Change,
+    CreateGroup,
+    CreateUser,
+    DeleteGroup,
+    DeleteUser,
+    LinkGroup,
+    LinkUser,
+    MemberRef,
+    Plan,
+    RemoveMembers,
+    RenameGroup,
+    RestoreUser,
+    RevokeUser,
+    UpdateUser,
+    sort_changes,
+)
+
+USER_FIELDS = ("email", "display_name", "given_name", "family_name")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a run may do. Defaults are the safe ones."""
+
+    remove_disabled: bool = True
+    """Revoke accounts the directory marks disabled."""
+    remove_missing: bool = False
+    """Revoke managed accounts no longer in the directory (bwdc's overwriteExisting)."""
+    deprovision: Literal["revoke", "delete"] = "revoke"
+    """How an account leaves: revoked (restorable) or deleted."""
+    manage: Literal["linked", "external_id", "all"] = "linked"
+    """Which server accounts this tool may take away (see module docstring)."""
+    sync_groups: bool = True
+    """Create groups and keep their membership."""
+    delete_missing_groups: bool = False
+    """Delete managed groups the directory no longer has."""
+
+
+def diff(
+    desired: Snapshot,
+    current: Snapshot,
+    policy: Policy = Policy(),
+    managed: frozenset[str] = frozenset(),
+) -> Plan:
+    """The changes that make ``current`` hold ``desired`` within the managed scope."""
+    changes: list[Change] = []
+    by_ext: dict[str, User] = {}
+    by_email: dict[str, User] = {}
+    for acct in current.users.values():
+        if acct.external_id:
+            by_ext.setdefault(acct.external_id, acct)
+        if acct.email:
+            by_email.setdefault(acct.email, acct)
+
+    matched: dict[str, User] = {}        # desired external id -> server account
+    claimed: set[str] = set()            # server refs matched to a desired user
+    for ext, user in desired.users.items():
+        acct = by_ext.get(ext)
+        if acct is not None:
+            matched[ext] = acct
+            claimed.add(acct.key)
+    for ext, user in desired.users.items():
+        if ext in matched:
+            continue
+        acct = by_email.get(user.email)
+        if (acct is not None and acct.key not in claimed
+                and acct.external_id not in desired.users
+                and (user.active or policy.remove_disabled)):
+            changes.append(LinkUser(acct.key, user, acct.external_id))
+            matched[ext] = acct
+            claimed.add(acct.key)
+
+    def is_managed(acct: User | Group) -> bool:
+        return _in_scope(acct, policy, managed, claimed)
+
+    removal = DeleteUser if policy.deprovision == "delete" else RevokeUser
+    leaving: set[str] = set()            # refs that lose access in this plan
+    for ext, user in desired.users.items():
+        acct = matched.get(ext)
+        if acct is None:
+            if user.active:
+                changes.append(CreateUser(user))
+            continue
+        delta = [f for f in USER_FIELDS if getattr(user, f) and getattr(user, f) != getattr(acct, f)]
+        if delta:
+            changes.append(UpdateUser(acct.key, user, tuple(delta),
+                                      tuple(str(getattr(acct, f)) for f in delta)))
+        if user.active and not acct.active:
+            changes.append(RestoreUser(acct.key, user))
+        elif not user.active and policy.remove_disabled and (
+                acct.active or policy.deprovision == "delete"):
+            changes.append(removal(acct.key, ext, acct.email or user.email, "disabled"))
+            leaving.add(acct.key)
+
+    skipped = desired.skipped_ids
+    managed_active = 0
+    for acct in current.users.values():
+        if acct.active and is_managed(acct):
+            managed_active += 1
+        if acct.key in claimed or not is_managed(acct) or acct.external_id in skipped:
+            continue
+        if policy.remove_missing and (acct.active or policy.deprovision == "delete"):
+            changes.append(removal(acct.key, acct.external_id, acct.email, "missing"))
+            leaving.add(acct.key)
+
+    if policy.sync_groups:
+        changes.extend(_diff_groups(desired, current, policy, managed, matched, claimed, leaving))
+
+    return Plan(
+        changes=sort_changes(changes),
+        target_digest=current.digest(),
+        source_digest=desired.digest(),
+        skipped=desired.skipped,
+        managed_active=managed_active,
+        source_users=len(desired.users),
+        source_complete=desired.complete,
+    )
+
+
+def _in_scope(obj: User | Group, policy: Policy, managed: frozenset[str], matched: set[str]) -> bool:
+    """May this run take ``obj`` away? (module docstring: the managed scope)"""
+    if obj.key in matched or obj.key in managed or policy.manage == "all":
+        return True
+    return policy.manage == "external_id" and bool(obj.external_id)
+
+
+def _diff_groups(
+    desired: Snapshot,
+    current: Snapshot,
+    policy: Policy,
+    managed: frozenset[str],
+    matched: Mapping[str, User],
+    claimed: set[str],
+    leaving: set[str],
+) -> list[Change]:
+    changes: list[Change] = []
+    flat = flatten(desired.groups)
+    by_ext: dict[str, Group] = {}
+    by_name: dict[str, Group] = {}
+    for grp in current.groups.values():
+        if grp.external_id:
+            by_ext.setdefault(grp.external_id, grp)
+        by_name.setdefault(grp.name.casefold(), grp)
+    accounts = current.users
+    taken: set[str] = set()
+
+    for gid, group in desired.groups.items():
+        cur = by_ext.get(gid)
+        if cur is None:
+            cand = by_name.get(group.name.casefold())
+            if (cand is not None and cand.key not in taken
+                    and cand.external_id not in desired.groups):
+                changes.append(LinkGroup(cand.key, gid, group.name, cand.external_id))
+                cur = cand
+        if cur is None:
+            changes.append(CreateGroup(gid, group.name))
+        else:
+            taken.add(cur.key)
+            if cur.name != group.name:
+                changes.append(RenameGroup(cur.key, gid, group.name, cur.name))
+
+        want: dict[str, MemberRef] = {}
+        for uid in flat[gid]:
+            user = desired.users.get(uid)
+            if user is None:
+                continue
+            acct = matched.get(uid)
+            if acct is None and not user.active:
+                continue                 # not created, so cannot be a member
+            ref = acct.key if acct is not None else ""
+            if ref in leaving and policy.deprovision == "delete":
+                continue
+            want[ref or f"ext:{uid}"] = MemberRef(uid, ref, user.email)
+        have = cur.member_ids if cur is not None else frozenset()
+        add = tuple(sorted((m for k, m in want.items() if k not in have),
+                           key=lambda m: m.email))
+        remove: list[MemberRef] = []
+        for ref in have:
+            if ref in want:
+                continue
+            acct = accounts.get(ref)
+            if acct is None:
+                continue
+            if _in_scope(acct, policy, managed, claimed):
+                if acct.key in leaving and policy.deprovision == "delete":
+                    continue             # deleting the account drops its memberships
+                remove.append(MemberRef(acct.external_id, acct.key, acct.email))
+        cur_ref = cur.key if cur is not None else ""
+        if add:
+            changes.append(AddMembers(cur_ref, gid, group.name, add))
+        if remove:
+            changes.append(RemoveMembers(cur_ref, gid, group.name,
+                                         tuple(sorted(remove, key=lambda m: m.email))))
+
+    if policy.delete_missing_groups:
+        for grp in current.groups.values():
+            if grp.key in taken or grp.external_id in desired.groups:
+                continue
+            if _in_scope(grp, policy, managed, taken):
+                changes.append(DeleteGroup(grp.key, grp.external_id, grp.name))
+    return changes

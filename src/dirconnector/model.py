@@ -1,0 +1,272 @@
+"""Records every connector returns and every target reads: User, Group, Snapshot.
+
+A *source* snapshot keys users and groups by the directory's stable id
+(``external_id``). A *target* snapshot keys them by the server's own id (``ref``)
+and fills ``external_id`` with what the server stores, which may be empty for
+accounts nobody provisioned. ``key`` gives whichever applies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+SkipReason = Literal[
+    "no email", "duplicate email", "invalid email", "filtered out", "external member", "status"
+]
+
+
+def normalize_email(value: str | None) -> str:
+    """Lower-case and trim an address; NFC so look-alike spellings compare equal."""
+    if not value:
+        return ""
+    return unicodedata.normalize("NFC", value).strip().lower()
+
+
+def clean_text(value: str | None) -> str:
+    """Trim a display value and drop control characters a server would reject."""
+    if not value:
+        return ""
+    text = unicodedata.normalize("NFC", str(value))
+    return "".join(ch for ch in text if unicodedata.category(ch) != "Cc").strip()
+
+
+def looks_like_email(value: str) -> bool:
+    """A cheap syntax check: one @, a non-empty local part and a dotted-or-local domain."""
+    local, at, domain = value.rpartition("@")
+    return bool(at and local and domain and " " not in value and "@" not in local.strip('"'))
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """One person."""
+
+    external_id: str
+    """The source's stable id (objectGUID, entryUUID, Entra/Okta/Google/OneLogin id), never the email."""
+    email: str
+    """Lower-cased, trimmed address; the login on most servers."""
+    user_name: str = ""
+    """The directory's login name (sAMAccountName, uid, UPN); empty means use the email."""
+    display_name: str = ""
+    """Full name as shown to people."""
+    given_name: str = ""
+    """First name."""
+    family_name: str = ""
+    """Last name."""
+    active: bool = True
+    """False when the directory disables, suspends or deprovisions the account."""
+    ref: str = ""
+    """The target's own id for this account (SCIM id, Bitwarden member id); empty in a source."""
+
+    @property
+    def key(self) -> str:
+        """The key this record has in its snapshot: ``ref`` on a target, else ``external_id``."""
+        return self.ref or self.external_id
+
+    @property
+    def login(self) -> str:
+        """The userName to send to a server: the email unless a user name is set."""
+        return self.email
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A group of users, possibly holding other groups."""
+
+    external_id: str
+    """The source's stable id for the group."""
+    name: str
+    """Display name."""
+    member_ids: frozenset[str] = frozenset()
+    """Direct user members, as user keys of the same snapshot."""
+    subgroup_ids: frozenset[str] = frozenset()
+    """Direct nested groups, as group keys of the same snapshot (sources only)."""
+    ref: str = ""
+    """The target's own id for the group; empty in a source."""
+
+    @property
+    def key(self) -> str:
+        """The key this record has in its snapshot."""
+        return self.ref or self.external_id
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An entry the connector read but did not hand on, and why."""
+
+    kind: Literal["user", "group"]
+    """What was skipped."""
+    ref: str
+    """How to find it in the source: DN, id, or email."""
+    reason: SkipReason
+    """Why it was skipped."""
+    detail: str = ""
+    """Extra words for the report (the duplicate's email, the filter that dropped it)."""
+    external_id: str = ""
+    """Its external id when known, so a plan never removes an account only because it was skipped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The complete state of one side at one moment."""
+
+    users: Mapping[str, User]
+    """Users by key."""
+    groups: Mapping[str, Group]
+    """Groups by key."""
+    skipped: tuple[Skipped, ...] = ()
+    """What the reader left out, and why."""
+    complete: bool = True
+    """False when the read did not see everything (a failed page, a size limit)."""
+    info: Mapping[str, str] = field(default_factory=dict)
+    """Free-form facts for reports (server kind, read duration)."""
+
+    @classmethod
+    def build(
+        cls,
+        users: Iterable[User],
+        groups: Iterable[Group] = (),
+        skipped: Iterable[Skipped] = (),
+        *,
+        complete: bool = True,
+        info: Mapping[str, str] | None = None,
+    ) -> Snapshot:
+        """Normalise a source read: drop users without a valid email and active duplicates.
+
+        When two *active* users share an email neither is synced (a server cannot hold
+        both, and picking one silently is how accounts get swapped); an inactive
+        duplicate of an active user is dropped in favour of the active one.
+        """
+        skips = list(skipped)
+        by_email: dict[str, list[User]] = {}
+        for user in users:
+            email = normalize_email(user.email)
+            if not email:
+                skips.append(Skipped("user", user.user_name or user.external_id, "no email",
+                                     external_id=user.external_id))
+                continue
+            if not looks_like_email(email):
+                skips.append(Skipped("user", user.external_id, "invalid email", email,
+                                     external_id=user.external_id))
+                continue
+            if email != user.email:
+                user = _replace_user(user, email=email)
+            by_email.setdefault(email, []).append(user)
+        kept: dict[str, User] = {}
+        for email, same in by_email.items():
+            if len(same) == 1:
+                kept[same[0].external_id] = same[0]
+                continue
+            same.sort(key=lambda u: u.external_id)
+            active = [u for u in same if u.active]
+            winner = active[0] if len(active) == 1 else None if active else same[0]
+            if winner is not None:
+                kept[winner.external_id] = winner
+            for u in same:
+                if u is winner:
+                    continue
+                skips.append(Skipped("user", u.external_id, "duplicate email", email,
+                                     external_id=u.external_id))
+        group_map = {g.external_id: g for g in groups}
+        return cls(dict(sorted(kept.items())), dict(sorted(group_map.items())),
+                   tuple(skips), complete, dict(info or {}))
+
+    def digest(self) -> str:
+        """A stable hash of the users and groups (not of skips or info)."""
+        h = hashlib.sha256()
+        for key in sorted(self.users):
+            u = self.users[key]
+            h.update(json.dumps([key, u.external_id, u.email, u.user_name, u.display_name,
+                                 u.given_name, u.family_name, u.active, u.ref]).encode())
+        for key in sorted(self.groups):
+            g = self.groups[key]
+            h.update(json.dumps([key, g.external_id, g.name, sorted(g.member_ids),
+                                 sorted(g.subgroup_ids), g.ref]).encode())
+        return h.hexdigest()
+
+    @property
+    def skipped_ids(self) -> frozenset[str]:
+        """External ids of users the reader saw but left out."""
+        return frozenset(s.external_id for s in self.skipped if s.external_id)
+
+
+def _replace_user(user: User, **changes: object) -> User:
+    from dataclasses import replace
+
+    return replace(user, **changes)  # type: ignore[arg-type]  # dataclass kwargs checked at runtime
+
+
+def flatten(groups: Mapping[str, Group]) -> dict[str, frozenset[str]]:
+    """Transitive user members of every group, following nested groups.
+
+    Linear in groups + edges: strongly connected components (Tarjan, iterative) make
+    every group of a cycle share one member set; diamonds are computed once;
+    subgroup ids that name no group are ignored.
+    """
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    comp_of: dict[str, int] = {}
+    comps: list[list[str]] = []
+    counter = 0
+    for root in groups:
+        if root in index:
+            continue
+        work: list[tuple[str, Iterable[str]]] = [(root, iter(_children(groups, root)))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(_children(groups, child))))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                comp: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    comp_of[member] = len(comps)
+                    comp.append(member)
+                    if member == node:
+                        break
+                comps.append(comp)
+    # Tarjan emits components in reverse topological order: children before parents.
+    comp_members: list[frozenset[str]] = []
+    for comp in comps:
+        members: set[str] = set()
+        seen_children: set[int] = set()
+        for gid in comp:
+            members.update(groups[gid].member_ids)
+            for child in _children(groups, gid):
+                c = comp_of[child]
+                if c != comp_of[gid] and c not in seen_children:
+                    seen_children.add(c)
+                    members.update(comp_members[c])
+        comp_members.append(frozenset(members))
+    return {gid: comp_members[comp_of[gid]] for gid in groups}
+
+
+def _children(groups: Mapping[str, Group], gid: str) -> list[str]:
+    return [c for c in groups[gid].subgroup_ids if c in groups]

@@ -1,0 +1,316 @@
+"""The typed changes a plan is made of, and the plan's JSON form.
+
+Users and groups in a change are named the way both sides understand: the
+directory's ``external_id`` and, when the account already exists, the server's
+``ref``. Changes to accounts that do not exist yet (a membership of a user this
+plan creates) carry an empty ``ref``; the target resolves it after the create.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from .errors import ConfigError
+from .model import Skipped, User
+
+FORMAT_VERSION = 1
+
+RemovalReason = Literal["disabled", "missing"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    """A user as a group member: its directory id, its server id when known, its email."""
+
+    external_id: str
+    ref: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateUser:
+    """Create a server account for a directory user."""
+
+    user: User
+    kind: ClassVar[str] = "create_user"
+    symbol: ClassVar[str] = "+"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkUser:
+    """Adopt an existing server account found by email: give it the directory's external id."""
+
+    ref: str
+    user: User
+    previous_external_id: str
+    kind: ClassVar[str] = "link_user"
+    symbol: ClassVar[str] = ">"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateUser:
+    """Change attributes of an account that already matches."""
+
+    ref: str
+    user: User
+    fields: tuple[str, ...]
+    before: tuple[str, ...]
+    kind: ClassVar[str] = "update_user"
+    symbol: ClassVar[str] = "~"
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreUser:
+    """Re-activate a revoked account the directory holds active again."""
+
+    ref: str
+    user: User
+    kind: ClassVar[str] = "restore_user"
+    symbol: ClassVar[str] = "+"
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeUser:
+    """Deactivate an account (SCIM active=false, Bitwarden revoke); it can be restored."""
+
+    ref: str
+    external_id: str
+    email: str
+    reason: RemovalReason
+    kind: ClassVar[str] = "revoke_user"
+    symbol: ClassVar[str] = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteUser:
+    """Remove an account from the server."""
+
+    ref: str
+    external_id: str
+    email: str
+    reason: RemovalReason
+    kind: ClassVar[str] = "delete_user"
+    symbol: ClassVar[str] = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGroup:
+    """Create a group (members follow in AddMembers)."""
+
+    external_id: str
+    name: str
+    kind: ClassVar[str] = "create_group"
+    symbol: ClassVar[str] = "+"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkGroup:
+    """Adopt a server group found by name: give it the directory's external id."""
+
+    ref: str
+    external_id: str
+    name: str
+    previous_external_id: str
+    kind: ClassVar[str] = "link_group"
+    symbol: ClassVar[str] = ">"
+
+
+@dataclass(frozen=True, slots=True)
+class RenameGroup:
+    """Change a group's display name."""
+
+    ref: str
+    external_id: str
+    name: str
+    previous_name: str
+    kind: ClassVar[str] = "rename_group"
+    symbol: ClassVar[str] = "~"
+
+
+@dataclass(frozen=True, slots=True)
+class AddMembers:
+    """Add users to a group."""
+
+    group_ref: str
+    group_external_id: str
+    group_name: str
+    members: tuple[MemberRef, ...]
+    kind: ClassVar[str] = "add_members"
+    symbol: ClassVar[str] = "~"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMembers:
+    """Remove users from a group."""
+
+    group_ref: str
+    group_external_id: str
+    group_name: str
+    members: tuple[MemberRef, ...]
+    kind: ClassVar[str] = "remove_members"
+    symbol: ClassVar[str] = "~"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteGroup:
+    """Delete a group the directory no longer has."""
+
+    ref: str
+    external_id: str
+    name: str
+    kind: ClassVar[str] = "delete_group"
+    symbol: ClassVar[str] = "-"
+
+
+Change = (
+    CreateUser | LinkUser | UpdateUser | RestoreUser | RevokeUser | DeleteUser
+    | CreateGroup | LinkGroup | RenameGroup | AddMembers | RemoveMembers | DeleteGroup
+)
+
+CHANGE_TYPES: dict[str, type[Any]] = {
+    t.kind: t for t in (CreateUser, LinkUser, UpdateUser, RestoreUser, RevokeUser, DeleteUser,
+                        CreateGroup, LinkGroup, RenameGroup, AddMembers, RemoveMembers, DeleteGroup)
+}
+
+# Apply order (DESIGN: users before memberships, removals last). Links and updates come
+# before creates so an email freed by an update can be taken by a create.
+PHASES: tuple[tuple[str, ...], ...] = (
+    ("link_user", "update_user", "restore_user", "link_group", "rename_group"),
+    ("create_user", "create_group"),
+    ("add_members", "remove_members"),
+    ("revoke_user", "delete_user", "delete_group"),
+)
+
+
+def phase_of(change: Change) -> int:
+    """The apply phase (0 first) of a change."""
+    for i, kinds in enumerate(PHASES):
+        if change.kind in kinds:
+            return i
+    raise AssertionError(change.kind)
+
+
+def subject(change: Change) -> str:
+    """A short human name for what a change touches: an email or a group name."""
+    if isinstance(change, CreateUser | LinkUser | UpdateUser | RestoreUser):
+        return change.user.email
+    if isinstance(change, RevokeUser | DeleteUser):
+        return change.email
+    if isinstance(change, AddMembers | RemoveMembers):
+        return change.group_name
+    return change.name
+
+
+def is_removal(change: Change) -> bool:
+    """True for changes that take access away from a person."""
+    return isinstance(change, RevokeUser | DeleteUser)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one run would do, and what it was computed against."""
+
+    changes: tuple[Change, ...]
+    """Sorted by phase, then by subject."""
+    target_digest: str
+    """Digest of the server snapshot the plan was computed from (a saved plan checks it)."""
+    source_digest: str
+    """Digest of the directory snapshot."""
+    skipped: tuple[Skipped, ...] = ()
+    """What the source left out, carried for the report."""
+    managed_active: int = 0
+    """Active server accounts in the managed scope (the guard's denominator)."""
+    source_users: int = 0
+    """Users the source returned (the guard's empty-read check)."""
+    source_complete: bool = True
+    """Whether the source read was complete."""
+    notes: tuple[str, ...] = ()
+    """Plain-language remarks for the operator (what a target will do with the plan)."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def counts(self) -> Counter[str]:
+        """Changes per kind."""
+        return Counter(c.kind for c in self.changes)
+
+    def tally(self) -> dict[str, int]:
+        """Terraform's closing line: to add, to change, to revoke/remove."""
+        add = change = remove = 0
+        for c in self.changes:
+            if c.symbol == "+":
+                add += 1
+            elif c.symbol == "-":
+                remove += 1
+            else:
+                change += 1
+        return {"add": add, "change": change, "remove": remove}
+
+    def by_phase(self) -> Iterator[list[Change]]:
+        """Changes grouped in apply order."""
+        for kinds in PHASES:
+            batch = [c for c in self.changes if c.kind in kinds]
+            if batch:
+                yield batch
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "target_digest": self.target_digest,
+            "source_digest": self.source_digest,
+            "managed_active": self.managed_active,
+            "source_users": self.source_users,
+            "source_complete": self.source_complete,
+            "summary": dict(sorted(self.counts().items())),
+            "notes": list(self.notes),
+            "changes": [{"kind": c.kind, **dataclasses.asdict(c)} for c in self.changes],
+            "skipped": [dataclasses.asdict(s) for s in self.skipped],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ConfigError(
+                f"plan file: format_version {data.get('format_version')!r} is not "
+                f"{FORMAT_VERSION}; make the plan again with this version")
+        try:
+            changes = tuple(_change_from(d) for d in data["changes"])
+            skipped = tuple(Skipped(**s) for s in data.get("skipped", []))
+            return cls(changes, data["target_digest"], data["source_digest"], skipped,
+                       int(data.get("managed_active", 0)), int(data.get("source_users", 0)),
+                       bool(data.get("source_complete", True)), tuple(data.get("notes", [])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"plan file: not a dirconnector plan ({exc})") from exc
+
+
+def _change_from(data: dict[str, Any]) -> Change:
+    fields = dict(data)
+    cls = CHANGE_TYPES[fields.pop("kind")]
+    if "user" in fields:
+        fields["user"] = User(**fields["user"])
+    if "members" in fields:
+        fields["members"] = tuple(MemberRef(**m) for m in fields["members"])
+    for name in ("fields", "before"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
+    change: Change = cls(**fields)
+    return change
+
+
+def sort_changes(changes: Sequence[Change]) -> tuple[Change, ...]:
+    """Deterministic order: phase, kind, subject, then the ids."""
+    def key(c: Change) -> tuple[int, str, str, str]:
+        ext = getattr(c, "external_id", "") or getattr(c, "group_external_id", "")
+        if not ext and hasattr(c, "user"):
+            ext = c.user.external_id  # type: ignore[union-attr]  # guarded by hasattr
+        return (phase_of(c), c.kind, subject(c), ext)
+    return tuple(sorted(changes, key=key))

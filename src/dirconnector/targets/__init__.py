@@ -1,0 +1,54 @@
+"""The Target protocol: how a server is read and changed.
+
+``snapshot`` returns what the server holds (users and groups keyed by the server's
+own ids, in ``ref``). ``apply`` carries out a plan's changes and reports each
+outcome through ``record`` as soon as it is known, so the journal is right even if
+the process dies half-way. Ordering, concurrency and retries are shared helpers in
+``dirconnector.apply`` and ``dirconnector.http``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from ..checks import CheckReport
+from ..model import Snapshot
+from ..outcome import Outcome
+from ..plan import Plan
+
+__all__ = ["CheckReport", "Outcome", "Record", "Target"]
+
+Record = Callable[[Outcome], None]
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A server that holds accounts and groups."""
+
+    settings_model: ClassVar[type[BaseModel]]
+    """The pydantic model of this target's ``[target]`` table."""
+
+    def __init__(self, settings: Any) -> None: ...
+
+    def check(self) -> CheckReport:
+        """Connect and verify the credentials; never raises for a failed check."""
+        ...
+
+    def snapshot(self) -> Snapshot:
+        """Every account and group the server holds now."""
+        ...
+
+    def apply(self, plan: Plan, record: Record) -> None:
+        """Carry out the plan; report every change's outcome through ``record``.
+
+        A failure of one change is recorded and the rest go on; only a failure that
+        makes every further change pointless (credentials revoked) raises.
+        """
+        ...
+
+    def describe(self, plan: Plan) -> tuple[str, ...]:
+        """Plain-language notes on how this target will carry out the plan."""
+        ...

@@ -1,0 +1,239 @@
+"""Test helpers that are part of the public API: fakes and the contract suites.
+
+``FakeConnector(users=..., groups=...)`` and ``FakeTarget()`` stand in for real
+systems in unit tests and for plugin authors. ``check_connector`` and
+``check_target`` are the contract every connector and target must pass; each
+built-in plugin's tests call them against a real server or an emulator.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from .checks import CheckReport
+from .diff import Policy, diff
+from .model import Group, Snapshot, User, flatten, normalize_email
+from .outcome import Outcome
+from .plan import (
+    AddMembers,
+    Change,
+    CreateGroup,
+    CreateUser,
+    DeleteGroup,
+    DeleteUser,
+    LinkGroup,
+    LinkUser,
+    Plan,
+    RemoveMembers,
+    RenameGroup,
+    RestoreUser,
+    RevokeUser,
+    UpdateUser,
+)
+from .settings import PluginSettings
+from .state_space import ConnectorState
+
+
+class FakeSettings(PluginSettings):
+    type: str = "fake"
+
+
+class FakeConnector:
+    """A connector that returns the users and groups it was given."""
+
+    settings_model: ClassVar[type[BaseModel]] = FakeSettings
+
+    def __init__(self, settings: Any = None, *, users: Iterable[User] = (),
+                 groups: Iterable[Group] = (), complete: bool = True) -> None:
+        self.users = list(users)
+        self.groups = list(groups)
+        self.complete = complete
+        self.fetches = 0
+
+    def check(self) -> CheckReport:
+        report = CheckReport()
+        report.add("fake directory", True, f"{len(self.users)} users")
+        report.counts.update(users=len(self.users), groups=len(self.groups))
+        return report
+
+    def fetch(self, state: ConnectorState) -> Snapshot:
+        self.fetches += 1
+        return Snapshot.build(self.users, self.groups, complete=self.complete)
+
+
+class FakeTarget:
+    """An in-memory server with SCIM semantics; ``fail`` makes chosen changes fail."""
+
+    settings_model: ClassVar[type[BaseModel]] = FakeSettings
+
+    def __init__(self, settings: Any = None, *, users: Iterable[User] = (),
+                 groups: Iterable[Group] = (),
+                 fail: Callable[[Change], str | None] | None = None) -> None:
+        self.state = Snapshot({u.key: u for u in users}, {g.key: g for g in groups})
+        self.fail = fail
+        self.applied: list[Change] = []
+        self._ids = itertools.count(1)
+
+    def check(self) -> CheckReport:
+        report = CheckReport()
+        report.add("fake server", True)
+        return report
+
+    def snapshot(self) -> Snapshot:
+        return self.state
+
+    def describe(self, plan: Plan) -> tuple[str, ...]:
+        return ()
+
+    def apply(self, plan: Plan, record: Callable[[Outcome], None]) -> None:
+        for batch in plan.by_phase():
+            for change in batch:
+                reason = self.fail(change) if self.fail else None
+                if reason:
+                    record(Outcome(change, "failed", reason))
+                    continue
+                self.state, ref = apply_change(self.state, change, lambda: f"r{next(self._ids)}")
+                self.applied.append(change)
+                record(Outcome(change, "ok", ref=ref))
+
+
+def apply_to_snapshot(plan: Plan, current: Snapshot) -> Snapshot:
+    """What a faithful server holds after applying every change of ``plan``."""
+    counter = itertools.count(1)
+    state = current
+    for batch in plan.by_phase():
+        for change in batch:
+            state, _ = apply_change(state, change, lambda: f"new{next(counter)}")
+    return state
+
+
+def apply_change(state: Snapshot, change: Change, new_id: Callable[[], str]) -> tuple[Snapshot, str]:
+    """One change applied to an in-memory server snapshot; returns the touched ref."""
+    users = dict(state.users)
+    groups = dict(state.groups)
+    ref = ""
+    if isinstance(change, CreateUser):
+        ref = new_id()
+        users[ref] = replace(change.user, ref=ref)
+    elif isinstance(change, LinkUser):
+        ref = change.ref
+        users[ref] = replace(users[ref], external_id=change.user.external_id)
+    elif isinstance(change, UpdateUser):
+        ref = change.ref
+        users[ref] = replace(users[ref], **{f: getattr(change.user, f) for f in change.fields})
+    elif isinstance(change, RestoreUser):
+        ref = change.ref
+        users[ref] = replace(users[ref], active=True)
+    elif isinstance(change, RevokeUser):
+        ref = change.ref
+        users[ref] = replace(users[ref], active=False)
+    elif isinstance(change, DeleteUser):
+        ref = change.ref
+        users.pop(ref, None)
+        groups = {k: replace(g, member_ids=g.member_ids - {ref}) for k, g in groups.items()}
+    elif isinstance(change, CreateGroup):
+        ref = new_id()
+        groups[ref] = Group(change.external_id, change.name, ref=ref)
+    elif isinstance(change, LinkGroup):
+        ref = change.ref
+        groups[ref] = replace(groups[ref], external_id=change.external_id)
+    elif isinstance(change, RenameGroup):
+        ref = change.ref
+        groups[ref] = replace(groups[ref], name=change.name)
+    elif isinstance(change, AddMembers | RemoveMembers):
+        ref = change.group_ref or _group_ref(groups, change.group_external_id)
+        refs = {m.ref or _user_ref(users, m.external_id) for m in change.members}
+        g = groups[ref]
+        members = g.member_ids | refs if isinstance(change, AddMembers) else g.member_ids - refs
+        groups[ref] = replace(g, member_ids=frozenset(members))
+    elif isinstance(change, DeleteGroup):
+        ref = change.ref
+        groups.pop(ref, None)
+    return Snapshot(users, groups), ref
+
+
+def _group_ref(groups: Mapping[str, Group], external_id: str) -> str:
+    return next(k for k, g in groups.items() if g.external_id == external_id)
+
+
+def _user_ref(users: Mapping[str, User], external_id: str) -> str:
+    return next(k for k, u in users.items() if u.external_id == external_id)
+
+
+# ---------------------------------------------------------------- contract suites
+
+
+def check_connector(connector: Any, state: ConnectorState | None = None) -> Snapshot:
+    """The contract every connector passes; returns the snapshot for further checks.
+
+    - ``check()`` returns a CheckReport that says the source is reachable;
+    - ``fetch()`` returns a complete Snapshot keyed by external id, emails normalised,
+      at least one user, group keys equal to their external ids;
+    - a second fetch with the state the first one left returns the same digest
+      (incremental reads must still return the complete state).
+    """
+    report = connector.check()
+    assert isinstance(report, CheckReport), "check() must return a CheckReport"
+    assert report.ok, f"check() found problems: {report.items}"
+    state = state if state is not None else ConnectorState()
+    first = connector.fetch(state)
+    assert isinstance(first, Snapshot), "fetch() must return a Snapshot"
+    assert first.complete, "a successful fetch must be complete"
+    assert first.users, "the test directory must hold users"
+    for key, user in first.users.items():
+        assert key == user.external_id and user.external_id, f"user key {key!r} != external id"
+        assert user.email == normalize_email(user.email), f"email not normalised: {user.email!r}"
+        assert not user.ref, "a source never fills ref"
+    for key, group in first.groups.items():
+        assert key == group.external_id and group.name, f"group {key!r} lacks id or name"
+    flatten(first.groups)
+    state.commit()
+    second = connector.fetch(state)
+    assert second.digest() == first.digest(), "a second fetch must return the same state"
+    return first
+
+
+def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
+    """The contract every target passes, starting from an empty server.
+
+    Creates ``users`` and ``groups`` (with members), converges, renames a group,
+    revokes and restores a user, and checks that each step's next plan is empty.
+    """
+    assert target.check().ok, "check() must pass on a reachable server"
+    policy = Policy(remove_missing=True)
+
+    def converge(desired: Snapshot) -> Snapshot:
+        plan = diff(desired, target.snapshot(), policy, managed_refs(target))
+        outcomes: list[Outcome] = []
+        target.apply(plan, outcomes.append)
+        failed = [o for o in outcomes if o.status != "ok"]
+        assert not failed, f"changes failed: {failed[:3]}"
+        assert len(outcomes) == len(plan.changes), "every change must be recorded"
+        after = target.snapshot()
+        again = diff(desired, after, policy, managed_refs(target))
+        assert again.empty, f"not converged: {again.changes[:5]}"
+        return after
+
+    desired = Snapshot.build(users, groups)
+    after = converge(desired)
+    assert {u.external_id for u in after.users.values() if u.active} >= {
+        u.external_id for u in users if u.active}
+    g0 = groups[0]
+    converge(Snapshot.build(users, [replace(g0, name=g0.name + " renamed"), *groups[1:]]))
+    u0 = users[0]
+    revoked = converge(Snapshot.build([replace(u0, active=False), *users[1:]], groups))
+    assert not next(u for u in revoked.users.values() if u.external_id == u0.external_id).active
+    restored = converge(desired)
+    assert next(u for u in restored.users.values() if u.external_id == u0.external_id).active
+
+
+def managed_refs(target: Any) -> frozenset[str]:
+    """In contract tests every account with an external id is ours."""
+    snap = target.snapshot()
+    return frozenset(u.key for u in snap.users.values() if u.external_id) | frozenset(
+        g.key for g in snap.groups.values() if g.external_id)
