@@ -121,13 +121,16 @@ class HttpClient:
         ok: Iterable[int] = (200, 201, 202, 204),
         retry_connection_errors: bool = True,
         on_retry: Callable[[int, str], None] | None = None,
+        retry_statuses: Iterable[int] = RETRY_STATUSES,
     ) -> requests.Response:
         """Send one request, retrying what is worth retrying; raise the project's errors.
 
         Statuses in ``ok`` are returned; so is 404 when listed there by the caller.
+        ``retry_statuses`` widens the retried set for idempotent reads (500 on a page GET).
         """
         url = self.url(path)
         allowed = frozenset(ok)
+        retried = frozenset(retry_statuses)
         waited = 0.0
         attempt = 0
         while True:
@@ -154,7 +157,7 @@ class HttpClient:
             else:
                 if resp.status_code in allowed:
                     return resp
-                if resp.status_code not in RETRY_STATUSES or attempt >= self.retry.attempts:
+                if resp.status_code not in retried or attempt >= self.retry.attempts:
                     raise self._for_response(method, url, resp, attempt)
                 hinted = parse_retry_after(resp.headers.get("Retry-After"))
                 delay = hinted if hinted is not None else backoff(attempt, self.retry, self._rng)
