@@ -141,8 +141,12 @@ class HttpClient:
             try:
                 with self._lock:
                     self.requests_sent += 1
+                # verify is passed per request because requests lets REQUESTS_CA_BUNDLE /
+                # CURL_CA_BUNDLE override session.verify (psf/requests#3829), which would
+                # silently ignore ca_file.
                 resp = self.session.request(method, url, params=params, json=json, data=data,
-                                            headers=hdrs, timeout=self.timeout)
+                                            headers=hdrs, timeout=self.timeout,
+                                            verify=self.session.verify)
             except requests.exceptions.SSLError as exc:
                 raise self._error(f"TLS handshake with {self._where(url)} failed: {_short(exc)}",
                                   None, hint="set ca_file to the CA that signed the server's "
