@@ -1,0 +1,51 @@
+"""Fixtures: a fresh Bitwarden-compatible server per test, and a token-holding client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.emulators.bitwarden.server import BitwardenServer
+
+
+@pytest.fixture
+def bw_server() -> Iterator[BitwardenServer]:
+    server = BitwardenServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class PublicApi:
+    """A tiny raw client for asserting the server's wire behaviour."""
+
+    def __init__(self, server: BitwardenServer) -> None:
+        self.server = server
+        resp = requests.post(f"{server.identity_url}/connect/token", data={
+            "grant_type": "client_credentials", "client_id": server.client_id,
+            "client_secret": server.client_secret, "scope": "api.organization"}, timeout=5)
+        resp.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {resp.json()['access_token']}"}
+
+    def post(self, path: str, body: Any = None) -> requests.Response:
+        return requests.post(f"{self.server.api_url}{path}", json=body, headers=self.headers,
+                             timeout=5)
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"{self.server.api_url}{path}", headers=self.headers, timeout=5)
+
+    def import_(self, members: list[dict[str, Any]] = (), groups: list[dict[str, Any]] = (),
+                **flags: Any) -> requests.Response:  # type: ignore[assignment]
+        body = {"members": list(members), "groups": list(groups), "overwriteExisting": False,
+                "largeImport": False, "inviteUsersAfterProvisioning": True, **flags}
+        return self.post("/public/organization/import", body)
+
+
+@pytest.fixture
+def api(bw_server: BitwardenServer) -> PublicApi:
+    return PublicApi(bw_server)
