@@ -82,6 +82,7 @@ class HttpClient:
         retry: RetryPolicy = RetryPolicy(),
         pool_size: int = 16,
         sleep: Callable[[float], None] = time.sleep,
+        retry_hint: Callable[[requests.Response], float | None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.side = side
@@ -90,6 +91,9 @@ class HttpClient:
         self.retry = retry
         self._auth = auth
         self._sleep = sleep
+        self._retry_hint = retry_hint
+        """Seconds to wait before retrying a response without Retry-After, from the
+        vendor's own headers (Okta: X-Rate-Limit-Reset); None falls back to backoff."""
         self._rng = random.Random()
         self._lock = threading.Lock()
         self.session = requests.Session()
@@ -164,6 +168,8 @@ class HttpClient:
                 if resp.status_code not in retried or attempt >= self.retry.attempts:
                     raise self._for_response(method, url, resp, attempt)
                 hinted = parse_retry_after(resp.headers.get("Retry-After"))
+                if hinted is None and self._retry_hint is not None:
+                    hinted = self._retry_hint(resp)
                 delay = hinted if hinted is not None else backoff(attempt, self.retry, self._rng)
                 delay = min(delay, self.retry.max_delay)
                 reason = f"HTTP {resp.status_code}"
