@@ -1,0 +1,181 @@
+"""One complete read of a Workspace account through a DirectoryClient.
+
+Pure bookkeeping over the pages the client returns: user mapping, filters, and the
+member types of developers.google.com/workspace/admin/directory/reference/rest/v1/members
+(``USER``, ``GROUP``, ``CUSTOMER``). Nested groups the group filter leaves out still
+count: their users are folded into the kept parent, so a filter never shrinks a
+parent's effective membership.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import SourceError
+from ..model import Group, Skipped, Snapshot, User, clean_text
+from ._filters import SetFilter
+
+USER_FIELDS = "nextPageToken,users(id,primaryEmail,name(givenName,familyName,fullName)," \
+              "suspended,archived)"
+GROUP_FIELDS = "nextPageToken,groups(id,email,name)"
+MEMBER_FIELDS = "nextPageToken,members(id,email,type,role,status)"
+
+
+class Pager(Protocol):
+    def pages(self, resource: str, items: str, what: str, **params: Any,
+              ) -> Iterable[list[dict[str, Any]]]: ...
+
+
+@dataclass
+class _Members:
+    users: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    everyone: bool = False
+
+
+def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilter,
+                   group_filter: SetFilter, *, include_archived: bool,
+                   page_size: int) -> Snapshot:
+    """Users, groups and members, to the last page of each; raises on any failed page."""
+    where = ", ".join(f"{k} {v}" for k, v in scope.items())
+    users: list[User] = []
+    skipped: list[Skipped] = []
+    seen_users: set[str] = set()
+    user_params: dict[str, Any] = {**scope, "maxResults": min(page_size, 500),
+                                   "projection": "basic", "fields": USER_FIELDS}
+    if user_filter.native:
+        user_params["query"] = user_filter.native
+    for page in client.pages("users", "users", f"users.list ({where})", **user_params):
+        for raw in page:
+            uid = str(raw.get("id") or "")
+            email = clean_text(raw.get("primaryEmail"))
+            if not uid:
+                raise SourceError(f"Google: users.list returned a user without id ({email})")
+            seen_users.add(uid)
+            if not user_filter.keeps(email):
+                skipped.append(Skipped("user", email, "filtered out", "user_filter",
+                                       external_id=uid))
+                continue
+            archived = bool(raw.get("archived"))
+            if archived and not include_archived:
+                skipped.append(Skipped("user", email, "status",
+                                       "archived (include_archived = false)", external_id=uid))
+                continue
+            name = raw.get("name") or {}
+            users.append(User(
+                external_id=uid, email=email,
+                display_name=clean_text(name.get("fullName")),
+                given_name=clean_text(name.get("givenName")),
+                family_name=clean_text(name.get("familyName")),
+                active=not (bool(raw.get("suspended")) or archived)))
+    kept_users = {u.external_id for u in users}
+
+    listed: dict[str, dict[str, Any]] = {}
+    group_params: dict[str, Any] = {**scope, "maxResults": min(page_size, 200),
+                                    "fields": GROUP_FIELDS}
+    if group_filter.native:
+        group_params["query"] = group_filter.native
+    for page in client.pages("groups", "groups", f"groups.list ({where})", **group_params):
+        for raw in page:
+            gid = str(raw.get("id") or "")
+            if not gid:
+                raise SourceError(f"Google: groups.list returned a group without id "
+                                  f"({raw.get('email')})")
+            listed[gid] = raw
+    kept = {gid for gid, g in listed.items()
+            if group_filter.keeps(str(g.get("name", "")), str(g.get("email", "")))}
+    for gid in sorted(set(listed) - kept):
+        skipped.append(Skipped("group", str(listed[gid].get("email", gid)), "filtered out",
+                               "group_filter", external_id=gid))
+
+    members: dict[str, _Members] = {}
+    external: dict[str, tuple[str, list[str]]] = {}
+    external_groups: set[str] = set()
+    queue = sorted(kept)
+    while queue:
+        gid = queue.pop(0)
+        if gid in members:
+            continue
+        label = str(listed.get(gid, {}).get("email") or gid)
+        got = _read_members(client, gid, label, page_size, gid not in listed)
+        if got is None:                   # a nested group of another account
+            external_groups.add(gid)
+            members[gid] = _Members()
+            continue
+        direct = _Members()
+        for m in got:
+            mid, kind = str(m.get("id") or ""), str(m.get("type") or "")
+            if kind == "USER":
+                if mid in kept_users:
+                    direct.users.add(mid)
+                elif mid not in seen_users:
+                    email = str(m.get("email") or mid)
+                    external.setdefault(mid, (email, []))[1].append(label)
+            elif kind == "GROUP":
+                direct.groups.add(mid)
+                if mid not in kept:
+                    queue.append(mid)
+            elif kind == "CUSTOMER":
+                direct.everyone = True
+            else:
+                raise SourceError(f"Google: members.list of {label}: member {mid} has type "
+                                  f"{kind!r}, which this connector does not know; refusing "
+                                  "to guess its users")
+        members[gid] = direct
+
+    for _mid, (email, where_in) in sorted(external.items()):
+        skipped.append(Skipped("user", email, "external member",
+                               "member of " + ", ".join(sorted(set(where_in)))))
+    for gid in sorted(external_groups):
+        skipped.append(Skipped("group", gid, "external member", "nested group outside "
+                               "this account (members.list refused)"))
+
+    groups = []
+    for gid in sorted(kept):
+        user_ids, subgroups = _effective(gid, members, kept, kept_users)
+        raw = listed[gid]
+        groups.append(Group(external_id=gid,
+                            name=clean_text(raw.get("name")) or str(raw.get("email", gid)),
+                            member_ids=frozenset(user_ids), subgroup_ids=frozenset(subgroups)))
+    return Snapshot.build(users, groups, skipped)
+
+
+def _read_members(client: Pager, gid: str, label: str, page_size: int,
+                  unlisted: bool) -> list[dict[str, Any]] | None:
+    params = {"groupKey": gid, "maxResults": min(page_size, 200), "fields": MEMBER_FIELDS}
+    out: list[dict[str, Any]] = []
+    try:
+        for page in client.pages("members", "members", f"members.list of {label}", **params):
+            out.extend(page)
+    except SourceError as exc:
+        # A nested group we did not list may belong to another account: Google answers
+        # 404 notFound or 403 forbidden for it. Only for those is it "external".
+        text = str(exc)
+        if unlisted and ("HTTP 404" in text or "HTTP 403 forbidden" in text):
+            return None
+        raise
+    return out
+
+
+def _effective(gid: str, members: Mapping[str, _Members], kept: set[str],
+               kept_users: set[str]) -> tuple[set[str], set[str]]:
+    """Direct users plus those of left-out nested groups; kept nested groups stay nested."""
+    users: set[str] = set()
+    subgroups: set[str] = set()
+    stack, seen = [gid], {gid}
+    while stack:
+        current = stack.pop()
+        m = members.get(current, _Members())
+        users |= m.users
+        if m.everyone:
+            users |= kept_users
+        for child in m.groups:
+            if child in kept:
+                if child != gid:
+                    subgroups.add(child)
+            elif child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return users, subgroups
