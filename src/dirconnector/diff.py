@@ -85,9 +85,10 @@ def diff(
         if ext in matched:
             continue
         acct = by_email.get(user.email)
-        if (acct is not None and acct.key not in claimed
-                and acct.external_id not in desired.users
-                and (user.active or policy.remove_disabled)):
+        # Only active users adopt accounts: linking a disabled person's address to a
+        # manually created account, just to revoke it, would widen the managed scope.
+        if (acct is not None and user.active and acct.key not in claimed
+                and acct.external_id not in desired.users):
             changes.append(LinkUser(acct.key, user, acct.external_id))
             matched[ext] = acct
             claimed.add(acct.key)
@@ -96,6 +97,9 @@ def diff(
         return _in_scope(acct, policy, managed, claimed)
 
     removal = DeleteUser if policy.deprovision == "delete" else RevokeUser
+    # Accounts whose email this plan changes, so their old address becomes free.
+    moving_away = {acct.key for ext, acct in matched.items()
+                   if desired.users[ext].email != acct.email}
     leaving: set[str] = set()            # refs that lose access in this plan
     for ext, user in desired.users.items():
         acct = matched.get(ext)
@@ -104,6 +108,10 @@ def diff(
                 changes.append(CreateUser(user))
             continue
         delta = [f for f in USER_FIELDS if getattr(user, f) and getattr(user, f) != getattr(acct, f)]
+        holder = by_email.get(user.email)
+        if "email" in delta and holder is not None and holder.key != acct.key and (
+                holder.key not in moving_away):
+            delta.remove("email")        # another account keeps it: the server would refuse
         if delta:
             changes.append(UpdateUser(acct.key, user, tuple(delta),
                                       tuple(str(getattr(acct, f)) for f in delta)))

@@ -10,6 +10,7 @@
     ├── TransientError             worth retrying: 429, 502/503/504, resets, timeouts
     ├── SafetyLimit                the guard refused the plan                 exit 3
     ├── StalePlan                  a saved plan no longer matches the server
+    ├── StateError                 the state database cannot be used
     ├── LockHeld                   another run of the profile is in progress
     └── ProfileFrozen              the profile was handed to an IdP by `migrate`
 
@@ -75,6 +76,10 @@ class SafetyLimit(DirconnectorError):
 
 class StalePlan(DirconnectorError):
     """A saved plan was computed against a server state that no longer holds."""
+
+
+class StateError(DirconnectorError):
+    """The state database cannot be opened or written."""
 
 
 class LockHeld(DirconnectorError):

@@ -1,0 +1,365 @@
+"""The command line: the only module that prints.
+
+Exit codes: 0 ok or no changes; 1 error; 2 changes pending (``plan
+--detailed-exitcode``); 3 refused by the safety guard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .settings import Profile
+    from .state import StateStore
+    from .sync import Runner, RunResult
+
+FORMATS = click.Choice(["table", "json", "markdown"])
+
+
+class Ctx:
+    """What every command needs: where the config is, how loud to be."""
+
+    def __init__(self, config: str | None, verbose: int, quiet: bool, log_format: str) -> None:
+        self.config = config
+        self.verbose = verbose
+        self.quiet = quiet
+        self.log_format = log_format
+        self._profile: Profile | None = None
+
+    @property
+    def console(self) -> Console:
+        from rich.console import Console
+
+        return Console(quiet=self.quiet, highlight=False, soft_wrap=True)
+
+    @property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def profile(self) -> Profile:
+        if self._profile is None:
+            from . import logs, settings
+
+            self._profile = settings.load(self.config)
+            logs.add_secrets(settings.secret_values(self._profile))
+            for warning in self._profile.warnings:
+                logging.getLogger("dirconnector").warning(warning)
+        return self._profile
+
+    def store(self) -> StateStore:
+        from .state import StateStore
+
+        return StateStore(self.profile().settings.state.path)
+
+    def runner(self, store: StateStore) -> Runner:
+        from .sync import Runner
+
+        interactive = sys.stderr.isatty() and not self.quiet
+        err = self.err
+
+        def progress(message: str) -> None:
+            if interactive:
+                err.print(f"[dim]… {message}[/dim]")
+            logging.getLogger("dirconnector.run").info(message)
+
+        return Runner(self.profile(), store, progress=progress)
+
+
+@contextlib.contextmanager
+def errors_to_exit(ctx: Ctx) -> Iterator[None]:
+    """Map the project's errors to a one-line message, a hint, and the exit code."""
+    from .errors import DirconnectorError
+
+    try:
+        yield
+    except DirconnectorError as exc:
+        from . import logs
+
+        ctx.err.print(f"[bold red]Error:[/bold red] {logs.redact(str(exc))}", markup=True)
+        if exc.hint:
+            ctx.err.print(f"[dim]Hint: {logs.redact(exc.hint)}[/dim]")
+        if ctx.verbose > 1:
+            logging.getLogger("dirconnector").debug("traceback", exc_info=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        ctx.err.print("Interrupted.")
+        sys.exit(130)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="dirconnector")
+@click.option("-c", "--config", metavar="FILE", envvar="DIRCONNECTOR_CONFIG",
+              help="Configuration file [default: $DIRCONNECTOR_CONFIG, else ./dirconnector.toml].")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("--log-format", type=click.Choice(["auto", "text", "json"]), default="auto",
+              show_default=True, help="Log lines as text, or JSON lines (auto: JSON when "
+              "stderr is not a terminal and the daemon runs).")
+@click.pass_context
+def main(click_ctx: click.Context, config: str | None, verbose: int, quiet: bool,
+         log_format: str) -> None:
+    """Sync users and groups from a directory to a SCIM 2.0 or Bitwarden server, safely.
+
+    \b
+    Typical use:
+      dirconnector check               can we reach both sides?
+      dirconnector plan                what would change (nothing is written)
+      dirconnector sync                plan, check safety limits, apply
+      dirconnector plan --out p.json   save a plan; then: dirconnector apply p.json
+
+    Exit codes: 0 ok / no changes, 1 error, 2 changes pending (plan
+    --detailed-exitcode), 3 refused by a safety limit.
+    """
+    from . import logs
+
+    logs.setup(verbose=verbose, quiet=quiet, fmt=log_format)
+    click_ctx.obj = Ctx(config, verbose, quiet, log_format)
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+@main.command()
+@pass_ctx
+def check(ctx: Ctx) -> None:
+    """Connect to the directory and the server; show counts and any problem."""
+    from .report import check_renderable
+    from .sync import build_connector, build_target
+
+    with errors_to_exit(ctx):
+        profile = ctx.profile()
+        ok = True
+        for title, build in (("source: " + profile.source.type, build_connector),
+                             ("target: " + profile.target.type, build_target)):
+            from .checks import CheckReport
+            from .errors import DirconnectorError
+
+            try:
+                report = build(profile).check()
+            except DirconnectorError as exc:
+                report = CheckReport()
+                report.add("connect", False, str(exc))
+            ctx.console.print(check_renderable(title, report))
+            ok = ok and report.ok
+        if not ok:
+            ctx.err.print("[bold red]Check failed.[/bold red]")
+            sys.exit(1)
+        ctx.console.print("[bold green]All checks passed.[/bold green]")
+
+
+@main.command()
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Save the plan as JSON, to apply later with `dirconnector apply FILE`.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when there are changes, 0 when none (1 on error).")
+@click.option("--full", is_flag=True, help="Ignore incremental caches; read everything.")
+@click.option("--all", "show_all", is_flag=True, help="List every change, however many.")
+@pass_ctx
+def plan(ctx: Ctx, fmt: str, out: str | None, detailed_exitcode: bool, full: bool,
+         show_all: bool) -> None:
+    """Show what a sync would change. Writes nothing to the server."""
+    with errors_to_exit(ctx):
+        store = ctx.store()
+        result = ctx.runner(store).run("plan", full=full)
+        assert result.plan is not None
+        if out:
+            Path(out).write_text(result.plan.dumps() + "\n", encoding="utf-8")
+        _show(ctx, result, fmt, show_all)
+        if out and fmt == "table":
+            ctx.err.print(f"[dim]Saved the plan to {out}; apply it with "
+                          f"`dirconnector apply {out}`.[/dim]")
+        if detailed_exitcode and result.plan.changes:
+            sys.exit(2)
+
+
+@main.command()
+@click.argument("plan_file", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--force", is_flag=True, help="Apply even when a safety limit refuses the plan.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@pass_ctx
+def apply(ctx: Ctx, plan_file: str | None, force: bool, fmt: str) -> None:
+    """Apply a saved plan (or, without PLAN_FILE, plan and apply like `sync`).
+
+    A saved plan is refused when the server no longer holds what the plan was
+    computed against.
+    """
+    from .plan import Plan
+
+    with errors_to_exit(ctx):
+        store = ctx.store()
+        runner = ctx.runner(store)
+        if plan_file is None:
+            result = runner.run("sync", force=force, command="apply")
+        else:
+            try:
+                data = json.loads(Path(plan_file).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                from .errors import ConfigError
+
+                raise ConfigError(f"plan file {plan_file}: cannot read it: {exc}") from exc
+            result = runner.apply_saved(Plan.from_json(data), force=force)
+        _finish(ctx, result, fmt)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only show the plan (same as `plan`).")
+@click.option("--force", is_flag=True, help="Apply even when a safety limit refuses the plan.")
+@click.option("--full", is_flag=True,
+              help="Full reconcile: ignore the no-change hash and incremental caches.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@pass_ctx
+def sync(ctx: Ctx, dry_run: bool, force: bool, full: bool, fmt: str) -> None:
+    """Plan, check the safety limits, and apply. Non-interactive and cron-safe."""
+    with errors_to_exit(ctx):
+        store = ctx.store()
+        result = ctx.runner(store).run("plan" if dry_run else "sync", force=force, full=full,
+                                       command="sync --dry-run" if dry_run else "sync")
+        _finish(ctx, result, fmt)
+
+
+def _show(ctx: Ctx, result: RunResult, fmt: str, show_all: bool = False) -> None:
+    from . import report
+
+    if fmt == "json":
+        click.echo(report.dumps(report.result_json(result)))
+    elif fmt == "markdown":
+        assert result.plan is not None
+        click.echo(report.plan_markdown(result.plan, result.refused), nl=False)
+    elif result.plan is not None and result.status in ("planned", "no-changes"):
+        ctx.console.print(report.plan_renderable(result.plan, result.refused, show_all))
+    else:
+        ctx.console.print(report.result_renderable(result))
+
+
+def _finish(ctx: Ctx, result: RunResult, fmt: str) -> None:
+    from .sync import refusal
+
+    _show(ctx, result, fmt)
+    if result.status == "refused":
+        raise refusal(result)
+    if result.exit_code:
+        ctx.err.print(f"[bold red]Error:[/bold red] {result.error}")
+        sys.exit(result.exit_code)
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, help="How many runs to show.")
+@click.option("--profile", "profile_name", help="Only this profile [default: the configured one].")
+@click.option("--all-profiles", is_flag=True, help="Runs of every profile in the state file.")
+@click.option("--run", "run_id", help="Show the journal of one run.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_ctx
+def history(ctx: Ctx, limit: int, profile_name: str | None, all_profiles: bool,
+            run_id: str | None, fmt: str) -> None:
+    """Past runs with their counts and failures, from the state store."""
+    from . import report
+
+    with errors_to_exit(ctx):
+        store = ctx.store()
+        if run_id:
+            rows = store.journal(run_id)
+            if fmt == "json":
+                click.echo(report.dumps(rows))
+                return
+            for r in rows:
+                mark = {"ok": "[green]ok[/green]", "failed": "[red]FAILED[/red]"}.get(
+                    r["status"], r["status"])
+                ctx.console.print(f"{r['seq']:>5} {mark} {r['kind']} {r['subject']} "
+                                  f"{r['error']}")
+            return
+        name = None if all_profiles else (profile_name or ctx.profile().name)
+        runs = store.runs(name, limit)
+        if fmt == "json":
+            click.echo(report.dumps([r.__dict__ if hasattr(r, "__dict__") else _row(r)
+                                     for r in runs]))
+        else:
+            ctx.console.print(report.history_table(runs))
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {k: getattr(r, k) for k in r.__slots__}
+
+
+@main.group("config")
+def config_group() -> None:
+    """Show or validate the configuration."""
+
+
+@config_group.command("show")
+@click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="toml",
+              show_default=True)
+@pass_ctx
+def config_show(ctx: Ctx, fmt: str) -> None:
+    """The effective configuration (file + environment), secrets redacted."""
+    with errors_to_exit(ctx):
+        data = ctx.profile().redacted()
+        if fmt == "json":
+            click.echo(json.dumps(data, indent=2, default=str))
+        else:
+            click.echo(_toml(data))
+
+
+@config_group.command("validate")
+@pass_ctx
+def config_validate(ctx: Ctx) -> None:
+    """Check the configuration without connecting anywhere."""
+    with errors_to_exit(ctx):
+        profile = ctx.profile()
+        ctx.console.print(f"[green]Configuration is valid[/green] ({profile.path}): "
+                          f"profile {profile.name!r}, source {profile.source.type!r}, "
+                          f"target {profile.target.type!r}.")
+
+
+@main.command()
+@pass_ctx
+def connectors(ctx: Ctx) -> None:
+    """List the installed connectors (sources) and targets."""
+    from rich.table import Table
+
+    from . import registry
+
+    table = Table("kind", "type", "provided by", "class")
+    for kind, group in (("source", registry.CONNECTORS), ("target", registry.TARGETS)):
+        for name, plugin in registry.available(group).items():
+            table.add_row(kind, name, plugin.distribution, plugin.value)
+    ctx.console.print(table)
+
+
+def _toml(data: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for `config show` (tables after scalars)."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((f"{prefix}{key}", value))
+        elif value is not None:
+            lines.append(f"{key} = {json.dumps(value, default=str)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        lines.append(_toml(table, prefix=f"{name}.").strip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def entry(argv: Sequence[str] | None = None) -> NoReturn:
+    """Console-script entry point."""
+    main.main(args=list(argv) if argv is not None else None, prog_name="dirconnector")
+    raise SystemExit(0)  # pragma: no cover  # main.main exits itself
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()

@@ -1,0 +1,256 @@
+"""StateStore: runs, the per-change journal, managed ids, connector state, the lock.
+
+SQLite in WAL mode (stdlib ``sqlite3``). Every journal row is committed as soon as
+its change's outcome is known, so a process killed half-way leaves a journal that
+says exactly what happened. The per-profile lock is an ``flock`` on a file beside
+the database: the kernel releases it when the process dies, so a crash never
+leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import LockHeld, StateError
+from .outcome import Outcome
+from .plan import CreateGroup, CreateUser, DeleteGroup, DeleteUser, LinkGroup, LinkUser, subject
+from .state_space import ConnectorState
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, profile TEXT NOT NULL, command TEXT NOT NULL,
+    started REAL NOT NULL, finished REAL, status TEXT NOT NULL,
+    counts TEXT NOT NULL DEFAULT '{}', error TEXT NOT NULL DEFAULT '', pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_profile ON runs(profile, started);
+CREATE TABLE IF NOT EXISTS journal (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+    subject TEXT NOT NULL, ref TEXT NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL,
+    change TEXT NOT NULL, PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE IF NOT EXISTS managed (
+    profile TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL, external_id TEXT NOT NULL,
+    since REAL NOT NULL, PRIMARY KEY (profile, kind, ref)
+);
+CREATE TABLE IF NOT EXISTS connector_state (
+    profile TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (profile, key)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    profile TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (profile, key)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """One run as `history` shows it."""
+
+    id: str
+    profile: str
+    command: str
+    started: float
+    finished: float | None
+    status: str
+    counts: dict[str, int]
+    error: str
+
+
+class StateStore:
+    """One SQLite database; safe to share between threads of one process."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                       timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"state.path: cannot open {self.path}: {exc}") from exc
+        self._mutex = threading.Lock()
+        self._seq: dict[str, int] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------------ lock
+    @contextlib.contextmanager
+    def lock(self, profile: str, timeout: float = 0.0) -> Iterator[None]:
+        """Hold the profile's lock for the block; LockHeld if another process has it."""
+        lock_path = self.path.with_name(f"{self.path.name}.{_safe(profile)}.lock")
+        fh = lock_path.open("a+")
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        fh.seek(0)
+                        holder = fh.read().strip() or "another process"
+                        raise LockHeld(
+                            f"profile {profile!r} is already running ({holder})",
+                            hint="wait for it to finish, or set [state] lock_timeout") from None
+                    time.sleep(0.2)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            fh.flush()
+            self._close_orphans(profile)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    def _close_orphans(self, profile: str) -> None:
+        """Runs left 'running' by a process that died are marked interrupted."""
+        with self._mutex:
+            self._db.execute("UPDATE runs SET status='interrupted', finished=? "
+                             "WHERE profile=? AND status='running'", (time.time(), profile))
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, profile: str, command: str) -> str:
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        with self._mutex:
+            self._db.execute("INSERT INTO runs(id, profile, command, started, status, pid) "
+                             "VALUES (?,?,?,?,?,?)",
+                             (run_id, profile, command, time.time(), "running", os.getpid()))
+        self._seq[run_id] = 0
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, counts: dict[str, int] | None = None,
+                   error: str = "") -> None:
+        with self._mutex:
+            self._db.execute("UPDATE runs SET finished=?, status=?, counts=?, error=? WHERE id=?",
+                             (time.time(), status, json.dumps(counts or {}), error, run_id))
+
+    def runs(self, profile: str | None = None, limit: int = 20) -> list[RunRow]:
+        sql = "SELECT id, profile, command, started, finished, status, counts, error FROM runs"
+        args: tuple[Any, ...] = ()
+        if profile:
+            sql += " WHERE profile=?"
+            args = (profile,)
+        sql += " ORDER BY started DESC LIMIT ?"
+        with self._mutex:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in rows]
+
+    def journal(self, run_id: str) -> list[dict[str, Any]]:
+        with self._mutex:
+            rows = self._db.execute("SELECT seq, at, kind, subject, ref, status, error "
+                                    "FROM journal WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+        keys = ("seq", "at", "kind", "subject", "ref", "status", "error")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    # ------------------------------------------------------------------ journal
+    def record(self, run_id: str, profile: str, outcome: Outcome) -> None:
+        """Journal one outcome and keep the managed set in step, in one transaction."""
+        change = outcome.change
+        payload = json.dumps({"kind": change.kind, **dataclasses.asdict(change)},
+                             ensure_ascii=False)
+        with self._mutex:
+            self._seq[run_id] = seq = self._seq.get(run_id, 0) + 1
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                db.execute("INSERT INTO journal VALUES (?,?,?,?,?,?,?,?,?)",
+                           (run_id, seq, time.time(), change.kind, subject(change),
+                            outcome.ref, outcome.status, outcome.error, payload))
+                if outcome.status == "ok":
+                    self._track(db, profile, outcome)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _track(db: sqlite3.Connection, profile: str, outcome: Outcome) -> None:
+        change = outcome.change
+        now = time.time()
+        if isinstance(change, CreateUser | LinkUser):
+            ref = outcome.ref or getattr(change, "ref", "")
+            if ref:
+                db.execute("INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)",
+                           (profile, "user", ref, change.user.external_id, now))
+        elif isinstance(change, CreateGroup | LinkGroup):
+            ref = outcome.ref or getattr(change, "ref", "")
+            if ref:
+                db.execute("INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)",
+                           (profile, "group", ref, change.external_id, now))
+        elif isinstance(change, DeleteUser | DeleteGroup):
+            kind = "user" if isinstance(change, DeleteUser) else "group"
+            db.execute("DELETE FROM managed WHERE profile=? AND kind=? AND ref=?",
+                       (profile, kind, change.ref))
+
+    def managed(self, profile: str) -> frozenset[str]:
+        """Server ids of accounts and groups this tool created or linked."""
+        with self._mutex:
+            rows = self._db.execute("SELECT ref FROM managed WHERE profile=?", (profile,))
+            return frozenset(r[0] for r in rows)
+
+    def add_managed(self, profile: str, kind: str, ref: str, external_id: str) -> None:
+        with self._mutex:
+            self._db.execute("INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)",
+                             (profile, kind, ref, external_id, time.time()))
+
+    # ------------------------------------------------------------------ meta & connector state
+    def get_meta(self, profile: str, key: str, default: Any = None) -> Any:
+        with self._mutex:
+            row = self._db.execute("SELECT value FROM meta WHERE profile=? AND key=?",
+                                   (profile, key)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, profile: str, key: str, value: Any) -> None:
+        with self._mutex:
+            if value is None:
+                self._db.execute("DELETE FROM meta WHERE profile=? AND key=?", (profile, key))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES (?,?,?)",
+                                 (profile, key, json.dumps(value)))
+
+    def connector_state(self, profile: str, force_full: bool = False) -> ConnectorState:
+        with self._mutex:
+            rows = self._db.execute("SELECT key, value FROM connector_state WHERE profile=?",
+                                    (profile,)).fetchall()
+        values = {k: json.loads(v) for k, v in rows}
+
+        def save(staged: dict[str, Any]) -> None:
+            with self._mutex:
+                self._db.execute("BEGIN")
+                for k, v in staged.items():
+                    if v is None:
+                        self._db.execute("DELETE FROM connector_state WHERE profile=? AND key=?",
+                                         (profile, k))
+                    else:
+                        self._db.execute("INSERT OR REPLACE INTO connector_state VALUES (?,?,?)",
+                                         (profile, k, json.dumps(v)))
+                self._db.execute("COMMIT")
+
+        return ConnectorState(values, force_full=force_full, on_commit=save)
+
+    def clear_cache(self, profile: str) -> None:
+        """Forget connector caches and the no-change hash (bwdc's clear-cache)."""
+        with self._mutex:
+            self._db.execute("DELETE FROM connector_state WHERE profile=?", (profile,))
+            self._db.execute("DELETE FROM meta WHERE profile=? AND key='applied_source_digest'",
+                             (profile,))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

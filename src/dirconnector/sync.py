@@ -1,0 +1,238 @@
+"""run_once: read the directory, read the server, plan, guard, apply, record.
+
+Every command is a subset of this pipeline. ``mode="plan"`` stops after the plan;
+``mode="sync"`` goes on to apply it; ``apply_saved`` applies a plan file after
+checking the server still holds what the plan was computed against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from . import registry
+from .apply import ApplyReport
+from .diff import Policy, diff
+from .errors import DirconnectorError, ProfileFrozen, SafetyLimit, StalePlan
+from .guard import Limits, guard
+from .model import Snapshot
+from .outcome import Outcome
+from .plan import Plan
+from .settings import Profile
+from .state import StateStore
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["plan", "sync"]
+Status = Literal["ok", "no-changes", "planned", "refused", "partial", "failed", "unchanged"]
+
+
+@dataclass
+class RunResult:
+    """What one run found and did."""
+
+    run_id: str
+    profile: str
+    status: Status
+    plan: Plan | None = None
+    report: ApplyReport | None = None
+    refused: list[str] = field(default_factory=list)
+    desired: Snapshot | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return {"refused": 3, "partial": 1, "failed": 1}.get(self.status, 0)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        if self.desired is not None:
+            out.update(source_users=len(self.desired.users), source_groups=len(self.desired.groups),
+                       skipped=len(self.desired.skipped))
+        if self.plan is not None:
+            out.update({f"plan.{k}": v for k, v in self.plan.counts().items()})
+        if self.report is not None:
+            out.update(self.report.counts())
+        return out
+
+
+def policy_of(profile: Profile) -> Policy:
+    s = profile.settings.sync
+    return Policy(remove_disabled=s.remove_disabled, remove_missing=s.remove_missing,
+                  deprovision=s.deprovision, manage=s.manage, sync_groups=s.sync_groups,
+                  delete_missing_groups=s.delete_missing_groups)
+
+
+def limits_of(profile: Profile) -> Limits:
+    s = profile.settings.sync
+    return Limits(s.max_revocations, s.max_revocation_ratio, s.min_source_ratio)
+
+
+def build_connector(profile: Profile) -> Any:
+    cls = registry.find(registry.CONNECTORS, profile.source.type).load()
+    return cls(profile.source)
+
+
+def build_target(profile: Profile) -> Any:
+    cls = registry.find(registry.TARGETS, profile.target.type).load()
+    return cls(profile.target)
+
+
+class Runner:
+    """Runs one profile's pipeline against a state store."""
+
+    def __init__(self, profile: Profile, store: StateStore, *, connector: Any = None,
+                 target: Any = None, progress: Callable[[str], None] | None = None) -> None:
+        self.profile = profile
+        self.store = store
+        self.connector = connector if connector is not None else build_connector(profile)
+        self.target = target if target is not None else build_target(profile)
+        self.progress = progress or (lambda _msg: None)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    def _frozen_check(self) -> None:
+        frozen = self.store.get_meta(self.name, "frozen")
+        if frozen:
+            raise ProfileFrozen(
+                f"profile {self.name!r} was handed to the identity provider's SCIM on "
+                f"{frozen.get('at', '?')} (dirconnector migrate apply); syncing it now would "
+                f"fight the IdP",
+                hint="dirconnector migrate rollback --map FILE undoes the hand-off")
+
+    def run(self, mode: Mode = "sync", *, force: bool = False, full: bool = False,
+            command: str | None = None) -> RunResult:
+        """One pass of the pipeline, holding the profile's lock."""
+        self._frozen_check()
+        with self.store.lock(self.name, self.profile.settings.state.lock_timeout):
+            run_id = self.store.start_run(self.name, command or mode)
+            try:
+                result = self._run(run_id, mode, force, full)
+            except DirconnectorError as exc:
+                self.store.finish_run(run_id, "failed", error=str(exc))
+                raise
+            except BaseException as exc:
+                self.store.finish_run(run_id, "interrupted" if isinstance(
+                    exc, KeyboardInterrupt | SystemExit) else "failed", error=repr(exc)[:500])
+                raise
+            self.store.finish_run(run_id, result.status, result.counts(),
+                                  "; ".join(result.refused) or result.error)
+            return result
+
+    def _read(self, full: bool, timings: dict[str, float]) -> Snapshot:
+        self.progress("reading the directory")
+        t0 = time.perf_counter()
+        cstate = self.store.connector_state(self.name, force_full=full)
+        desired: Snapshot = self.connector.fetch(cstate)
+        timings["source_read"] = time.perf_counter() - t0
+        cstate.commit()
+        return desired
+
+    def _run(self, run_id: str, mode: Mode, force: bool, full: bool) -> RunResult:
+        timings: dict[str, float] = {}
+        desired = self._read(full, timings)
+        digest = desired.digest()
+        if (mode == "sync" and not full and desired.complete
+                and self.store.get_meta(self.name, "applied_source_digest") == digest):
+            log.info("directory unchanged since the last good run; nothing to do")
+            return RunResult(run_id, self.name, "unchanged", desired=desired, timings=timings)
+
+        self.progress("reading the server")
+        t0 = time.perf_counter()
+        current: Snapshot = self.target.snapshot()
+        timings["target_read"] = time.perf_counter() - t0
+        plan = self.make_plan(desired, current)
+        result = RunResult(run_id, self.name, "planned", plan=plan, desired=desired,
+                           timings=timings)
+        reasons = self.check_plan(plan)
+        if mode == "plan":
+            result.refused = reasons
+            result.status = "planned" if plan.changes else "no-changes"
+            return result
+        if reasons and not force:
+            result.refused = reasons
+            result.status = "refused"
+            return result
+        self._apply(plan, run_id, result)
+        if result.status == "ok":
+            self.store.set_meta(self.name, "applied_source_digest", digest)
+            self.store.set_meta(self.name, "last_source_users", len(desired.users))
+        return result
+
+    def make_plan(self, desired: Snapshot, current: Snapshot) -> Plan:
+        if not desired.complete:
+            log.warning("the directory read was incomplete; removals will be refused")
+        plan = diff(desired, current, policy_of(self.profile), self.store.managed(self.name))
+        notes = tuple(self.target.describe(plan)) if plan.changes else ()
+        return dataclasses.replace(plan, notes=notes) if notes else plan
+
+    def check_plan(self, plan: Plan) -> list[str]:
+        previous = self.store.get_meta(self.name, "last_source_users")
+        return guard(plan, limits_of(self.profile), previous)
+
+    def _apply(self, plan: Plan, run_id: str, result: RunResult) -> None:
+        report = ApplyReport()
+        result.report = report
+        if plan.empty:
+            result.status = "no-changes"
+            return
+
+        def record(outcome: Outcome) -> None:
+            report.add(outcome)
+            self.store.record(run_id, self.name, outcome)
+
+        self.progress(f"applying {len(plan.changes)} change(s)")
+        t0 = time.perf_counter()
+        try:
+            self.target.apply(plan, record)
+        finally:
+            result.timings["apply"] = time.perf_counter() - t0
+        missing = len(plan.changes) - len(report.outcomes)
+        if report.ok and not missing:
+            result.status = "ok"
+        else:
+            result.status = "partial"
+            failed = len(report.failed) + missing
+            result.error = f"{failed} of {len(plan.changes)} change(s) did not apply"
+
+    def apply_saved(self, plan: Plan, *, force: bool = False) -> RunResult:
+        """Apply a plan file, only if the server still holds what it was computed from."""
+        self._frozen_check()
+        with self.store.lock(self.name, self.profile.settings.state.lock_timeout):
+            run_id = self.store.start_run(self.name, "apply")
+            try:
+                current = self.target.snapshot()
+                if current.digest() != plan.target_digest:
+                    raise StalePlan(
+                        "the server has changed since this plan was made; applying it now "
+                        "could undo those changes", hint="make a new plan with `dirconnector plan "
+                        "--out FILE`")
+                result = RunResult(run_id, self.name, "planned", plan=plan)
+                reasons = self.check_plan(plan)
+                if reasons and not force:
+                    result.refused = reasons
+                    result.status = "refused"
+                else:
+                    self._apply(plan, run_id, result)
+            except BaseException as exc:
+                self.store.finish_run(run_id, "failed", error=str(exc))
+                raise
+            self.store.finish_run(run_id, result.status, result.counts(),
+                                  "; ".join(result.refused) or result.error)
+            return result
+
+
+def refusal(result: RunResult) -> SafetyLimit:
+    """The error a refused run raises, with what would have happened and how to override."""
+    lines = "; ".join(result.refused)
+    return SafetyLimit(
+        f"refused by the safety guard: {lines}. Nothing was changed on the server",
+        hint="review `dirconnector plan`; if it is right, rerun with --force or raise "
+             "[sync] max_revocations / max_revocation_ratio")
