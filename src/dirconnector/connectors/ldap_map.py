@@ -1,0 +1,300 @@
+"""From raw LDAP entries to User and Group records. Pure: no I/O.
+
+``resolve`` turns settings plus what the root DSE said into concrete attribute names
+and filters; ``UserMapper`` maps user entries and indexes them by DN and uid;
+``GroupResolver`` resolves member values (DNs or uids) to users and nested groups
+with one dict lookup in the common case and a parsed, normalised DN otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..model import Group, Skipped, User, normalize_email
+from .ldap_settings import LdapSettings
+from .ldap_syntax import DNError, escape_filter_value, normalize_dn, parse_dn, strip_uid_suffix
+
+Kind = Literal["ad", "openldap", "389", "other"]
+Attrs = Mapping[str, list[bytes]]
+
+AD_CAPABILITY = "1.2.840.113556.1.4.800"  # MS-ADTS 3.1.1.3.4.3.1 LDAP_CAP_ACTIVE_DIRECTORY_OID
+ROOT_DSE_ATTRS = ("objectClass", "vendorName", "supportedCapabilities", "namingContexts",
+                  "defaultNamingContext")
+# Stable id attributes by server kind, in the order tried per entry.
+ID_ATTRS: dict[Kind, tuple[str, ...]] = {
+    "ad": ("objectguid",),
+    "openldap": ("entryuuid",),
+    "389": ("ipauniqueid", "nsuniqueid"),  # FreeIPA entries carry ipaUniqueID, plain 389 not
+    "other": ("entryuuid", "nsuniqueid", "ipauniqueid"),
+}
+MEMBER_BY_CLASS = {"group": "member", "groupofnames": "member",
+                   "groupofuniquenames": "uniquemember", "posixgroup": "memberuid"}
+UAC_ACCOUNTDISABLE = 0x2  # MS-ADTS 2.2.16 userAccountControl ADS_UF_ACCOUNTDISABLE
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What the root DSE says about the server."""
+
+    kind: Kind
+    naming_contexts: tuple[str, ...]
+    default_naming_context: str | None
+
+
+def server_info(dse: Attrs) -> ServerInfo:
+    """Classify a server from its root DSE (attribute names lower-cased)."""
+    def texts(name: str) -> list[str]:
+        return [v.decode("utf-8", "replace") for v in dse.get(name.lower(), [])]
+
+    classes = {c.lower() for c in texts("objectClass")}
+    vendor = " ".join(texts("vendorName")).lower()
+    kind: Kind = "other"
+    if AD_CAPABILITY in texts("supportedCapabilities"):
+        kind = "ad"
+    elif "openldaprootdse" in classes:
+        kind = "openldap"
+    elif any(w in vendor for w in ("389", "red hat", "fedora", "netscape")):
+        kind = "389"
+    default = texts("defaultNamingContext")
+    return ServerInfo(kind, tuple(texts("namingContexts")), default[0] if default else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Settings made concrete for one server: bases, filters and attribute names."""
+
+    ad: bool
+    kind: Kind
+    base_dn: str
+    user_base: str
+    group_base: str
+    user_search: str
+    group_search: str
+    disabled_search: str | None
+    id_attrs: tuple[str, ...]
+    member_attrs: tuple[str, ...]
+    email: str
+    prefix: str | None
+    suffix: str
+    user_name: str
+    display: str
+    given: str
+    family: str
+    group_name: str
+    user_attrs: tuple[str, ...] = field(default=())
+    group_attrs: tuple[str, ...] = field(default=())
+
+
+def resolve(s: LdapSettings, info: ServerInfo) -> Resolved:
+    """Fill unset options for this server kind; raise ValueError naming the field."""
+    ad = info.kind == "ad" if s.active_directory == "auto" else bool(s.active_directory)
+    kind: Kind = "ad" if ad else ("other" if info.kind == "ad" else info.kind)
+    base = s.base_dn or info.default_naming_context
+    if base is None:
+        contexts = [c for c in info.naming_contexts if c.lower() != "cn=config"]
+        if len(contexts) != 1:
+            raise ValueError(f"base_dn: not set and the server names {len(contexts)} naming "
+                             f"contexts ({', '.join(contexts) or 'none'}); set it")
+        base = contexts[0]
+    if s.user_object_class:
+        user_cls = f"(objectClass={escape_filter_value(s.user_object_class)})"
+    elif ad:  # computers are objectClass=user too; objectCategory=person excludes them
+        user_cls = "(objectCategory=person)(objectClass=user)"
+    else:
+        user_cls = "(objectClass=person)"
+    classes = s.group_object_class or (
+        ["group"] if ad else ["groupOfNames", "groupOfUniqueNames", "posixGroup"])
+    group_cls = "".join(f"(objectClass={escape_filter_value(c)})" for c in classes)
+    if len(classes) > 1:
+        group_cls = f"(|{group_cls})"
+    if s.member_attribute:
+        members: tuple[str, ...] = (s.member_attribute.lower(),)
+    else:
+        members = tuple(dict.fromkeys(MEMBER_BY_CLASS.get(c.lower(), "member") for c in classes))
+    user_search = f"(&{user_cls}{s.user_filter or ''})"
+    id_attrs = (s.external_id_attribute.lower(),) if s.external_id_attribute else ID_ATTRS[kind]
+    r = Resolved(
+        ad=ad, kind=kind, base_dn=base,
+        user_base=_under(s.user_base, base), group_base=_under(s.group_base, base),
+        user_search=user_search,
+        group_search=f"(&{group_cls}{s.group_filter or ''})",
+        disabled_search=f"(&{user_search}{s.disabled_filter})" if s.disabled_filter else None,
+        id_attrs=id_attrs, member_attrs=members,
+        email=s.email_attribute.lower(),
+        prefix=s.email_prefix_attribute.lower() if s.email_prefix_attribute else None,
+        suffix=_suffix(s.email_suffix),
+        user_name=(s.user_name_attribute or ("sAMAccountName" if ad else "uid")).lower(),
+        display=s.display_name_attribute.lower(), given=s.given_name_attribute.lower(),
+        family=s.family_name_attribute.lower(), group_name=s.group_name_attribute.lower())
+    user_attrs = [*id_attrs, r.email, r.user_name, "uid", r.display, "cn", r.given, r.family]
+    if r.prefix:
+        user_attrs.append(r.prefix)
+    if ad:
+        user_attrs.append("useraccountcontrol")
+    group_attrs = [*id_attrs, r.group_name, "cn", *members]
+    return _with_attrs(r, tuple(dict.fromkeys(user_attrs)), tuple(dict.fromkeys(group_attrs)))
+
+
+def _with_attrs(r: Resolved, users: tuple[str, ...], groups: tuple[str, ...]) -> Resolved:
+    from dataclasses import replace
+
+    return replace(r, user_attrs=users, group_attrs=groups)
+
+
+def _under(value: str | None, base: str) -> str:
+    """A base given relative to base_dn (``ou=people``) gets base_dn appended."""
+    if not value:
+        return base
+    norm_value, norm_base = normalize_dn(value), normalize_dn(base)
+    if norm_value == norm_base or norm_value.endswith("," + norm_base):
+        return value
+    if any(t == "dc" for rdn in parse_dn(value) for t, _ in rdn):
+        return value  # absolute, in another naming context
+    return f"{value},{base}"
+
+
+def _suffix(value: str | None) -> str:
+    if not value:
+        return ""
+    return value if value.startswith("@") else "@" + value
+
+
+def _text(values: list[bytes] | None) -> str:
+    return values[0].decode("utf-8", "replace").strip() if values else ""
+
+
+def guid_text(raw: bytes) -> str:
+    """AD objectGUID bytes to the canonical GUID string (MS-DTYP 2.3.4: little-endian fields)."""
+    return str(uuid.UUID(bytes_le=raw)) if len(raw) == 16 else raw.hex()
+
+
+class UserMapper:
+    """Maps user entries page by page and remembers their DNs and uids for groups."""
+
+    def __init__(self, r: Resolved, disabled: frozenset[str] = frozenset()) -> None:
+        self.r = r
+        self.disabled = disabled
+        self.users: list[User] = []
+        self.skipped: list[Skipped] = []
+        self.by_dn: dict[str, str] = {}       # raw DN as the server spells it -> external id
+        self.by_norm: dict[str, str] = {}     # normalised DN -> external id
+        self.by_uid: dict[str, str] = {}      # case-folded uid -> external id
+        self.dn_ids = 0                       # entries keyed on their DN (no id attribute)
+
+    def external_id(self, dn: str, attrs: Attrs) -> str:
+        for name in self.r.id_attrs:
+            values = attrs.get(name)
+            if values:
+                return guid_text(values[0]) if name == "objectguid" else _text(values).lower()
+        self.dn_ids += 1
+        return normalize_dn(dn)
+
+    def add(self, entries: Iterable[tuple[str, Attrs]], *, deleted: bool = False) -> None:
+        r = self.r
+        for dn, a in entries:
+            ext = self.external_id(dn, a)
+            if deleted:
+                # A tombstone keeps no mail unless the AD Recycle Bin is on; one without
+                # an email is left out entirely so remove_missing still handles it.
+                email = normalize_email(_text(a.get(r.email)))
+                if email:
+                    self.users.append(User(ext, email, _text(a.get(r.user_name)), active=False))
+                continue
+            norm = normalize_dn(dn)
+            self.by_dn[dn] = ext
+            self.by_norm[norm] = ext
+            for uid in a.get("uid", ()):
+                self.by_uid[uid.decode("utf-8", "replace").strip().casefold()] = ext
+            if r.user_name != "uid":
+                for uid in a.get(r.user_name, ()):
+                    self.by_uid.setdefault(uid.decode("utf-8", "replace").strip().casefold(), ext)
+            email = _text(a.get(r.email))
+            if not email and r.prefix:
+                prefix = _text(a.get(r.prefix))
+                email = prefix + r.suffix if prefix else ""
+            if not email:
+                self.skipped.append(Skipped("user", dn, "no email", f"no {r.email} value",
+                                            external_id=ext))
+                continue
+            active = norm not in self.disabled
+            if r.ad and active:
+                uac = _text(a.get("useraccountcontrol"))
+                active = not (uac.lstrip("-").isdigit() and int(uac) & UAC_ACCOUNTDISABLE)
+            self.users.append(User(
+                external_id=ext, email=normalize_email(email),
+                user_name=_text(a.get(r.user_name)),
+                display_name=_text(a.get(r.display)) or _text(a.get("cn")),
+                given_name=_text(a.get(r.given)), family_name=_text(a.get(r.family)),
+                active=active))
+
+
+@dataclass(slots=True)
+class RawGroup:
+    """A group entry before its members are resolved."""
+
+    dn: str
+    external_id: str
+    name: str
+    members: list[tuple[str, bytes]]  # (attribute, value)
+
+
+class GroupResolver:
+    """Resolves member values to user ids and subgroup ids."""
+
+    def __init__(self, users: UserMapper, groups: list[RawGroup]) -> None:
+        self.users = users
+        self.groups = groups
+        self.by_dn = {g.dn: g.external_id for g in groups}
+        self.by_norm = {normalize_dn(g.dn): g.external_id for g in groups}
+        self.dangling = 0
+        self._norm: dict[str, str] = {}
+
+    def _normalize(self, dn: str) -> str | None:
+        norm = self._norm.get(dn)
+        if norm is None:
+            try:
+                norm = normalize_dn(dn)
+            except DNError:
+                norm = ""
+            self._norm[dn] = norm
+        return norm or None
+
+    def resolve(self) -> list[Group]:
+        u = self.users
+        out: list[Group] = []
+        for g in self.groups:
+            members: set[str] = set()
+            subgroups: set[str] = set()
+            for attr, raw in g.members:
+                value = raw.decode("utf-8", "replace").strip()
+                if attr == "memberuid" or "=" not in value:
+                    ext = u.by_uid.get(value.casefold())
+                    if ext is not None:
+                        members.add(ext)
+                    else:
+                        self.dangling += 1
+                    continue
+                if attr == "uniquemember":
+                    value = strip_uid_suffix(value)
+                ext = u.by_dn.get(value)
+                if ext is not None:
+                    members.add(ext)
+                    continue
+                sub = self.by_dn.get(value)
+                if sub is None:
+                    norm = self._normalize(value)
+                    ext = u.by_norm.get(norm) if norm else None
+                    if ext is not None:
+                        members.add(ext)
+                        continue
+                    sub = self.by_norm.get(norm) if norm else None
+                if sub is not None:
+                    if sub != g.external_id:
+                        subgroups.add(sub)
+                else:
+                    self.dangling += 1  # outside the user/group search, or deleted
+            out.append(Group(g.external_id, g.name, frozenset(members), frozenset(subgroups)))
+        return out
