@@ -1,0 +1,187 @@
+"""Paged, rate-aware GETs against the Okta Management API.
+
+Paging (Okta API reference, "Pagination"): list bodies are bare JSON arrays and the
+next page is advertised only in a ``Link: <url>; rel="next"`` header (RFC 8288).
+Okta sends ``self`` and ``next`` as separate header lines; proxies may fold them
+into one comma-joined header (RFC 9110 5.3), in any order, so every Link value is
+parsed. No ``next`` link, or an empty page (okta-sdk-python#435), ends the list.
+
+Rate limits ("Rate limits" guide): every answer carries ``X-Rate-Limit-Limit``,
+``-Remaining`` and ``-Reset`` (UTC epoch seconds). When the remaining budget falls to
+the reserve we leave for the org's other integrations, the next call waits for the
+reset instead of running into 429; a 429 (E0000047, no Retry-After) is retried by
+HttpClient after the wait this module computes from the same headers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from ..errors import IncompleteRead, SourceError
+from ..http import RETRY_STATUSES, HttpClient, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
+_PARAM = re.compile(r';\s*([^=;,\s]+)\s*=\s*(?:"([^"]*)"|([^;,\s]*))')
+
+
+def next_link(values: list[str]) -> str | None:
+    """The ``rel="next"`` target among Link header values (one or many lines, any order)."""
+    for value in values:
+        for m in _LINK.finditer(value):
+            for name, quoted, bare in _PARAM.findall(m.group(2)):
+                # rel may hold several space-separated relation types (RFC 8288 3.3).
+                if name.lower() == "rel" and "next" in (quoted or bare).lower().split():
+                    return m.group(1).strip()
+    return None
+
+
+def link_values(resp: requests.Response) -> list[str]:
+    """Every Link header line; urllib3 keeps repeated headers apart in ``raw.headers``."""
+    raw = getattr(resp.raw, "headers", None)
+    getlist = getattr(raw, "getlist", None)
+    if callable(getlist):
+        values = [str(v) for v in getlist("Link")]
+        if values:
+            return values
+    joined = resp.headers.get("Link")
+    return [joined] if joined else []
+
+
+class RateGauge:
+    """Reads Okta's rate-limit headers and says how long to hold off."""
+
+    def __init__(self, reserve_ratio: float, max_wait: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.reserve_ratio = reserve_ratio
+        self.max_wait = max_wait
+        self._clock = clock
+        self.resume_at = 0.0
+        """Local clock time before which no request should be sent."""
+        self.waited = 0.0
+        """Seconds spent holding off before reaching zero (for the report)."""
+        self.lowest_remaining: int | None = None
+
+    def until_reset(self, resp: requests.Response) -> float | None:
+        """Seconds from the server's ``Date`` to ``X-Rate-Limit-Reset``, bounded; None if absent."""
+        reset = _min_number(resp.headers.get("X-Rate-Limit-Reset"))
+        if reset is None:
+            return None
+        server_now = self._clock()
+        date = resp.headers.get("Date")
+        if date:
+            with contextlib.suppress(TypeError, ValueError):
+                server_now = email.utils.parsedate_to_datetime(date).timestamp()
+        # The Date header drops the fraction, so this errs long by under a second,
+        # which is the safe side; never retry in a tight loop.
+        return min(max(reset - server_now, 0.5), self.max_wait)
+
+    def observe(self, resp: requests.Response) -> None:
+        """Note the budget a response reports; schedule a pause when it is nearly spent."""
+        limit = _min_number(resp.headers.get("X-Rate-Limit-Limit"))
+        remaining = _min_number(resp.headers.get("X-Rate-Limit-Remaining"))
+        if limit is None or remaining is None or limit <= 0:
+            # Limit 0 and Remaining 0 together mean the concurrent-request limit
+            # (okta-sdk-python request_executor): nothing to schedule from it.
+            return
+        left = int(remaining)
+        if self.lowest_remaining is None or left < self.lowest_remaining:
+            self.lowest_remaining = left
+        if left <= math.floor(limit * self.reserve_ratio):
+            wait = self.until_reset(resp)
+            if wait is not None:
+                self.resume_at = max(self.resume_at, self._clock() + wait)
+
+    def pause(self, sleep: Callable[[float], None]) -> None:
+        delay = self.resume_at - self._clock()
+        if delay > 0:
+            log.info("okta: rate-limit budget nearly spent; waiting %.1fs for the reset", delay)
+            sleep(delay)
+            self.waited += delay
+
+
+def _min_number(value: str | None) -> float | None:
+    """The smallest number in a header (folded repeats arrive comma-joined)."""
+    if not value:
+        return None
+    numbers = []
+    for part in value.split(","):
+        try:
+            numbers.append(float(part.strip()))
+        except ValueError:
+            continue
+    return min(numbers) if numbers else None
+
+
+class OktaApi:
+    """GET pages of an Okta list endpoint through the project's HttpClient."""
+
+    def __init__(self, org_url: str, auth: Callable[[], Mapping[str, str]], *,
+                 verify: bool | str, timeout: float, reserve_ratio: float, max_wait: float,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.org_url = org_url
+        self.gauge = RateGauge(reserve_ratio, max_wait)
+        self._sleep = sleep
+        self.http = HttpClient(
+            org_url, side="source", label="okta", verify=verify, timeout=timeout, auth=auth,
+            retry_hint=self.gauge.until_reset, sleep=sleep,
+            retry=RetryPolicy(attempts=6, max_delay=max_wait, max_total_wait=4 * max_wait))
+        self.pages_read = 0
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> requests.Response:
+        self.gauge.pause(self._sleep)
+        # Page reads are idempotent, so a 500 is retried like a 503.
+        resp = self.http.request("GET", path, params=params,
+                                 retry_statuses=RETRY_STATUSES | {500})
+        self.gauge.observe(resp)
+        return resp
+
+    def pages(self, path: str, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        """Each page of a list, following ``rel="next"`` until the end."""
+        target: str = path
+        query: Mapping[str, Any] | None = params
+        seen: set[str] = set()
+        while True:
+            resp = self.get(target, query)
+            try:
+                body = resp.json()
+            except ValueError as exc:
+                raise SourceError(f"okta: GET {urlsplit(resp.url).path} answered a body that "
+                                  "is not JSON") from exc
+            if not isinstance(body, list):
+                raise SourceError(f"okta: GET {urlsplit(resp.url).path} answered "
+                                  f"{type(body).__name__}, expected a JSON array")
+            self.pages_read += 1
+            if not body:
+                return
+            yield body
+            link = next_link(link_values(resp))
+            if link is None:
+                return
+            target = self._relative(link)
+            if target in seen:
+                raise IncompleteRead(f"okta: paging of {path} loops back to {target}; "
+                                     "the read stopped")
+            seen.add(target)
+            query = None
+
+    def _relative(self, link: str) -> str:
+        """The next link's path and query, sent to org_url (as okta-sdk-python does).
+
+        Never following a link's host keeps the API credential on the org's own host.
+        """
+        parts = urlsplit(link)
+        if not parts.path.startswith("/api/"):
+            raise IncompleteRead(f"okta: unexpected next link {parts.path!r}; the read stopped")
+        return parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")

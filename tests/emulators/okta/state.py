@@ -1,0 +1,192 @@
+"""The emulated Okta org: users, groups, memberships, credentials, rate limits.
+
+Objects are kept in the shape the Management API returns them (Okta API
+reference, User and Group objects), so handlers only select and page. Tests
+change the org between syncs through the methods below; every mutation bumps
+``lastUpdated`` as Okta does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+USER_STATUSES = ("STAGED", "PROVISIONED", "ACTIVE", "RECOVERY", "PASSWORD_EXPIRED",
+                 "LOCKED_OUT", "SUSPENDED", "DEPROVISIONED")
+GROUP_TYPES = ("OKTA_GROUP", "APP_GROUP", "BUILT_IN")
+
+LinkMode = Literal["separate", "separate-next-first", "single", "single-next-first"]
+"""How Link headers are sent: one header line per link (self first, as Okta does, or
+next first), or all links comma-joined in one header (RFC 8288 3), in either order."""
+
+
+def now_iso() -> str:
+    """Okta's timestamp format: ISO 8601 UTC with milliseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
+        f"{datetime.now(UTC).microsecond // 1000:03d}Z"
+
+
+@dataclass
+class OAuthClient:
+    """A registered API service app: its public key (PEM) and granted Okta scopes."""
+
+    client_id: str
+    public_key_pem: bytes
+    scopes: frozenset[str]
+    kid: str | None = None
+
+
+@dataclass
+class RateLimit:
+    """A fixed window per org: ``limit`` requests per ``window`` seconds."""
+
+    limit: int = 600
+    window: int = 60
+    used: int = 0
+    reset_at: int = 0
+    """UTC epoch seconds when the current window ends (X-Rate-Limit-Reset)."""
+
+    def take(self, now: float) -> tuple[bool, int, int]:
+        """Count one request: (allowed, remaining, reset epoch)."""
+        if now >= self.reset_at:
+            self.used = 0
+            self.reset_at = math.ceil(now) + self.window
+        if self.used >= self.limit:
+            return False, 0, self.reset_at
+        self.used += 1
+        return True, self.limit - self.used, self.reset_at
+
+
+@dataclass
+class OktaState:
+    """Everything the emulator serves; tests mutate it between syncs."""
+
+    tokens: set[str] = field(default_factory=lambda: {"test-ssws-token"})
+    """Valid API tokens (``Authorization: SSWS <token>``)."""
+    clients: dict[str, OAuthClient] = field(default_factory=dict)
+    access_tokens: dict[str, tuple[frozenset[str], float]] = field(default_factory=dict)
+    """Issued bearer tokens -> (scopes, expiry epoch)."""
+    used_jti: set[str] = field(default_factory=set)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    members: dict[str, list[str]] = field(default_factory=dict)
+    """Group id -> user ids in insertion order."""
+    link_mode: LinkMode = "separate"
+    trailing_empty_page: bool = False
+    """Advertise a next page after a full last page whose answer is ``[]`` (as Okta can)."""
+    rate: RateLimit = field(default_factory=RateLimit)
+    throttled: int = 0
+    """How many requests were answered 429."""
+    forbidden: bool = False
+    """Answer API calls with 403 E0000006, as for a token whose admin lost its role."""
+    token_lifetime: int = 3600
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    """(method, path?query) of every request, for assertions."""
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    # ------------------------------------------------------------- users
+
+    def add_user(self, email: str, first: str = "", last: str = "", *,
+                 status: str = "ACTIVE", login: str | None = None,
+                 **profile: Any) -> str:
+        """Create a user with the given status; returns its id (``00u...``)."""
+        assert status in USER_STATUSES, status
+        with self.lock:
+            uid = f"00u{next(self._ids):017d}"
+            stamp = now_iso()
+            self.users[uid] = {
+                "id": uid,
+                "status": status,
+                "created": stamp,
+                "activated": stamp if status != "STAGED" else None,
+                "statusChanged": stamp,
+                "lastLogin": None,
+                "lastUpdated": stamp,
+                "passwordChanged": None,
+                "type": {"id": "oty00000000000000000"},
+                "profile": {"firstName": first or None, "lastName": last or None,
+                            "mobilePhone": None, "secondEmail": None,
+                            "login": login or email, "email": email, **profile},
+                "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}},
+                "_links": {"self": {"href": f"/api/v1/users/{uid}"}},
+            }
+            return uid
+
+    def set_status(self, uid: str, status: str) -> None:
+        """Lifecycle change (suspend, unsuspend, deactivate, reactivate...)."""
+        assert status in USER_STATUSES, status
+        with self.lock:
+            user = self.users[uid]
+            user["status"] = status
+            user["statusChanged"] = user["lastUpdated"] = now_iso()
+
+    def update_profile(self, uid: str, **profile: Any) -> None:
+        with self.lock:
+            self.users[uid]["profile"].update(profile)
+            self.users[uid]["lastUpdated"] = now_iso()
+
+    def delete_user(self, uid: str) -> None:
+        """Okta deletes only DEPROVISIONED users; the record disappears entirely."""
+        with self.lock:
+            assert self.users[uid]["status"] == "DEPROVISIONED", "deactivate first"
+            del self.users[uid]
+            for ids in self.members.values():
+                if uid in ids:
+                    ids.remove(uid)
+
+    # ------------------------------------------------------------- groups
+
+    def add_group(self, name: str, *, type: str = "OKTA_GROUP", description: str = "",
+                  members: list[str] | None = None) -> str:
+        assert type in GROUP_TYPES, type
+        with self.lock:
+            gid = f"00g{next(self._ids):017d}"
+            stamp = now_iso()
+            object_class = {"OKTA_GROUP": "okta:user_group", "APP_GROUP": "okta:windows_security_principal",
+                            "BUILT_IN": "okta:user_group"}[type]
+            self.groups[gid] = {
+                "id": gid,
+                "created": stamp,
+                "lastUpdated": stamp,
+                "lastMembershipUpdated": stamp,
+                "objectClass": [object_class],
+                "type": type,
+                "profile": {"name": name, "description": description or None},
+                "_links": {"users": {"href": f"/api/v1/groups/{gid}/users"}},
+            }
+            self.members[gid] = list(members or [])
+            return gid
+
+    def add_member(self, gid: str, uid: str) -> None:
+        with self.lock:
+            if uid not in self.members[gid]:
+                self.members[gid].append(uid)
+            self.groups[gid]["lastMembershipUpdated"] = now_iso()
+
+    def remove_member(self, gid: str, uid: str) -> None:
+        with self.lock:
+            self.members[gid].remove(uid)
+            self.groups[gid]["lastMembershipUpdated"] = now_iso()
+
+    def rename_group(self, gid: str, name: str) -> None:
+        with self.lock:
+            self.groups[gid]["profile"]["name"] = name
+            self.groups[gid]["lastUpdated"] = now_iso()
+
+    # ------------------------------------------------------------- helpers
+
+    def issue_token(self, scopes: frozenset[str]) -> str:
+        with self.lock:
+            token = f"eyJ.emulated.{next(self._ids)}"
+            self.access_tokens[token] = (scopes, time.time() + self.token_lifetime)
+            return token
+
+    def api_requests(self, prefix: str = "/api/v1/") -> list[str]:
+        with self.lock:
+            return [p for _, p in self.requests if p.startswith(prefix)]
