@@ -1,0 +1,383 @@
+"""The ``scim`` target: any SCIM 2.0 service provider (RFC 7643/7644), Bitwarden's included.
+
+Reads page /Users and /Groups by startIndex/count until totalResults (short pages
+are fine; a read that ends early raises, never returns a partial server). Writes
+follow the plan's phases; within a phase independent changes run on a bounded
+thread pool, and changes to the same resource run one after another. User creates
+go in /Bulk requests when the ServiceProviderConfig offers Bulk.
+
+Group membership on the server is read as *direct user members*: dirconnector
+pushes flattened membership (model.flatten) and never creates nested groups, so a
+member whose value is not a User (a nested group someone else made) is left out of
+the snapshot and therefore never removed.
+
+Bitwarden's endpoint (flavor "bitwarden", shared/reference/bitwarden.md section 3)
+never returns group members. They come from ``members_provider`` when the core or
+the Bitwarden helper supplies one; without it the snapshot marks them unknown
+(``info["group_members"] == "unknown"``) and leaves ``member_ids`` empty, so a
+plan can add members (Bitwarden ignores adds of existing members) but can never
+remove one it cannot see.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+from ..checks import CheckReport
+from ..errors import AuthError, DirconnectorError, TargetError
+from ..http import HttpClient
+from ..model import Group, Snapshot
+from ..outcome import Outcome
+from ..plan import AddMembers, Change, CreateUser, Plan, RemoveMembers, RevokeUser, UpdateUser
+from ..settings import HttpPluginSettings
+from . import Record
+from . import scim_wire as wire
+from .scim_bulk import BulkCreator
+from .scim_ops import Attempts, ScimWriter, change_key
+
+log = logging.getLogger(__name__)
+
+MembersProvider = Callable[[Sequence[Group]], Mapping[str, Iterable[str]]]
+"""Given the server's groups, return each group's member user refs, keyed by group ref."""
+
+
+class ScimSettings(HttpPluginSettings):
+    """``[target] type = "scim"``."""
+
+    type: Literal["scim"] = "scim"
+    url: str
+    """SCIM base URL: the path before /Users and /Groups."""
+    token: SecretStr | None = None
+    """Bearer token (RFC 6750); or token_env / token_file."""
+    concurrency: int = Field(8, ge=1, le=64)
+    """Independent changes sent at once."""
+    bulk: Literal["auto", "off"] = "auto"
+    """auto: create users through /Bulk when the ServiceProviderConfig offers it."""
+    bulk_size: int = Field(500, ge=1, le=10000)
+    """Operations per Bulk request (capped at the server's bulk.maxOperations)."""
+    member_chunk: int = Field(100, ge=1, le=10000)
+    """Members added or removed per PATCH request."""
+    flavor: Literal["auto", "generic", "bitwarden"] = "auto"
+    """auto: bitwarden when the URL ends in /v2/<organization id>, else generic."""
+    page_size: int = Field(500, ge=1, le=10000)
+    """Resources asked for per page (count); servers may return fewer."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("https://", "http://")) or len(value.split("://", 1)[1]) < 1:
+            raise ValueError(f"must be an http(s):// URL (got {value!r})")
+        return value.rstrip("/")
+
+
+class ScimTarget:
+    """A SCIM 2.0 server."""
+
+    settings_model: ClassVar[type[BaseModel]] = ScimSettings
+
+    def __init__(self, settings: ScimSettings, *,
+                 members_provider: MembersProvider | None = None) -> None:
+        self.settings = settings
+        self.members_provider = members_provider
+        token = settings.token
+        self.http = HttpClient(
+            settings.url, side="target", label="SCIM", verify=settings.verify,
+            timeout=settings.timeout, pool_size=max(16, settings.concurrency + 2),
+            headers={"Accept": f"{wire.SCIM_JSON}, application/json"},
+            auth=(lambda: {"Authorization": f"Bearer {token.get_secret_value()}"})
+            if token is not None else None)
+        self._caps: wire.Capabilities | None = None
+        self._caps_lock = threading.Lock()
+        self._users_by_ext: dict[str, str] = {}
+        self._groups_by_ext: dict[str, str] = {}
+        self._versions: dict[str, str] = {}
+        self.bulk_requests = 0
+        """Bulk requests the last apply sent (for reports and tests)."""
+
+    # ------------------------------------------------------------ discovery
+
+    def capabilities(self) -> wire.Capabilities:
+        """ServiceProviderConfig (RFC 7644 4), read once; absent on Bitwarden."""
+        with self._caps_lock:
+            if self._caps is None:
+                self._caps = self._discover()
+            return self._caps
+
+    def _discover(self) -> wire.Capabilities:
+        flavor = self.settings.flavor
+        if flavor == "auto":
+            flavor = "bitwarden" if wire.looks_like_bitwarden(self.settings.url) else "generic"
+        if flavor == "bitwarden":
+            return wire.capabilities(None, "bitwarden")
+        resp = self.http.request("GET", "ServiceProviderConfig", ok=(200, 400, 403, 404, 405,
+                                                                      500, 501))
+        config: Any = None
+        if resp.status_code == 200:
+            try:
+                config = resp.json()
+            except ValueError:
+                config = None
+        if not isinstance(config, dict):
+            log.info("SCIM: no ServiceProviderConfig (HTTP %s); assuming PATCH, no Bulk, "
+                     "no ETags", resp.status_code)
+            return wire.capabilities(None, "generic")
+        return wire.capabilities(config, "generic")
+
+    # ------------------------------------------------------------ check
+
+    def check(self) -> CheckReport:
+        report = CheckReport()
+        try:
+            caps = self.capabilities()
+            report.add("server", True, _describe_caps(caps))
+            users = self.http.get_json(caps.users_path, params={"count": 1})
+            groups = self.http.get_json(caps.groups_path, params={"count": 1})
+        except AuthError as exc:
+            report.add("credentials", False, f"the server rejected the bearer token ({exc}); "
+                       f"check token / token_env / token_file")
+            return report
+        except DirconnectorError as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            report.add("connection", False, f"{exc}{hint}")
+            return report
+        n_users = _total(users)
+        n_groups = _total(groups)
+        report.add("credentials", True, f"token accepted; {n_users} users, {n_groups} groups")
+        if self.settings.token is None:
+            report.add("token", True, "no token configured: the server accepts anonymous calls")
+        report.counts.update(users=n_users, groups=n_groups)
+        return report
+
+    # ------------------------------------------------------------ read
+
+    def snapshot(self) -> Snapshot:
+        caps = self.capabilities()
+        generic = caps.flavor == "generic"
+        user_res = self._list(caps.users_path, wire.USER_ATTRIBUTES if generic else None, caps)
+        users = [wire.user_from(r) for r in user_res]
+        user_refs = frozenset(u.ref for u in users)
+        group_res = self._list(caps.groups_path, wire.GROUP_ATTRIBUTES if generic else None,
+                               caps)
+        groups = [wire.group_from(r, user_refs) for r in group_res]
+        info = {"server": "scim", "flavor": caps.flavor, "group_members": "read"}
+        if caps.flavor == "bitwarden":
+            groups, info["group_members"] = self._bitwarden_members(groups, user_refs)
+            # Reference 3.2: the user resource has only name.formatted and ignores name edits.
+            info["unsupported_user_fields"] = "given_name,family_name"
+        self._users_by_ext = {u.external_id: u.ref for u in users if u.external_id}
+        self._groups_by_ext = {g.external_id: g.ref for g in groups if g.external_id}
+        versions: dict[str, str] = {}
+        for res in (*user_res, *group_res):
+            meta = res.get("meta")
+            if isinstance(meta, dict) and meta.get("version"):
+                versions[str(res["id"])] = str(meta["version"])
+        self._versions = versions
+        return Snapshot({u.ref: u for u in users}, {g.ref: g for g in groups}, info=info)
+
+    def _bitwarden_members(self, groups: list[Group], user_refs: frozenset[str]
+                           ) -> tuple[list[Group], str]:
+        if self.members_provider is None:
+            return groups, "unknown"
+        found = self.members_provider(groups)
+        out = []
+        for g in groups:
+            members = found.get(g.ref)
+            if members is None:
+                return groups, "unknown"  # one unknown group makes the whole read unknown
+            out.append(Group(g.external_id, g.name, frozenset(m for m in members
+                                                              if m in user_refs), ref=g.ref))
+        return out, "provider"
+
+    def _list(self, path: str, attributes: str | None, caps: wire.Capabilities
+              ) -> list[dict[str, Any]]:
+        """Every resource at ``path`` (RFC 7644 3.4.2.4: 1-based startIndex, count)."""
+        count = self.settings.page_size
+        if caps.filter_max_results:
+            count = min(count, caps.filter_max_results)
+        seen: dict[str, dict[str, Any]] = {}
+        start, total = 1, 0
+        while True:
+            params: dict[str, Any] = {"startIndex": start, "count": count}
+            if attributes:
+                params["attributes"] = attributes
+            body = self.http.get_json(path, params=params)
+            if not isinstance(body, dict):
+                raise TargetError(f"SCIM: GET {path} did not return a ListResponse")
+            page = [r for r in body.get("Resources") or () if isinstance(r, dict)]
+            total = _total(body, len(page) + start - 1)
+            new = 0
+            for res in page:
+                if not res.get("id"):
+                    raise TargetError(f"SCIM: GET {path} returned a resource without an id")
+                new += str(res["id"]) not in seen
+                seen[str(res["id"])] = res
+            start += len(page)
+            if not page or not new or start > total:
+                break
+        if len(seen) < total:
+            raise TargetError(f"SCIM: GET {path} announced {total} resources but returned "
+                              f"{len(seen)}; not planning from a partial read",
+                              hint="run again; if it persists lower page_size")
+        return list(seen.values())
+
+    # ------------------------------------------------------------ write
+
+    def apply(self, plan: Plan, record: Record) -> None:
+        caps = self.capabilities()
+        writer = ScimWriter(self.http, caps, member_chunk=self.settings.member_chunk,
+                            users_by_ext=self._users_by_ext, groups_by_ext=self._groups_by_ext,
+                            versions=self._versions)
+        self.bulk_requests = 0
+        for batch in plan.by_phase():
+            pending: list[Change] = list(batch)
+            uncertain: set[int] = set()
+            creates = [c for c in pending if isinstance(c, CreateUser)]
+            if creates and self._bulk_usable(caps, len(creates)):
+                bulk = BulkCreator(self.http, writer, caps, self.settings.bulk_size)
+                left = bulk.create(creates, record)
+                self.bulk_requests += bulk.requests
+                pending = [c for c in pending if not isinstance(c, CreateUser)]
+                pending += [c for c, _ in left]
+                uncertain = {id(c) for c, unsure in left if unsure}
+            self._run_phase(pending, writer, record, uncertain)
+
+    def _bulk_usable(self, caps: wire.Capabilities, creates: int) -> bool:
+        return self.settings.bulk == "auto" and caps.bulk and creates > 1
+
+    def _run_phase(self, changes: list[Change], writer: ScimWriter, record: Record,
+                   uncertain: set[int]) -> None:
+        """Run changes on the pool; record outcomes from this thread as they arrive."""
+        if not changes:
+            return
+        by_key: dict[str, list[Change]] = defaultdict(list)
+        for change in changes:
+            by_key[change_key(change)].append(change)
+        results: queue.Queue[Outcome | BaseException] = queue.Queue()
+        stop = threading.Event()
+
+        def work(group: list[Change]) -> None:
+            for change in group:
+                if stop.is_set():
+                    return
+                try:
+                    if isinstance(change, CreateUser) and id(change) in uncertain:
+                        t = Attempts()
+                        ref = writer.create_user(change.user, t, uncertain=True)
+                        results.put(Outcome(change, "ok", ref=ref, attempts=t.retries + 1))
+                    else:
+                        results.put(writer.run(change))
+                except AuthError as exc:
+                    stop.set()
+                    results.put(exc)
+                    return
+                except DirconnectorError as exc:
+                    results.put(Outcome(change, "failed", f"{change.user.email}: {exc}"
+                                        if isinstance(change, CreateUser) else str(exc)))
+                except BaseException as exc:  # a bug must not hang the main loop
+                    stop.set()
+                    results.put(exc)
+                    return
+
+        abort: BaseException | None = None
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency,
+                                  thread_name_prefix="scim")
+        try:
+            futures = [pool.submit(work, group) for group in by_key.values()]
+            pending = len(changes)
+            while pending and not (abort and all(f.done() for f in futures)):
+                try:
+                    item = results.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if isinstance(item, Outcome):
+                    pending -= 1
+                    record(item)
+                elif abort is None:
+                    abort = item
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        while not results.empty():
+            item = results.get_nowait()
+            if isinstance(item, Outcome):
+                record(item)
+        if abort is not None:
+            raise abort
+
+    # ------------------------------------------------------------ describe
+
+    def describe(self, plan: Plan) -> tuple[str, ...]:
+        try:
+            caps = self.capabilities()
+        except DirconnectorError:
+            return ("SCIM server capabilities unknown (ServiceProviderConfig unreadable)",)
+        notes: list[str] = []
+        counts = plan.counts()
+        creates = counts.get("create_user", 0)
+        if creates and self._bulk_usable(caps, creates):
+            bulk = BulkCreator(self.http, ScimWriter(self.http, caps, member_chunk=1,
+                                                     users_by_ext={}, groups_by_ext={},
+                                                     versions={}), caps, self.settings.bulk_size)
+            batches = bulk.batches([c for c in plan.changes if isinstance(c, CreateUser)])
+            notes.append(f"{creates} creates go in {len(batches)} Bulk request(s) of up to "
+                         f"{bulk.size}")
+        elif creates:
+            notes.append(f"{creates} creates are one POST each, {self.settings.concurrency} "
+                         f"at a time")
+        if counts.get("revoke_user"):
+            notes.append("revocations are PATCH active=false (restorable)")
+        if counts.get("delete_user"):
+            notes.append("deletions are DELETE /Users/{id} (not restorable)")
+        members = sum(len(c.members) for c in plan.changes
+                      if isinstance(c, AddMembers | RemoveMembers))
+        if members:
+            notes.append(f"{members} membership changes go in PATCH requests of up to "
+                         f"{self.settings.member_chunk} members")
+        if caps.flavor == "bitwarden":
+            notes.extend(_bitwarden_notes(plan))
+        elif caps.etag:
+            notes.append("updates carry If-Match with the version read (ETags)")
+        return tuple(notes)
+
+
+def _bitwarden_notes(plan: Plan) -> list[str]:
+    notes = ["Bitwarden SCIM: revocations revoke the member (seat kept, restorable)"]
+    updates = [c for c in plan.changes if isinstance(c, UpdateUser)]
+    emails = sum("email" in c.fields for c in updates)
+    if emails:
+        notes.append(f"Bitwarden SCIM cannot change emails: {emails} update(s) will fail")
+    if len(updates) > emails:
+        notes.append(f"Bitwarden SCIM ignores name changes: {len(updates) - emails} update(s) "
+                     f"will be skipped")
+    if any(isinstance(c, RevokeUser) for c in plan.changes):
+        notes.append("revoked members keep their group memberships on Bitwarden")
+    return notes
+
+
+def _describe_caps(caps: wire.Capabilities) -> str:
+    if caps.flavor == "bitwarden":
+        return "flavor bitwarden (no ServiceProviderConfig, no Bulk, no ETags)"
+    if not caps.advertised:
+        return "flavor generic; no ServiceProviderConfig (assuming PATCH, no Bulk, no ETags)"
+    feats = [f for f, on in (("PATCH", caps.patch), ("ETags", caps.etag)) if on]
+    if caps.bulk:
+        feats.append(f"Bulk (max {caps.bulk_max_operations or '?'} operations)")
+    return "flavor generic; " + (", ".join(feats) or "no optional features")
+
+
+def _total(body: Any, default: int = 0) -> int:
+    try:
+        return int(body.get("totalResults", default)) if isinstance(body, dict) else default
+    except (TypeError, ValueError):
+        return default
+
+
+__all__ = ["MembersProvider", "ScimSettings", "ScimTarget"]

@@ -1,0 +1,350 @@
+"""Carry out one plan change against a SCIM server: the request, its recovery, its outcome.
+
+``ScimWriter.run(change)`` returns the change's Outcome. Retries of 429/5xx and
+connection failures happen in HttpClient; this module adds what only SCIM knows:
+a create that meets 409 after a retried POST looks the object up and continues
+(the first attempt reached the server), If-Match with the version read in the
+snapshot and one re-read after 412 (RFC 7644 3.14), PUT when PATCH is not offered,
+and Bitwarden's refusals said out loud instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from ..errors import AuthError, Conflict, DirconnectorError, TargetError
+from ..http import HttpClient
+from ..model import User
+from ..outcome import Outcome
+from ..plan import (
+    AddMembers,
+    Change,
+    CreateGroup,
+    CreateUser,
+    DeleteGroup,
+    DeleteUser,
+    LinkGroup,
+    LinkUser,
+    MemberRef,
+    RemoveMembers,
+    RenameGroup,
+    RestoreUser,
+    RevokeUser,
+    UpdateUser,
+    subject,
+)
+from . import scim_wire as wire
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Attempts:
+    """Counts HttpClient's retries of one request; a retried write may already have landed."""
+
+    retries: int = 0
+
+    def on_retry(self, attempt: int, reason: str) -> None:
+        self.retries += 1
+
+    @property
+    def uncertain(self) -> bool:
+        return self.retries > 0
+
+
+class Refused(TargetError):
+    """The server cannot do this change at all (Bitwarden email change)."""
+
+
+class Skip(Exception):
+    """The change is deliberately not sent; the message says why."""
+
+
+class ScimWriter:
+    """Executes single changes; shared by the worker threads of one apply."""
+
+    def __init__(self, http: HttpClient, caps: wire.Capabilities, *, member_chunk: int,
+                 users_by_ext: Mapping[str, str], groups_by_ext: Mapping[str, str],
+                 versions: Mapping[str, str]) -> None:
+        self.http = http
+        self.caps = caps
+        self.member_chunk = member_chunk
+        self._lock = threading.Lock()
+        self._users = dict(users_by_ext)      # external id -> SCIM id (snapshot + created)
+        self._groups = dict(groups_by_ext)
+        self._versions = dict(versions)        # SCIM id -> ETag from the snapshot or last write
+
+    # ------------------------------------------------------------ entry point
+
+    def run(self, change: Change) -> Outcome:
+        """Do one change. TargetError/TransientError become a failed Outcome; AuthError raises."""
+        tries = Attempts()
+        try:
+            ref = self._dispatch(change, tries)
+        except Skip as why:
+            return Outcome(change, "skipped", str(why), attempts=tries.retries + 1)
+        except AuthError:
+            raise
+        except TargetError as exc:
+            return Outcome(change, "failed", f"{subject(change)}: {exc}",
+                           attempts=tries.retries + 1)
+        except Exception as exc:  # TransientError and any bug: record it, go on
+            if not isinstance(exc, DirconnectorError):
+                log.exception("unexpected error applying %s", change.kind)
+            return Outcome(change, "failed", f"{subject(change)}: {exc}",
+                           attempts=tries.retries + 1)
+        return Outcome(change, "ok", ref=ref, attempts=tries.retries + 1)
+
+    def _dispatch(self, change: Change, t: Attempts) -> str:
+        users, groups = self.caps.users_path, self.caps.groups_path
+        if isinstance(change, CreateUser):
+            return self.create_user(change.user, t)
+        if isinstance(change, UpdateUser):
+            self._check_update(change)
+            self.modify(users, change.ref, wire.user_update_ops(change.user, change.fields), t)
+            return change.ref
+        if isinstance(change, LinkUser):
+            self.modify(users, change.ref,
+                        [wire.replace_op("externalId", change.user.external_id)], t)
+            self._remember(self._users, change.user.external_id, change.ref)
+            return change.ref
+        if isinstance(change, RevokeUser | RestoreUser):
+            # RFC 7643 4.1.1 "active"; Bitwarden revokes/restores on it (reference 3.2).
+            active = isinstance(change, RestoreUser)
+            self.modify(users, change.ref, [wire.replace_op("active", active)], t)
+            return change.ref
+        if isinstance(change, DeleteUser | DeleteGroup):
+            path = users if isinstance(change, DeleteUser) else groups
+            # 404: already gone is the outcome we wanted (RFC 7644 3.6).
+            self.http.request("DELETE", f"{path}/{change.ref}", ok=(200, 204, 404),
+                              on_retry=t.on_retry)
+            return change.ref
+        if isinstance(change, CreateGroup):
+            return self.create_group(change, t)
+        if isinstance(change, LinkGroup):
+            self.modify(groups, change.ref, [wire.replace_op("externalId", change.external_id)], t)
+            self._remember(self._groups, change.external_id, change.ref)
+            return change.ref
+        if isinstance(change, RenameGroup):
+            self.modify(groups, change.ref, [wire.replace_op("displayName", change.name)], t)
+            return change.ref
+        if isinstance(change, AddMembers | RemoveMembers):
+            return self.members(change, t)
+        raise AssertionError(change)
+
+    def _check_update(self, change: UpdateUser) -> None:
+        if self.caps.flavor != "bitwarden":
+            return
+        if "email" in change.fields:
+            # Reference 3.4: PUT/PATCH never change a Bitwarden member's email.
+            old = change.before[change.fields.index("email")]
+            raise Refused(
+                f"Bitwarden SCIM cannot change an email ({old} -> {change.user.email}); "
+                f"change it in the Bitwarden admin console, or remove and re-invite the member")
+        raise Skip(f"{subject(change)}: Bitwarden SCIM ignores {', '.join(change.fields)} "
+                   f"(PUT/PATCH honour only active and externalId); not sent")
+
+    # ------------------------------------------------------------ creates
+
+    def create_user(self, user: User, t: Attempts, *, uncertain: bool = False) -> str:
+        """POST a User; on 409 find the account our own earlier attempt created."""
+        try:
+            resp = self._send("POST", self.caps.users_path, wire.user_resource(user), t,
+                              ok=(200, 201))
+            ref = wire.id_from(_body(resp), resp.headers.get("Location"))
+        except Conflict as exc:
+            ref = self.recover_user(user, uncertain or t.uncertain, exc)
+        self._remember(self._users, user.external_id, ref)
+        return ref
+
+    def recover_user(self, user: User, uncertain: bool, exc: Exception) -> str:
+        """After 409: the account holding our externalId is ours; by userName only if uncertain.
+
+        An account with our external id can only be one we (or an earlier run) made.
+        A userName match is accepted only when our own POST may have landed before a
+        retry (a timeout, a dropped connection) and the account carries no other id.
+        """
+        found = self.find(self.caps.users_path, "externalId", user.external_id)
+        if found is not None:
+            return str(found["id"])
+        if uncertain:
+            found = self.find(self.caps.users_path, "userName", user.login)
+            if found is not None and str(found.get("externalId") or "") in ("", user.external_id):
+                return str(found["id"])
+        raise TargetError(f"userName {user.login} already exists on the server (409) and is not "
+                          f"this user's account; link or remove it, then run again",
+                          status=409) from exc
+
+    def create_group(self, change: CreateGroup, t: Attempts) -> str:
+        body = wire.group_resource(change.external_id, change.name)
+        try:
+            resp = self._send("POST", self.caps.groups_path, body, t, ok=(200, 201))
+            ref = wire.id_from(_body(resp), resp.headers.get("Location"))
+        except Conflict as exc:
+            found = self.find(self.caps.groups_path, "externalId", change.external_id)
+            if found is None and t.uncertain:
+                cand = self.find(self.caps.groups_path, "displayName", change.name)
+                if cand is not None and str(cand.get("externalId") or "") in (
+                        "", change.external_id):
+                    found = cand
+            if found is None:
+                raise TargetError(f"a group named {change.name!r} already exists on the server "
+                                  f"(409) with another external id", status=409) from exc
+            ref = str(found["id"])
+        self._remember(self._groups, change.external_id, ref)
+        return ref
+
+    def find(self, path: str, attribute: str, value: str) -> dict[str, Any] | None:
+        """The first resource with ``attribute eq value`` (RFC 7644 3.4.2.2), exact match only."""
+        if not value or (attribute == "userName" and self.caps.flavor == "bitwarden"
+                         and "@" not in value):
+            return None  # Bitwarden answers no result for a userName without @ (ref. 3.2)
+        body = self.http.get_json(path, params={"filter": wire.eq_filter(attribute, value)})
+        for res in body.get("Resources") or () if isinstance(body, dict) else ():
+            got = str(res.get(attribute) or "")
+            same = got == value if attribute == "externalId" else got.lower() == value.lower()
+            if same and res.get("id"):
+                return dict(res)
+        return None
+
+    # ------------------------------------------------------------ memberships
+
+    def members(self, change: AddMembers | RemoveMembers, t: Attempts) -> str:
+        group_ref = change.group_ref or self.group_ref(change.group_external_id)
+        if not group_ref:
+            raise TargetError(f"group {change.group_name!r} is not on the server (its create "
+                              f"failed?); members not changed")
+        refs: list[str] = []
+        missing: list[str] = []
+        for m in change.members:
+            ref = m.ref or self.user_ref(m)
+            (refs.append(ref) if ref else missing.append(m.email))
+        # RFC 7644 3.5.2: servers cap the operations of one PATCH; send bounded chunks.
+        for chunk in wire.chunks(refs, self.member_chunk):
+            ops = (wire.add_members_op(chunk) if isinstance(change, AddMembers)
+                   else wire.remove_members_ops(chunk))
+            self.modify(self.caps.groups_path, group_ref, ops, t)
+        if missing:
+            raise TargetError(f"{len(missing)} member(s) have no account on the server "
+                              f"(their create failed?): {', '.join(missing[:5])}"
+                              f"{' …' if len(missing) > 5 else ''}; the others were changed")
+        return group_ref
+
+    def user_ref(self, member: MemberRef) -> str:
+        with self._lock:
+            known = self._users.get(member.external_id)
+        if known:
+            return known
+        found = self.find(self.caps.users_path, "externalId", member.external_id)
+        ref = str(found["id"]) if found else ""
+        self._remember(self._users, member.external_id, ref)
+        return ref
+
+    def group_ref(self, external_id: str) -> str:
+        with self._lock:
+            known = self._groups.get(external_id)
+        if known:
+            return known
+        found = self.find(self.caps.groups_path, "externalId", external_id)
+        ref = str(found["id"]) if found else ""
+        self._remember(self._groups, external_id, ref)
+        return ref
+
+    def remember_user(self, external_id: str, ref: str) -> None:
+        self._remember(self._users, external_id, ref)
+
+    def _remember(self, where: dict[str, str], external_id: str, ref: str) -> None:
+        if external_id and ref:
+            with self._lock:
+                where[external_id] = ref
+
+    # ------------------------------------------------------------ PATCH / PUT with ETags
+
+    def modify(self, path: str, ref: str, ops: Sequence[dict[str, Any]], t: Attempts) -> None:
+        """PATCH the ops (or GET + PUT without PATCH), with If-Match and one retry on 412."""
+        if not ops:
+            return
+        for attempt in (1, 2):
+            try:
+                if self.caps.patch or not self.caps.advertised:
+                    resp = self._send("PATCH", f"{path}/{ref}", wire.patch_body(ops), t,
+                                      ok=(200, 204), version=self._version(ref))
+                else:
+                    current, version = self._read(path, ref)
+                    resp = self._send("PUT", f"{path}/{ref}",
+                                      wire.apply_patch_locally(current, ops), t,
+                                      ok=(200,), version=version)
+            except TargetError as exc:
+                if exc.status != 412 or attempt == 2:
+                    raise
+                # RFC 7644 3.14: the resource changed since we read it; read again, once.
+                log.info("%s/%s: 412 Precondition Failed; re-reading the version", path, ref)
+                self._read(path, ref)
+                continue
+            self._note_version(ref, resp)
+            return
+
+    def _version(self, ref: str) -> str | None:
+        if not self.caps.etag:
+            return None
+        with self._lock:
+            return self._versions.get(ref)
+
+    def _read(self, path: str, ref: str) -> tuple[dict[str, Any], str | None]:
+        resp = self.http.request("GET", f"{path}/{ref}", ok=(200,))
+        body = _body(resp)
+        if not isinstance(body, dict):
+            raise TargetError(f"GET {path}/{ref} did not return a resource")
+        self._note_version(ref, resp)
+        return body, self._version(ref)
+
+    def _note_version(self, ref: str, resp: requests.Response) -> None:
+        if not self.caps.etag:
+            return
+        version = resp.headers.get("ETag")
+        if not version:
+            body = _body(resp) if resp.content else None
+            meta = body.get("meta") if isinstance(body, dict) else None
+            version = meta.get("version") if isinstance(meta, dict) else None
+        with self._lock:
+            if version:
+                self._versions[ref] = str(version)
+            else:
+                self._versions.pop(ref, None)  # unknown now: send no stale If-Match
+
+    def _send(self, method: str, path: str, body: Any, t: Attempts, *, ok: tuple[int, ...],
+              version: str | None = None) -> requests.Response:
+        headers = {"Content-Type": wire.SCIM_JSON}
+        if version:
+            headers["If-Match"] = version
+        return self.http.request(method, path, data=json.dumps(body), headers=headers, ok=ok,
+                                 on_retry=t.on_retry)
+
+
+def _body(resp: requests.Response) -> Any:
+    try:
+        return resp.json() if resp.content else None
+    except ValueError:
+        return None
+
+
+def change_key(change: Change) -> str:
+    """Changes with the same key touch the same resource and run one after another."""
+    if isinstance(change, AddMembers | RemoveMembers):
+        return "g:" + (change.group_ref or change.group_external_id)
+    if isinstance(change, CreateGroup):
+        return "g:" + change.external_id
+    if isinstance(change, CreateUser):
+        return "u:" + change.user.external_id
+    ref: str = change.ref
+    return ("g:" if isinstance(change, LinkGroup | RenameGroup | DeleteGroup) else "u:") + ref
+
+
+Emit = Callable[[Outcome], None]

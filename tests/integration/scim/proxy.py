@@ -1,0 +1,172 @@
+"""A fault-injecting HTTP proxy for SCIM tests, on 127.0.0.1.
+
+Forwards every request to an upstream server and counts them by (method, path
+head). A test schedules faults with ``proxy.inject(method, path_prefix, fault)``;
+each scheduled fault is used once, in order, by the first matching request:
+
+- ``Fault.status(429, retry_after="0.1")`` or ``Fault.status(503)``: answer without forwarding;
+- ``Fault.drop_after()``: forward, then close the connection without answering
+  (the server acted; the client sees a dropped connection);
+- ``Fault.slow(seconds, after=True)``: forward, then wait before answering (so a
+  client timeout fires after the server acted); ``after=False`` waits before forwarding.
+
+With ``ssl_context`` the proxy speaks TLS to the client (trustme certificates).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "host",
+               "content-length"}
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    status: int = 0
+    retry_after: str | None = None
+    seconds: float = 0.0
+    after: bool = True
+
+    @classmethod
+    def status_code(cls, status: int, retry_after: str | None = None) -> Fault:
+        return cls("status", status=status, retry_after=retry_after)
+
+    @classmethod
+    def drop_after(cls) -> Fault:
+        return cls("drop_after")
+
+    @classmethod
+    def slow(cls, seconds: float, after: bool = True) -> Fault:
+        return cls("slow", seconds=seconds, after=after)
+
+
+class FaultProxy:
+    """Start with ``FaultProxy(upstream_port).start()``; ``url`` is its base URL."""
+
+    def __init__(self, upstream_port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.upstream_port = upstream_port
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.log: list[tuple[str, str, int]] = []
+        self._faults: list[tuple[str, str, Fault]] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                proxy._serve(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if ssl_context is not None:
+            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://localhost:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def inject(self, method: str, path_prefix: str, fault: Fault, times: int = 1) -> None:
+        with self._lock:
+            self._faults.extend([(method.upper(), path_prefix, fault)] * times)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._faults.clear()
+            self.counts.clear()
+            self.log.clear()
+
+    def count(self, method: str, head: str) -> int:
+        """Requests seen for a method and the first path segment after /v2 ('Users', 'Bulk')."""
+        return self.counts[(method.upper(), head)]
+
+    def _take(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for i, (m, prefix, fault) in enumerate(self._faults):
+                if m == method and path.startswith(prefix):
+                    del self._faults[i]
+                    return fault
+        return None
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        method = h.command
+        path = urlsplit(h.path).path
+        parts = path.strip("/").split("/")
+        if "v2" in parts:  # /v2/Users or /<tenant>/v2/Users
+            parts = parts[parts.index("v2") + 1:]
+        head = parts[0] if parts else ""
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        with self._lock:
+            self.counts[(method, head)] += 1
+        fault = self._take(method, path)
+        if fault is not None and fault.kind == "status":
+            self._answer(h, fault.status, {"Retry-After": fault.retry_after}
+                         if fault.retry_after else {}, b'{"detail":"injected"}')
+            self.log.append((method, path, fault.status))
+            return
+        if fault is not None and fault.kind == "slow" and not fault.after:
+            time.sleep(fault.seconds)
+        status, headers, payload = self._forward(method, h.path, h.headers, body)
+        self.log.append((method, path, status))
+        if fault is not None and fault.kind == "drop_after":
+            h.close_connection = True
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        if fault is not None and fault.kind == "slow" and fault.after:
+            time.sleep(fault.seconds)
+        try:
+            self._answer(h, status, headers, payload)
+        except OSError:
+            pass  # the client gave up (its timeout fired): that was the point
+
+    def _forward(self, method: str, target: str, headers: object, body: bytes
+                 ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
+        try:
+            fwd = {k: v for k, v in headers.items()  # type: ignore[attr-defined]
+                   if k.lower() not in HOP_HEADERS}
+            conn.request(method, target, body=body or None, headers=fwd)
+            resp = conn.getresponse()
+            payload = resp.read()
+            out = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_HEADERS}
+            return resp.status, out, payload
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _answer(h: BaseHTTPRequestHandler, status: int, headers: dict[str, str],
+                payload: bytes) -> None:
+        h.send_response(status)
+        for k, v in headers.items():
+            if k.lower() not in ("server", "date"):
+                h.send_header(k, v)
+        h.send_header("Content-Length", str(len(payload)))
+        h.end_headers()
+        if payload:
+            h.wfile.write(payload)
