@@ -97,7 +97,12 @@ class FakeTarget:
                 if reason:
                     record(Outcome(change, "failed", reason))
                     continue
-                self.state, ref = apply_change(self.state, change, lambda: f"r{next(self._ids)}")
+                try:
+                    self.state, ref = apply_change(self.state, change,
+                                                   lambda: f"r{next(self._ids)}")
+                except (KeyError, StopIteration):
+                    record(Outcome(change, "failed", "unknown user or group"))
+                    continue
                 self.applied.append(change)
                 record(Outcome(change, "ok", ref=ref))
 

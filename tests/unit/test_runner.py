@@ -1,0 +1,159 @@
+"""The pipeline with fakes: plan, guard, apply, journal, no-change hash, saved plans, lock."""
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from dirconnector import settings
+from dirconnector.errors import LockHeld, ProfileFrozen, StalePlan
+from dirconnector.model import Group, User
+from dirconnector.state import StateStore
+from dirconnector.sync import Runner
+from dirconnector.testing import FakeConnector, FakeTarget
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "directory.json"
+
+
+def profile(tmp_path: Path, **sync: object):
+    data = {"source": {"type": "file", "users": str(EXAMPLES)},
+            "target": {"type": "scim", "url": "http://127.0.0.1:9", "token": "t0ken"},
+            "sync": {"remove_missing": True, **sync}, "state": {"path": str(tmp_path / "s.db")}}
+    return settings.load(data=data)
+
+
+USERS = [User(f"e{i}", f"u{i}@x.com", display_name=f"U{i}") for i in range(40)]
+GROUPS = [Group("g1", "Staff", frozenset(f"e{i}" for i in range(10)))]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = StateStore(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+def make(tmp_path, store, users=USERS, groups=GROUPS, target=None, **sync):
+    conn = FakeConnector(users=users, groups=groups)
+    tgt = target or FakeTarget()
+    return Runner(profile(tmp_path, **sync), store, connector=conn, target=tgt), conn, tgt
+
+
+def test_first_sync_creates_everything_and_journals_it(tmp_path, store):
+    """A sync applies every change and journals each outcome."""
+    runner, _, target = make(tmp_path, store)
+    result = runner.run("sync")
+    assert result.status == "ok" and result.exit_code == 0
+    assert len(target.state.users) == 40
+    journal = store.journal(result.run_id)
+    assert len(journal) == len(result.plan.changes) and {j["status"] for j in journal} == {"ok"}
+    assert len(store.managed("default")) == 41  # 40 users + 1 group
+
+
+def test_unchanged_directory_skips_server_and_writes(tmp_path, store):
+    """The second sync of an unchanged directory reads nothing from the server."""
+    runner, _, target = make(tmp_path, store)
+    runner.run("sync")
+    applied = len(target.applied)
+    result = runner.run("sync")
+    assert result.status == "unchanged" and len(target.applied) == applied
+
+
+def test_full_sync_rereads_server_and_repairs_drift(tmp_path, store):
+    """--full ignores the hash: a user revoked by hand on the server is restored."""
+    runner, _, target = make(tmp_path, store)
+    runner.run("sync")
+    ref = next(iter(target.state.users))
+    target.state = replace(target.state, users={**target.state.users,
+                                                ref: replace(target.state.users[ref], active=False)})
+    assert runner.run("sync").status == "unchanged"
+    result = runner.run("sync", full=True)
+    assert [c.kind for c in result.plan.changes] == ["restore_user"]
+
+
+def test_guard_refusal_changes_nothing_and_is_recorded(tmp_path, store):
+    """Removing 30 of 40 users is refused; the server is untouched; history says refused."""
+    runner, conn, target = make(tmp_path, store)
+    runner.run("sync")
+    conn.users = USERS[:10]
+    before = target.state
+    result = runner.run("sync")
+    assert result.status == "refused" and result.exit_code == 3
+    assert target.state is before
+    assert store.runs("default", 1)[0].status == "refused"
+    forced = runner.run("sync", force=True)
+    assert forced.status == "ok"
+    assert sum(1 for u in target.state.users.values() if not u.active) == 30
+
+
+def test_failed_change_is_journalled_and_run_is_partial(tmp_path, store):
+    """One failing change: the others apply, the run exits 1, the next run retries it."""
+    bad = "u3@x.com"
+    target = FakeTarget(fail=lambda c: "HTTP 500" if getattr(getattr(c, "user", None),
+                                                             "email", "") == bad else None)
+    runner, _, _ = make(tmp_path, store, target=target)
+    result = runner.run("sync")
+    assert result.status == "partial" and result.exit_code == 1
+    failed = [j for j in store.journal(result.run_id) if j["status"] == "failed"]
+    assert [(j["subject"], j["error"]) for j in failed] == [
+        (bad, "HTTP 500"), ("Staff", "unknown user or group")]
+    target.fail = None
+    again = runner.run("sync")
+    assert [c.kind for c in again.plan.changes] == ["create_user", "add_members"]
+
+
+def test_saved_plan_applies_only_against_the_same_server_state(tmp_path, store):
+    """A saved plan applies later; once the server changed, it is refused as stale."""
+    runner, _, target = make(tmp_path, store)
+    planned = runner.run("plan")
+    result = runner.apply_saved(planned.plan)
+    assert result.status == "ok" and len(target.state.users) == 40
+    with pytest.raises(StalePlan):
+        runner.apply_saved(planned.plan)
+
+
+def test_second_run_of_same_profile_is_refused_while_locked(tmp_path, store):
+    """While one run holds the lock, another process's run is refused with LockHeld."""
+    other = StateStore(store.path)
+    with store.lock("default"):
+        runner, _, _ = make(tmp_path, other)
+        with pytest.raises(LockHeld, match="already running"):
+            runner.run("sync")
+    other.close()
+
+
+def test_frozen_profile_refuses_to_sync(tmp_path, store):
+    """A profile handed over by migrate refuses sync with a hint on how to undo."""
+    store.set_meta("default", "frozen", {"at": "2026-11-28"})
+    runner, _, _ = make(tmp_path, store)
+    with pytest.raises(ProfileFrozen) as exc:
+        runner.run("sync")
+    assert "migrate rollback" in exc.value.hint
+
+
+def test_empty_read_never_revokes(tmp_path, store):
+    """A directory that suddenly returns nobody revokes nobody, even with generous limits."""
+    runner, conn, target = make(tmp_path, store, max_revocations=1000, max_revocation_ratio=1.0,
+                                min_source_ratio=0.0)
+    runner.run("sync")
+    conn.users = []
+    result = runner.run("sync")
+    assert result.status == "refused" and any("no users at all" in r for r in result.refused)
+    assert all(u.active for u in target.state.users.values())
+
+
+def test_records_from_many_threads_are_all_journalled(tmp_path, store):
+    """Concurrent outcome records lose nothing."""
+    from dirconnector.outcome import Outcome
+    from dirconnector.plan import CreateUser
+
+    run = store.start_run("p", "sync")
+    threads = [threading.Thread(target=lambda i=i: [store.record(run, "p", Outcome(
+        CreateUser(User(f"x{i}-{j}", "a@x.com")), "ok", ref=f"r{i}-{j}")) for j in range(50)])
+        for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.journal(run)) == 400 and len(store.managed("p")) == 400

@@ -1,0 +1,134 @@
+"""Settings: file + environment, secrets three ways, errors naming the TOML path."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from dirconnector import settings
+from dirconnector.errors import ConfigError
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "directory.json"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+BASE = f"""
+[source]
+type = "file"
+users = "{EXAMPLES}"
+[target]
+type = "scim"
+url = "http://127.0.0.1:9"
+token = "s3cr3t-token-value"
+"""
+
+
+def test_valid_file_loads_with_safe_defaults(tmp_path):
+    """A minimal file loads; policy defaults are the safe ones."""
+    profile = settings.load(write(tmp_path, BASE))
+    assert profile.source.type == "file" and profile.target.type == "scim"
+    sync = profile.settings.sync
+    assert (sync.remove_missing, sync.manage, sync.max_revocations) == (False, "linked", 25)
+
+
+def test_unknown_key_names_path_and_suggests(tmp_path):
+    """A typo is an error naming the TOML path with a did-you-mean hint."""
+    with pytest.raises(ConfigError) as exc:
+        settings.load(write(tmp_path, BASE + "[sync]\nremove_missin = true\n"))
+    assert "sync.remove_missin: unknown key; did you mean 'remove_missing'?" in str(exc.value)
+
+
+def test_unknown_key_in_plugin_table(tmp_path):
+    """Unknown keys inside [source] are caught by the connector's own model."""
+    with pytest.raises(ConfigError) as exc:
+        settings.load(write(tmp_path, BASE.replace('type = "file"', 'type = "file"\nuser = "x"')))
+    assert "source.user: unknown key; did you mean 'users'?" in str(exc.value)
+
+
+def test_wrong_type_names_field_and_value(tmp_path):
+    """A string where a number belongs names the field and the bad value."""
+    with pytest.raises(ConfigError) as exc:
+        settings.load(write(tmp_path, BASE + "[sync]\nmax_revocations = \"lots\"\n"))
+    assert "sync.max_revocations" in str(exc.value) and "'lots'" in str(exc.value)
+
+
+def test_malformed_toml_is_one_line(tmp_path):
+    """Broken TOML names the file and the position."""
+    with pytest.raises(ConfigError) as exc:
+        settings.load(write(tmp_path, "[source\ntype='file'"))
+    assert "not valid TOML" in str(exc.value) and "line 1" in str(exc.value)
+
+
+def test_unknown_source_type_suggests(tmp_path):
+    """A misspelt connector type suggests the installed one."""
+    with pytest.raises(ConfigError) as exc:
+        settings.load(write(tmp_path, BASE.replace('type = "file"', 'type = "fil"')))
+    assert exc.value.hint == "did you mean 'file'?"
+
+
+def test_environment_overrides_file(tmp_path, monkeypatch):
+    """DIRCONNECTOR_SYNC__MAX_REVOCATIONS overrides [sync] max_revocations."""
+    monkeypatch.setenv("DIRCONNECTOR_SYNC__MAX_REVOCATIONS", "7")
+    monkeypatch.setenv("DIRCONNECTOR_TARGET__URL", "http://127.0.0.1:10")
+    profile = settings.load(write(tmp_path, BASE))
+    assert profile.settings.sync.max_revocations == 7
+    assert profile.target.url == "http://127.0.0.1:10"
+
+
+def test_secret_from_env_and_file(tmp_path, monkeypatch):
+    """token_env and token_file both fill the token; the value is a SecretStr."""
+    monkeypatch.setenv("MY_TOKEN", "from-env-123")
+    p = settings.load(write(tmp_path, BASE.replace('token = "s3cr3t-token-value"',
+                                                    'token_env = "MY_TOKEN"')))
+    assert p.target.token.get_secret_value() == "from-env-123"
+    secret = tmp_path / "tok"
+    secret.write_text("from-file-456\n")
+    p = settings.load(write(tmp_path, BASE.replace('token = "s3cr3t-token-value"',
+                                                    f'token_file = "{secret}"')))
+    assert p.target.token.get_secret_value() == "from-file-456"
+    assert "from-file-456" not in repr(p)
+
+
+def test_missing_secret_env_and_unreadable_file(tmp_path, monkeypatch):
+    """A named env var that is unset, or a file that is missing, is a clear error."""
+    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match=r"target.token_env: environment variable NOPE_TOKEN"):
+        settings.load(write(tmp_path, BASE.replace('token = "s3cr3t-token-value"',
+                                                   'token_env = "NOPE_TOKEN"')))
+    with pytest.raises(ConfigError, match=r"target.token_file: cannot read /nonexistent/t"):
+        settings.load(write(tmp_path, BASE.replace('token = "s3cr3t-token-value"',
+                                                   'token_file = "/nonexistent/t"')))
+
+
+def test_redacted_view_hides_secrets(tmp_path):
+    """config show's data never holds the secret value."""
+    profile = settings.load(write(tmp_path, BASE))
+    shown = repr(profile.redacted())
+    assert "s3cr3t-token-value" not in shown and "********" in shown
+
+
+def test_world_readable_file_with_inline_secret_warns(tmp_path):
+    """A config holding a secret inline and readable by others produces a warning."""
+    path = write(tmp_path, BASE)
+    path.chmod(0o644)
+    profile = settings.load(path)
+    assert profile.warnings and "target.token" in profile.warnings[0]
+    path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    assert not settings.load(path).warnings
+
+
+def test_config_path_resolution(monkeypatch):
+    """--config wins, then $DIRCONNECTOR_CONFIG, then ./dirconnector.toml."""
+    monkeypatch.setenv("DIRCONNECTOR_CONFIG", "/etc/dc.toml")
+    assert settings.config_path("x.toml") == Path("x.toml")
+    assert settings.config_path(None) == Path("/etc/dc.toml")
+    monkeypatch.delenv("DIRCONNECTOR_CONFIG")
+    assert settings.config_path(None) == Path("dirconnector.toml")
+    assert os.sep not in str(settings.config_path(None))
