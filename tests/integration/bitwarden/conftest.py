@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import requests
 
+from dirconnector.targets.bitwarden import BitwardenSettings, BitwardenTarget
 from tests.emulators.bitwarden.server import BitwardenServer
 
 
@@ -49,3 +50,16 @@ class PublicApi:
 @pytest.fixture
 def api(bw_server: BitwardenServer) -> PublicApi:
     return PublicApi(bw_server)
+
+
+def target_for(server: BitwardenServer, **options: Any) -> BitwardenTarget:
+    """A bitwarden target pointed at the test server as a self-hosted install."""
+    settings = BitwardenSettings(type="bitwarden", server_url=server.url,
+                                 client_id=server.client_id,
+                                 client_secret=server.client_secret, **options)
+    return BitwardenTarget(settings)
+
+
+@pytest.fixture
+def target(bw_server: BitwardenServer) -> BitwardenTarget:
+    return target_for(bw_server)

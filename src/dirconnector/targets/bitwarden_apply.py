@@ -1,0 +1,230 @@
+"""Sending a :class:`~.bitwarden_import.Work` and recording every change's outcome.
+
+Order follows DESIGN (users before memberships, removals last): restores, group
+adoptions, the import (member batches, then group batches), membership repairs,
+revokes, the removal import, member and group deletions. An import answer of 200
+is not taken on trust: the server skips some entries without saying so (a known
+email, a missing seat), so every imported change is checked against a fresh read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..errors import AuthError, DirconnectorError
+from ..model import Snapshot
+from ..outcome import Outcome
+from ..plan import (
+    AddMembers,
+    Change,
+    CreateGroup,
+    CreateUser,
+    DeleteUser,
+    LinkGroup,
+    LinkUser,
+    Plan,
+    RemoveMembers,
+    RenameGroup,
+    UpdateUser,
+)
+from .bitwarden_api import BitwardenApi
+from .bitwarden_import import ImportRequest, Work
+
+log = logging.getLogger(__name__)
+
+IMPORT = "public/organization/import"
+
+
+class Applier:
+    """One apply run against one organization."""
+
+    def __init__(self, api: BitwardenApi, current: Snapshot, invite_users: bool,
+                 concurrency: int) -> None:
+        self.api = api
+        self.current = current
+        self.invite_users = invite_users
+        self.concurrency = concurrency
+        self._pending: dict[int, Change] = {}
+        self._record: Callable[[Outcome], None] = lambda o: None
+
+    def run(self, plan: Plan, work: Work, record: Callable[[Outcome], None]) -> None:
+        self._pending = {id(c): c for c in plan.changes}
+        self._record = record
+        try:
+            self._run(work)
+        except AuthError as exc:
+            for change in list(self._pending.values()):
+                self._done(change, "skipped", f"not attempted: {exc}")
+            raise
+
+    def _done(self, change: Change, status: Any, error: str = "", ref: str = "") -> None:
+        if self._pending.pop(id(change), None) is not None:
+            self._record(Outcome(change, status, error, ref))
+
+    def _endpoint(self, change: Change, method: str, path: str, body: Any = None) -> bool:
+        try:
+            self.api.call(method, path, json=body)
+        except AuthError:
+            raise
+        except DirconnectorError as exc:
+            self._done(change, "failed", str(exc))
+            return False
+        self._done(change, "ok", ref=getattr(change, "ref", ""))
+        return True
+
+    def _run(self, work: Work) -> None:
+        for change, reason in work.refused:
+            self._done(change, "skipped" if isinstance(change, UpdateUser) else "failed", reason)
+        for restore in work.restores:
+            self._endpoint(restore, "POST", f"public/members/{restore.ref}/restore")
+        lost_groups: dict[str, str] = {}
+        for link in work.group_links:
+            reason = self._adopt_group(link)
+            if reason:
+                lost_groups[link.external_id] = reason
+        imported = self._send_imports(work.imports, lost_groups)
+        for group_ref, refs in work.keep_members.items():
+            self._keep_members(group_ref, refs)
+        for revoke in work.revokes:
+            self._endpoint(revoke, "POST", f"public/members/{revoke.ref}/revoke")
+        imported += self._send_imports(work.removal_imports, {})
+        for delete in work.member_deletes:
+            self._endpoint(delete, "DELETE", f"public/members/{delete.ref}")
+        for group in work.group_deletes:
+            self._endpoint(group, "DELETE", f"public/groups/{group.ref}")
+        if imported:
+            self._verify(imported)
+
+    def _adopt_group(self, link: LinkGroup) -> str:
+        """PUT the directory's external id on a group found by name, keeping its collections."""
+        try:
+            body = self.api.get(f"public/groups/{link.ref}")
+            collections = [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
+                           for c in body.get("collections") or []]
+            self.api.call("PUT", f"public/groups/{link.ref}",
+                          json={"name": link.name, "externalId": link.external_id,
+                                "collections": collections})
+        except AuthError:
+            raise
+        except DirconnectorError as exc:
+            self._done(link, "failed", str(exc))
+            return f"not sent: adopting group {link.name!r} failed ({exc})"
+        return ""
+
+    def _send_imports(self, requests: Iterable[ImportRequest],
+                      lost_groups: dict[str, str]) -> list[Change]:
+        """POST each import; returns the changes whose effect the verification must check."""
+        sent: list[Change] = []
+        broken = ""
+        for req in requests:
+            if lost_groups:
+                req = self._without(req, lost_groups)
+            if not req.members and not req.groups:
+                continue
+            if broken:
+                for change in req.changes:
+                    self._done(change, "failed", f"not sent: an earlier import request "
+                                                 f"failed ({broken})")
+                continue
+            try:
+                self.api.call("POST", IMPORT, json=req.body(self.invite_users))
+            except AuthError:
+                raise
+            except DirconnectorError as exc:
+                broken = str(exc)
+                for change in req.changes:
+                    self._done(change, "failed", broken)
+                continue
+            log.info("bitwarden: import of %d member(s) and %d group(s) accepted",
+                     len(req.members), len(req.groups))
+            sent.extend(req.changes)
+        return sent
+
+    def _without(self, req: ImportRequest, lost: dict[str, str]) -> ImportRequest:
+        groups = tuple(g for g in req.groups if g["externalId"] not in lost)
+        keep: list[Change] = []
+        for change in req.changes:
+            gext = _group_ext(change)
+            if gext in lost:
+                self._done(change, "failed", lost[gext])
+            else:
+                keep.append(change)
+        return ImportRequest(req.members, groups, req.large, tuple(keep))
+
+    def _keep_members(self, group_ref: str, refs: frozenset[str]) -> None:
+        """Put back members without an external id the import dropped from a group."""
+        try:
+            now = self.api.get(f"public/groups/{group_ref}/member-ids")
+            self.api.call("PUT", f"public/groups/{group_ref}/member-ids",
+                          json={"memberIds": sorted(set(now or ()) | refs)})
+        except AuthError:
+            raise
+        except DirconnectorError as exc:
+            log.warning("bitwarden: could not restore %d manual member(s) of group %s: %s",
+                        len(refs), group_ref, exc)
+
+    def _verify(self, changes: list[Change]) -> None:
+        groups = {g for g in map(_group_ext, changes) if g}
+        try:
+            after = self.api.read(only_groups=groups, concurrency=self.concurrency)
+        except AuthError:
+            raise
+        except DirconnectorError as exc:
+            log.warning("bitwarden: imports were accepted but could not be verified: %s", exc)
+            for change in changes:
+                self._done(change, "ok")
+            return
+        for change in changes:
+            reason, ref = verify(change, after)
+            self._done(change, "failed" if reason else "ok", reason, ref)
+
+
+def _group_ext(change: Change) -> str:
+    if isinstance(change, CreateGroup | LinkGroup | RenameGroup):
+        return change.external_id
+    if isinstance(change, AddMembers | RemoveMembers):
+        return change.group_external_id
+    return ""
+
+
+def verify(change: Change, after: Snapshot) -> tuple[str, str]:
+    """Why ``change`` did not take effect in ``after`` ("" if it did), and the touched ref."""
+    users_by_ext = {u.external_id: u for u in after.users.values() if u.external_id}
+    if isinstance(change, CreateUser):
+        user = users_by_ext.get(change.user.external_id)
+        if user is not None:
+            return "", user.key
+        holder = next((u for u in after.users.values() if u.email == change.user.email), None)
+        if holder is not None:
+            return (f"the server skipped it: {change.user.email} is already a member "
+                    f"(external id {holder.external_id or 'none'})", holder.key)
+        return "the server accepted the import but did not create the member (seats?)", ""
+    if isinstance(change, LinkUser):
+        acct = after.users.get(change.ref)
+        if acct is not None and acct.external_id == change.user.external_id:
+            return "", change.ref
+        return "the server did not link the member by email", change.ref
+    if isinstance(change, DeleteUser):
+        if change.ref in after.users:
+            return "still a member after the import (owners and members without an external "\
+                   "id are never removed by it)", change.ref
+        return "", change.ref
+    gext = _group_ext(change)
+    group = next((g for g in after.groups.values() if g.external_id == gext), None)
+    if group is None:
+        return f"group {gext!r} is not on the server after the import", ""
+    if isinstance(change, CreateGroup | LinkGroup | RenameGroup) and group.name != change.name:
+        return f"group is named {group.name!r}, not {change.name!r}", group.key
+    if isinstance(change, AddMembers):
+        missing = [m.email for m in change.members
+                   if (u := users_by_ext.get(m.external_id)) is None
+                   or u.key not in group.member_ids]
+        if missing:
+            return f"not added: {', '.join(missing[:5])}", group.key
+    if isinstance(change, RemoveMembers):
+        left = [m.email for m in change.members if m.ref in group.member_ids]
+        if left:
+            return f"still members: {', '.join(left[:5])}", group.key
+    return "", group.key
