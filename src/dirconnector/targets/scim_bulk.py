@@ -4,8 +4,10 @@ Each operation carries a ``bulkId`` so its result is matched to its change
 (3.7.3: results come back in the BulkResponse, one per operation). A request the
 Bulk endpoint refuses as a whole (501 not implemented, 404/405 no endpoint, 413
 too large, or any other failure) is not fatal: its changes go back to the caller,
-which sends them one POST at a time. An operation answered 409 is looked up as a
-single create would be, since a retried Bulk request may have landed the first time.
+which sends them one POST at a time. A Bulk request whose answer was lost (timeout,
+dropped connection) is not sent again blindly: its creates go to the single path
+marked uncertain, which looks each one up by externalId before POSTing. An
+operation answered 409 is looked up as a single create's would be.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class BulkCreator:
         try:
             resp = self.http.request("POST", "Bulk", data=json.dumps(body),
                                      headers={"Content-Type": wire.SCIM_JSON}, ok=(200,),
-                                     on_retry=t.on_retry)
+                                     on_retry=t.on_retry, retry_connection_errors=False)
             results = resp.json().get("Operations") or []
         except AuthError:
             raise

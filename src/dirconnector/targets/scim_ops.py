@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
-from ..errors import AuthError, Conflict, DirconnectorError, TargetError
-from ..http import HttpClient
+from ..errors import AuthError, Conflict, DirconnectorError, TargetError, TransientError
+from ..http import HttpClient, backoff
 from ..model import User
 from ..outcome import Outcome
 from ..plan import (
@@ -154,13 +155,11 @@ class ScimWriter:
     # ------------------------------------------------------------ creates
 
     def create_user(self, user: User, t: Attempts, *, uncertain: bool = False) -> str:
-        """POST a User; on 409 find the account our own earlier attempt created."""
-        try:
-            resp = self._send("POST", self.caps.users_path, wire.user_resource(user), t,
-                              ok=(200, 201))
-            ref = wire.id_from(_body(resp), resp.headers.get("Location"))
-        except Conflict as exc:
-            ref = self.recover_user(user, uncertain or t.uncertain, exc)
+        """POST a User; a create that may already have landed is looked up, never duplicated."""
+        path = self.caps.users_path
+        ref = self._create(path, wire.user_resource(user), t, uncertain,
+                           lambda: self.find(path, "externalId", user.external_id),
+                           lambda sure, exc: self.recover_user(user, sure, exc))
         self._remember(self._users, user.external_id, ref)
         return ref
 
@@ -183,23 +182,56 @@ class ScimWriter:
                           status=409) from exc
 
     def create_group(self, change: CreateGroup, t: Attempts) -> str:
-        body = wire.group_resource(change.external_id, change.name)
-        try:
-            resp = self._send("POST", self.caps.groups_path, body, t, ok=(200, 201))
-            ref = wire.id_from(_body(resp), resp.headers.get("Location"))
-        except Conflict as exc:
-            found = self.find(self.caps.groups_path, "externalId", change.external_id)
-            if found is None and t.uncertain:
-                cand = self.find(self.caps.groups_path, "displayName", change.name)
+        path = self.caps.groups_path
+
+        def recover(uncertain: bool, exc: Exception) -> str:
+            found = self.find(path, "externalId", change.external_id)
+            if found is None and uncertain:
+                cand = self.find(path, "displayName", change.name)
                 if cand is not None and str(cand.get("externalId") or "") in (
                         "", change.external_id):
                     found = cand
             if found is None:
                 raise TargetError(f"a group named {change.name!r} already exists on the server "
                                   f"(409) with another external id", status=409) from exc
-            ref = str(found["id"])
+            return str(found["id"])
+
+        ref = self._create(path, wire.group_resource(change.external_id, change.name), t, False,
+                           lambda: self.find(path, "externalId", change.external_id), recover)
         self._remember(self._groups, change.external_id, ref)
         return ref
+
+    def _create(self, path: str, body: dict[str, Any], t: Attempts, uncertain: bool,
+                find_own: Callable[[], dict[str, Any] | None],
+                recover: Callable[[bool, Exception], str]) -> str:
+        """POST once; after a timeout or dropped connection, look before POSTing again.
+
+        A POST whose answer was lost may have created the object. Servers that enforce
+        uniqueness answer the retry with 409 (then ``recover``), but many do not for
+        groups (scim2-server does not), so a lost answer is followed by a lookup by
+        externalId rather than a blind second POST.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            if uncertain:
+                found = find_own()
+                if found is not None:
+                    return str(found["id"])
+            try:
+                resp = self.http.request(
+                    "POST", path, data=json.dumps(body), ok=(200, 201),
+                    headers={"Content-Type": wire.SCIM_JSON}, on_retry=t.on_retry,
+                    retry_connection_errors=False)
+                return wire.id_from(_body(resp), resp.headers.get("Location"))
+            except Conflict as exc:
+                return recover(uncertain or t.uncertain, exc)
+            except TransientError:
+                if attempt >= self.http.retry.attempts:
+                    raise
+                t.retries += 1
+                uncertain = True
+                time.sleep(backoff(attempt, self.http.retry))
 
     def find(self, path: str, attribute: str, value: str) -> dict[str, Any] | None:
         """The first resource with ``attribute eq value`` (RFC 7644 3.4.2.2), exact match only."""

@@ -5,6 +5,7 @@ head). A test schedules faults with ``proxy.inject(method, path_prefix, fault)``
 each scheduled fault is used once, in order, by the first matching request:
 
 - ``Fault.status(429, retry_after="0.1")`` or ``Fault.status(503)``: answer without forwarding;
+- ``Fault.status_after(502)``: forward, then answer 502 (the server acted, the answer was lost);
 - ``Fault.drop_after()``: forward, then close the connection without answering
   (the server acted; the client sees a dropped connection);
 - ``Fault.slow(seconds, after=True)``: forward, then wait before answering (so a
@@ -40,6 +41,11 @@ class Fault:
     @classmethod
     def status_code(cls, status: int, retry_after: str | None = None) -> Fault:
         return cls("status", status=status, retry_after=retry_after)
+
+    @classmethod
+    def status_after(cls, status: int) -> Fault:
+        """Forward, then answer ``status`` instead (a gateway that lost the server's answer)."""
+        return cls("status_after", status=status)
 
     @classmethod
     def drop_after(cls) -> Fault:
@@ -138,6 +144,8 @@ class FaultProxy:
             except OSError:
                 pass
             return
+        if fault is not None and fault.kind == "status_after":
+            status, headers, payload = fault.status, {}, b'{"detail":"injected after forwarding"}'
         if fault is not None and fault.kind == "slow" and fault.after:
             time.sleep(fault.seconds)
         try:
