@@ -24,12 +24,12 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from ..checks import CheckReport
-from ..errors import DirconnectorError, IncompleteRead, TransientError
+from ..errors import DirconnectorError, IncompleteRead, SourceError, TransientError
 from ..model import Group, Skipped, Snapshot, User, clean_text, normalize_email
 from ..settings import HttpPluginSettings
 from ..state_space import ConnectorState
 from ._filters import SetFilter, parse_filter
-from .okta_api import OktaApi
+from .okta_api import OktaApi, QueryRefused
 from .okta_auth import ServiceAppToken, load_signing_key, ssws
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ ACTIVE_STATUSES = frozenset({"ACTIVE", "PROVISIONED", "RECOVERY", "PASSWORD_EXPI
                              "LOCKED_OUT"})
 INACTIVE_STATUSES = frozenset({"SUSPENDED", "DEPROVISIONED"})
 DEFAULT_SCOPES = ("okta.users.read", "okta.groups.read")
+_SEARCH_HINT = ("the part after '|' is sent to Okta as the search parameter; see 'search' "
+                "under List all users / List all groups in Okta's API reference")
 _ATTRIBUTE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
@@ -131,15 +133,18 @@ class OktaConnector:
         if s.token is not None:
             auth = ssws(s.token.get_secret_value())
             self.auth_mode = "API token"
+            hint = ("the API token is wrong, revoked, or expired (Okta expires tokens unused "
+                    "for 30 days); create one under Security > API > Tokens")
         else:
             assert s.client_id is not None and s.private_key is not None  # validated above
             key = load_signing_key(s.private_key.get_secret_value(), s.key_id)
             auth = ServiceAppToken(s.org_url, s.client_id, key, s.scopes, verify=s.verify,
                                    timeout=s.timeout).headers
             self.auth_mode = f"service app {s.client_id}"
+            hint = "the access token was refused; check the service app is active"
         self.api = OktaApi(s.org_url, auth, verify=s.verify, timeout=s.timeout,
                            reserve_ratio=s.rate_limit_reserve, max_wait=s.rate_limit_max_wait,
-                           sleep=sleep)
+                           sleep=sleep, auth_hint=hint)
 
     def __repr__(self) -> str:
         return f"OktaConnector(org_url={self.settings.org_url!r}, auth={self.auth_mode!r})"
@@ -212,8 +217,12 @@ class OktaConnector:
             queries = [{}, {"filter": gone}]
         found: dict[str, dict[str, Any]] = {}
         for query in queries:
-            for user in self._items("api/v1/users", {**query, "limit": limit}):
-                found[str(user["id"])] = user
+            try:
+                for user in self._items("api/v1/users", {**query, "limit": limit}):
+                    found[str(user["id"])] = user
+            except QueryRefused as exc:
+                raise SourceError(f"{exc} [user_filter search: {native!r}]" if native else
+                                  str(exc), hint=_SEARCH_HINT) from exc
         return found
 
     def _read_groups(self) -> tuple[list[Group], list[Skipped]]:
@@ -222,7 +231,12 @@ class OktaConnector:
             params["search"] = self.group_filter.native
         groups: list[Group] = []
         skipped: list[Skipped] = []
-        for raw in self._items("api/v1/groups", params):
+        try:
+            raw_groups = list(self._items("api/v1/groups", params))
+        except QueryRefused as exc:
+            raise SourceError(f"{exc} [group_filter search: {self.group_filter.native!r}]",
+                              hint=_SEARCH_HINT) from exc
+        for raw in raw_groups:
             gid = str(raw["id"])
             name = clean_text(_lookup(raw, "profile.name")) or gid
             if not self.group_filter.keeps(name):

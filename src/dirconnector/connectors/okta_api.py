@@ -32,7 +32,7 @@ from ..http import RETRY_STATUSES, HttpClient, RetryPolicy
 
 log = logging.getLogger(__name__)
 
-_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]*)*)")
+_LINK = re.compile(r'<([^>]*)>((?:\s*;\s*(?:[^;,"]|"[^"]*")*)*)')
 _PARAM = re.compile(r';\s*([^=;,\s]+)\s*=\s*(?:"([^"]*)"|([^;,\s]*))')
 
 
@@ -124,13 +124,21 @@ def _min_number(value: str | None) -> float | None:
     return min(numbers) if numbers else None
 
 
+class QueryRefused(SourceError):
+    """Okta answered 400 to a list request: usually a search or filter expression it rejects."""
+
+
+_REFUSED = (400, 401, 403, 404)
+
+
 class OktaApi:
     """GET pages of an Okta list endpoint through the project's HttpClient."""
 
     def __init__(self, org_url: str, auth: Callable[[], Mapping[str, str]], *,
                  verify: bool | str, timeout: float, reserve_ratio: float, max_wait: float,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, auth_hint: str = "") -> None:
         self.org_url = org_url
+        self.auth_hint = auth_hint
         self.gauge = RateGauge(reserve_ratio, max_wait)
         self._sleep = sleep
         self.http = HttpClient(
@@ -142,10 +150,37 @@ class OktaApi:
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> requests.Response:
         self.gauge.pause(self._sleep)
         # Page reads are idempotent, so a 500 is retried like a 503.
-        resp = self.http.request("GET", path, params=params,
+        resp = self.http.request("GET", path, params=params, ok=(200, *_REFUSED),
                                  retry_statuses=RETRY_STATUSES | {500})
         self.gauge.observe(resp)
+        if resp.status_code != 200:
+            raise self._refused(resp)
         return resp
+
+    def _refused(self, resp: requests.Response) -> SourceError:
+        """Okta's error object (errorCode, errorSummary, errorCauses) as one line."""
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        code = str(body.get("errorCode") or "")
+        words = str(body.get("errorSummary") or resp.reason or "")
+        causes = [str(c.get("errorSummary")) for c in body.get("errorCauses") or []
+                  if isinstance(c, dict) and c.get("errorSummary")]
+        if causes:
+            words += " (" + "; ".join(causes) + ")"
+        status = resp.status_code
+        message = (f"okta: GET {urlsplit(resp.url).path} answered {status}"
+                   f"{' ' + code if code else ''}: {words}")
+        if status == 400:
+            return QueryRefused(message)
+        if status == 401:
+            return SourceError(message, hint=self.auth_hint)
+        if status == 403:
+            return SourceError(message, hint="the credential's admin role or OAuth scopes do "
+                               "not allow reading users and groups; see connectors/okta.md")
+        return SourceError(message)
 
     def pages(self, path: str, params: Mapping[str, Any]) -> Iterator[list[dict[str, Any]]]:
         """Each page of a list, following ``rel="next"`` until the end."""

@@ -50,6 +50,7 @@ RATE_LIMITED = okta_error("E0000047", "API call exceeded rate limit due to too m
 class Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         pass
@@ -230,7 +231,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class OktaEmulator:
-    """Start with ``with OktaEmulator() as okta:``; ``okta.url``, ``okta.ca_file``, ``okta.state``."""
+    """``with OktaEmulator() as okta:`` then ``okta.url``, ``okta.ca_file``, ``okta.state``."""
 
     def __init__(self, state: OktaState | None = None) -> None:
         self.state = state or OktaState()

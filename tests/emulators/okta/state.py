@@ -50,6 +50,10 @@ class RateLimit:
     used: int = 0
     reset_at: int = 0
     """UTC epoch seconds when the current window ends (X-Rate-Limit-Reset)."""
+    drain_every: int = 0
+    """Other integrations share the org's budget: after every Nth request of ours they
+    spend the rest of the window, so the next call meets a 429 its headers did not predict."""
+    served: int = 0
 
     def take(self, now: float) -> tuple[bool, int, int]:
         """Count one request: (allowed, remaining, reset epoch)."""
@@ -59,7 +63,11 @@ class RateLimit:
         if self.used >= self.limit:
             return False, 0, self.reset_at
         self.used += 1
-        return True, self.limit - self.used, self.reset_at
+        self.served += 1
+        remaining = self.limit - self.used
+        if self.drain_every and self.served % self.drain_every == 0:
+            self.used = self.limit
+        return True, remaining, self.reset_at
 
 
 @dataclass
@@ -148,7 +156,8 @@ class OktaState:
         with self.lock:
             gid = f"00g{next(self._ids):017d}"
             stamp = now_iso()
-            object_class = {"OKTA_GROUP": "okta:user_group", "APP_GROUP": "okta:windows_security_principal",
+            object_class = {"OKTA_GROUP": "okta:user_group",
+                            "APP_GROUP": "okta:windows_security_principal",
                             "BUILT_IN": "okta:user_group"}[type]
             self.groups[gid] = {
                 "id": gid,
