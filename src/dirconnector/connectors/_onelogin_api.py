@@ -122,7 +122,8 @@ class OneLoginApi:
                 headers={"Authorization": self._basic, "Content-Type": "application/json"},
                 ok=(200, 400, 401, 403, 404, 500))
         except DirconnectorError as exc:
-            raise TokenError(f"{LABEL}: cannot get a token from {where}: {exc}",
+            inner = str(exc).removeprefix(f"{LABEL}: ")
+            raise TokenError(f"{LABEL}: cannot get a token from {where}: {inner}",
                               hint=exc.hint) from exc
         self.tokens_fetched += 1
         if resp.status_code in (400, 401, 403):
@@ -162,7 +163,8 @@ class OneLoginApi:
             except (IncompleteRead, TokenError):
                 raise
             except DirconnectorError as exc:
-                raise IncompleteRead(f"{LABEL}: could not read {what}: {exc}",
+                inner = str(exc).removeprefix(f"{LABEL}: ")
+                raise IncompleteRead(f"{LABEL}: could not read {what}: {inner}",
                                      hint=exc.hint) from exc
             if resp.status_code == 200:
                 self.pages_read += 1

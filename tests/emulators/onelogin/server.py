@@ -379,8 +379,8 @@ class OneLoginEmulator:
         self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._server.account = self.account
         self._server.origin = self.url
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="onelogin-emulator")
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True, name="onelogin-emulator")
 
     def __enter__(self) -> OneLoginEmulator:
         self._thread.start()
