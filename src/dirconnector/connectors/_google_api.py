@@ -150,14 +150,12 @@ class DirectoryClient:
             except RefreshError as exc:
                 raise self._token_error(exc) from exc
             except (TransportError, OSError) as exc:
-                raise SourceError(f"Google: {what}: cannot reach {_host(self.endpoint)}: "
-                                  f"{_short(exc)}") from exc
+                raise self._unreachable(what, exc) from exc
             except Exception as exc:
                 import httplib2
 
                 if isinstance(exc, httplib2.HttpLib2Error):
-                    raise SourceError(f"Google: {what}: cannot reach {_host(self.endpoint)}: "
-                                      f"{_short(exc)}") from exc
+                    raise self._unreachable(what, exc) from exc
                 raise
             if not isinstance(body, dict):
                 raise SourceError(f"Google: {what}: the answer is not a JSON object")
@@ -176,6 +174,14 @@ class DirectoryClient:
                               f"{_short(exc)}") from exc
 
     # ------------------------------------------------------------------ errors
+
+    def _unreachable(self, what: str, exc: BaseException) -> SourceError:
+        text = _short(exc)
+        hint = ""
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            hint = ("; set ca_file to the CA that signed the server's certificate (a "
+                    "TLS-inspecting proxy's CA, for instance)")
+        return SourceError(f"Google: {what}: cannot reach {_host(self.endpoint)}: {text}{hint}")
 
     def _api_error(self, what: str, status: int, reason: str, message: str,
                    attempts: int) -> SourceError:

@@ -47,7 +47,9 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
                                    "projection": "basic", "fields": USER_FIELDS}
     if user_filter.native:
         user_params["query"] = user_filter.native
-    for page in client.pages("users", "users", f"users.list ({where})", **user_params):
+    what = f"users.list ({where}" + (f", query {user_filter.native!r})" if user_filter.native
+                                     else ")")
+    for page in client.pages("users", "users", what, **user_params):
         for raw in page:
             uid = str(raw.get("id") or "")
             email = clean_text(raw.get("primaryEmail"))
@@ -77,7 +79,9 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
                                     "fields": GROUP_FIELDS}
     if group_filter.native:
         group_params["query"] = group_filter.native
-    for page in client.pages("groups", "groups", f"groups.list ({where})", **group_params):
+    what = f"groups.list ({where}" + (f", query {group_filter.native!r})" if group_filter.native
+                                      else ")")
+    for page in client.pages("groups", "groups", what, **group_params):
         for raw in page:
             gid = str(raw.get("id") or "")
             if not gid:

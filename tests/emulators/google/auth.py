@@ -83,8 +83,10 @@ class OAuth:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def create_service_account(self, name: str = "dirconnector",
-                               project: str = "dirconnector-test") -> ServiceAccount:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                               project: str = "dirconnector-test",
+                               private_key: rsa.RSAPrivateKey | None = None) -> ServiceAccount:
+        """A service account with one key (``private_key`` reuses one; making one is slow)."""
+        key = private_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         n = len(self.accounts) + 1
         sa = ServiceAccount(f"{name}@{project}.iam.gserviceaccount.com",
                             f"1{n:020d}", secrets.token_hex(20), key)

@@ -10,9 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dirconnector.connectors._google_api import SCOPES
 from dirconnector.connectors.google import GoogleConnector, GoogleSettings
+from dirconnector.diff import Policy, diff
+from dirconnector.outcome import Outcome
+from dirconnector.plan import Plan
+from dirconnector.state_space import ConnectorState
+from dirconnector.testing import FakeTarget, managed_refs
 from tests.emulators.google import Directory, GoogleEmulator, ServiceAccount
 from tests.emulators.google.seed import Org, seed
 
@@ -41,14 +48,60 @@ class Env:
         return GoogleConnector(self.settings(**overrides), sleep=self.sleeps.append)
 
 
+@pytest.fixture(scope="session")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+def env(tmp_path: Path, tls_ca: trustme.CA, rsa_key: rsa.RSAPrivateKey) -> Iterator[Env]:
+    """A fresh seeded account, served over HTTPS, with delegation of the three scopes."""
     directory = Directory()
     org = seed(directory)
-    account = directory.oauth.create_service_account()
+    account = directory.oauth.create_service_account(private_key=rsa_key)
     directory.oauth.delegate(account.client_id, SCOPES)
-    with GoogleEmulator(directory, workdir=tmp_path) as emu:
+    with GoogleEmulator(directory, workdir=tmp_path, ca=tls_ca) as emu:
         key_file = tmp_path / "service-account.json"
         key_file.write_text(json.dumps(account.key_file(emu.token_uri)))
         key_file.chmod(0o600)
         yield Env(emu, directory, org, account, key_file, [])
+
+
+class Pipeline:
+    """source -> diff -> FakeTarget, the pure pipeline of DESIGN.md, one plan at a time."""
+
+    def __init__(self, connector: GoogleConnector) -> None:
+        self.connector = connector
+        self.target = FakeTarget()
+        self.policy = Policy(remove_missing=True)
+
+    def plan(self) -> Plan:
+        desired = self.connector.fetch(ConnectorState())
+        return diff(desired, self.target.snapshot(), self.policy, managed_refs(self.target))
+
+    def apply(self) -> Plan:
+        plan = self.plan()
+        outcomes: list[Outcome] = []
+        self.target.apply(plan, outcomes.append)
+        assert [o for o in outcomes if o.status != "ok"] == []
+        return plan
+
+
+@pytest.fixture
+def pipeline(env: Env) -> Pipeline:
+    """A converged pipeline: the first sync has been applied and the next plan is empty."""
+    pipe = Pipeline(env.connector())
+    pipe.apply()
+    assert pipe.plan().empty
+    return pipe
+
+
+@pytest.fixture
+def fresh_pipeline(env: Env) -> Pipeline:
+    """A pipeline whose target is still empty."""
+    return Pipeline(env.connector())
