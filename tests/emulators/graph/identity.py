@@ -154,8 +154,11 @@ class TokenIssuer:
         cert = x509.load_pem_x509_certificate(app.certificate_pem)
         header = jwt.get_unverified_header(assertion)
         want256 = _b64(cert.fingerprint(hashes.SHA256()))
-        want1 = _b64(cert.fingerprint(hashes.SHA1()))  # noqa: S303  # x5t is SHA-1 by RFC 7515
-        if header.get("x5t#S256") != want256 and header.get("x5t") != want1:
+        want1 = _b64(cert.fingerprint(hashes.SHA1()))  # x5t is SHA-1 (RFC 7515 4.1.7)
+        # msal pads the base64url thumbprint with "=", RFC 7515 does not: accept both.
+        got256 = str(header.get("x5t#S256", "")).rstrip("=")
+        got1 = str(header.get("x5t", "")).rstrip("=")
+        if got256 != want256 and got1 != want1:
             return aad_error(401, "invalid_client", 700027,
                              "The certificate with identifier used to sign the client assertion"
                              " is not registered on application.")

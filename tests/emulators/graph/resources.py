@@ -270,8 +270,8 @@ def _select(raw: str | None, objects: list[dict[str, Any]], typename: str | None
         return None
     names = [n.strip() for n in raw.split(",") if n.strip()]
     if typename is not None:
-        known = {"user": USER_DEFAULT_PROPERTIES + ("accountEnabled", "userType",
-                                                    "deletedDateTime"),
+        known = {"user": (*USER_DEFAULT_PROPERTIES, "accountEnabled", "userType",
+                          "deletedDateTime"),
                  "group": GROUP_DEFAULT_PROPERTIES,
                  "administrativeUnit": AU_DEFAULT_PROPERTIES}[typename]
         for n in names:

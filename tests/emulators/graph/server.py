@@ -1,4 +1,4 @@
-"""A threaded HTTPS server on 127.0.0.1 that plays login.microsoftonline.com and graph.microsoft.com.
+"""A threaded HTTPS server on 127.0.0.1 playing login.microsoftonline.com and Graph.
 
 One origin serves both: the identity endpoints at ``/{tenant}/...`` and Graph at ``/v1.0/...``.
 The certificate comes from a throw-away trustme CA whose PEM is written to ``ca_file``.
@@ -199,7 +199,7 @@ def _handler(em: GraphEmulator) -> type[BaseHTTPRequestHandler]:
         wbufsize = 1 << 16
         disable_nagle_algorithm = True
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _serve(self, method: str) -> None:

@@ -201,3 +201,23 @@ def test_force_full_ignores_cache(make_connector: Callable[..., AzureConnector],
     emulator.reset_log()
     conn.fetch(ConnectorState(state.snapshot(), force_full=True))
     assert emulator.graph_calls("users")
+
+
+def test_rename_and_delete_group_by_delta(pipeline: Pipeline, emulator: GraphEmulator,
+                                          tenant: Tenant) -> None:
+    """A renamed group plans one RenameGroup; a deleted group leaves the desired state."""
+    pipeline.run()
+    emulator.directory.rename_group(tenant.sales, "Sales EMEA")
+    assert kinds(pipeline.run()) == ["rename_group"]
+    emulator.directory.delete_group(tenant.platform)
+    snap = pipeline.connector.fetch(pipeline.state)
+    assert tenant.platform not in snap.groups
+    assert snap.groups[tenant.engineering].subgroup_ids == frozenset()
+
+
+def test_token_is_cached_across_requests(pipeline: Pipeline, emulator: GraphEmulator) -> None:
+    """msal's token cache serves every Graph request of two runs from one token request."""
+    pipeline.run()
+    pipeline.run()
+    assert emulator.token_requests == 1
+    assert len(emulator.graph_calls()) > 5
