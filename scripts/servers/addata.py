@@ -19,7 +19,9 @@ The directory (all under OU=dirconnector):
                      with every bulk user (more than 1,500 members: AD returns
                      member;range=0-1499 and the client must ask for the rest)
   OU=Service Accounts  svc-dirconnector, a plain domain user (the least-privilege read
-                     account: AD lets Authenticated Users read users and groups)
+                     account: AD lets Authenticated Users read users and groups),
+                     also granted List Contents + Read Property on CN=Deleted Objects
+                     so it can read tombstones (include_deleted)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import sys
 
 # Debian's python3-samba; this script never runs under the project's venv.
+import ldb  # type: ignore[import-not-found]
 from samba.auth import system_session  # type: ignore[import-not-found]
 from samba.param import LoadParm  # type: ignore[import-not-found]
 from samba.samdb import SamDB  # type: ignore[import-not-found]
@@ -139,6 +142,7 @@ def load(smb_conf: str) -> dict[str, int]:
             values = [user_dn[m] for m in members] + [group_dn[g] for g in subgroups]
             _set_members(sam, group_dn[name], values)
         _set_members(sam, group_dn[BIG_GROUP], bulk)
+        _grant_deleted_objects_read(sam, f"CN={READER},{service}")
         sam.transaction_commit()
     except BaseException:
         sam.transaction_cancel()
@@ -146,9 +150,25 @@ def load(smb_conf: str) -> dict[str, int]:
     return {"users": len(NAMED) + BULK_USERS + 1, "groups": len(group_dn)}
 
 
-def _set_members(sam: SamDB, dn: str, values: list[str]) -> None:
-    import ldb  # type: ignore[import-not-found]
+def _grant_deleted_objects_read(sam: SamDB, reader_dn: str) -> None:
+    """Let the reader list and read tombstones (for include_deleted = true).
 
+    Only administrators may read CN=Deleted Objects by default; Microsoft's documented
+    delegation (KB 892806: dsacls "CN=Deleted Objects,..." /takeownership, then
+    /G DOMAIN\\reader:LCRP) grants List Contents + Read Property on the container.
+    """
+    from samba.dcerpc import security  # type: ignore[import-not-found]
+    from samba.ndr import ndr_unpack  # type: ignore[import-not-found]
+    from samba.sd_utils import SDUtils  # type: ignore[import-not-found]
+
+    res = sam.search(base=reader_dn, scope=ldb.SCOPE_BASE, attrs=["objectSid"])
+    sid = str(ndr_unpack(security.dom_sid, res[0]["objectSid"][0]))
+    container = f"CN=Deleted Objects,{sam.domain_dn()}"
+    controls = ["show_deleted:1", f"sd_flags:1:{security.SECINFO_DACL}"]
+    SDUtils(sam).dacl_append_aces(container, f"(A;;LCRP;;;{sid})", controls=controls)
+
+
+def _set_members(sam: SamDB, dn: str, values: list[str]) -> None:
     msg = ldb.Message(ldb.Dn(sam, dn))
     msg["member"] = ldb.MessageElement(values, ldb.FLAG_MOD_ADD, "member")
     sam.modify(msg)
