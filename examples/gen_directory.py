@@ -1,6 +1,7 @@
 """Regenerate examples/directory.json: a small, realistic sample directory for the demo."""
 
 import json
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -19,8 +20,9 @@ def main() -> None:
     ns = uuid.UUID("6f1c1f1e-5b3a-4f7e-9c61-3c2d8a9e0d11")
     users = []
     for i, (first, last) in enumerate(zip(FIRST, LAST, strict=True)):
-        login = f"{first[0]}{last}".lower().replace("é", "e").replace("ø", "o").replace(
-            "ü", "u").replace("ł", "l").replace("-", "")
+        plain = unicodedata.normalize("NFKD", f"{first[0]}{last}".replace("ł", "l").replace(
+            "ø", "o"))
+        login = "".join(c for c in plain if c.isascii() and c.isalnum()).lower()
         users.append({
             "id": str(uuid.uuid5(ns, login)), "user_name": login,
             "email": f"{login}@example.com" if i != 7 else "",

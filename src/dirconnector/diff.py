@@ -76,22 +76,22 @@ def diff(
 
     matched: dict[str, User] = {}        # desired external id -> server account
     claimed: set[str] = set()            # server refs matched to a desired user
-    for ext, user in desired.users.items():
-        acct = by_ext.get(ext)
-        if acct is not None:
-            matched[ext] = acct
-            claimed.add(acct.key)
+    for ext in desired.users:
+        found = by_ext.get(ext)
+        if found is not None:
+            matched[ext] = found
+            claimed.add(found.key)
     for ext, user in desired.users.items():
         if ext in matched:
             continue
-        acct = by_email.get(user.email)
+        cand = by_email.get(user.email)
         # Only active users adopt accounts: linking a disabled person's address to a
         # manually created account, just to revoke it, would widen the managed scope.
-        if (acct is not None and user.active and acct.key not in claimed
-                and acct.external_id not in desired.users):
-            changes.append(LinkUser(acct.key, user, acct.external_id))
-            matched[ext] = acct
-            claimed.add(acct.key)
+        if (cand is not None and user.active and cand.key not in claimed
+                and cand.external_id not in desired.users):
+            changes.append(LinkUser(cand.key, user, cand.external_id))
+            matched[ext] = cand
+            claimed.add(cand.key)
 
     def is_managed(acct: User | Group) -> bool:
         return _in_scope(acct, policy, managed, claimed)
@@ -102,12 +102,14 @@ def diff(
                    if desired.users[ext].email != acct.email}
     leaving: set[str] = set()            # refs that lose access in this plan
     for ext, user in desired.users.items():
-        acct = matched.get(ext)
-        if acct is None:
+        target = matched.get(ext)
+        if target is None:
             if user.active:
                 changes.append(CreateUser(user))
             continue
-        delta = [f for f in USER_FIELDS if getattr(user, f) and getattr(user, f) != getattr(acct, f)]
+        acct = target
+        delta = [f for f in USER_FIELDS
+                 if getattr(user, f) and getattr(user, f) != getattr(acct, f)]
         holder = by_email.get(user.email)
         if "email" in delta and holder is not None and holder.key != acct.key and (
                 holder.key not in moving_away):
@@ -147,7 +149,8 @@ def diff(
     )
 
 
-def _in_scope(obj: User | Group, policy: Policy, managed: frozenset[str], matched: set[str]) -> bool:
+def _in_scope(obj: User | Group, policy: Policy, managed: frozenset[str],
+              matched: set[str]) -> bool:
     """May this run take ``obj`` away? (module docstring: the managed scope)"""
     if obj.key in matched or obj.key in managed or policy.manage == "all":
         return True

@@ -38,7 +38,8 @@ def guard(plan: Plan, limits: Limits = Limits(), previous_source_users: int | No
     if plan.source_users == 0 and plan.managed_active > 0:
         reasons.append(f"{what} because the directory returned no users at all, while the "
                        f"server has {plan.managed_active} managed active account(s)")
-    if previous_source_users and plan.source_users < previous_source_users * limits.min_source_ratio:
+    floor = (previous_source_users or 0) * limits.min_source_ratio
+    if previous_source_users and plan.source_users < floor:
         reasons.append(f"{what} after the directory returned {plan.source_users} users, fewer "
                        f"than {limits.min_source_ratio:.0%} of the {previous_source_users} of "
                        f"the last good run (min_source_ratio)")

@@ -46,7 +46,7 @@ class User:
     """One person."""
 
     external_id: str
-    """The source's stable id (objectGUID, entryUUID, Entra/Okta/Google/OneLogin id), never the email."""
+    """The source's stable id (objectGUID, entryUUID, a cloud directory's id); never the email."""
     email: str
     """Lower-cased, trimmed address; the login on most servers."""
     user_name: str = ""
@@ -107,7 +107,7 @@ class Skipped:
     detail: str = ""
     """Extra words for the report (the duplicate's email, the filter that dropped it)."""
     external_id: str = ""
-    """Its external id when known, so a plan never removes an account only because it was skipped."""
+    """Its external id when known: a plan never removes an account only because it was skipped."""
 
 
 @dataclass(frozen=True, slots=True)

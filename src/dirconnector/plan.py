@@ -311,6 +311,6 @@ def sort_changes(changes: Sequence[Change]) -> tuple[Change, ...]:
     def key(c: Change) -> tuple[int, str, str, str]:
         ext = getattr(c, "external_id", "") or getattr(c, "group_external_id", "")
         if not ext and hasattr(c, "user"):
-            ext = c.user.external_id  # type: ignore[union-attr]  # guarded by hasattr
+            ext = c.user.external_id
         return (phase_of(c), c.kind, subject(c), ext)
     return tuple(sorted(changes, key=key))

@@ -22,13 +22,13 @@ from .plan import (
     AddMembers,
     Change,
     CreateUser,
+    DeleteUser,
     LinkGroup,
     LinkUser,
     Plan,
     RemoveMembers,
     RenameGroup,
     RevokeUser,
-    DeleteUser,
     UpdateUser,
     subject,
 )
@@ -111,8 +111,10 @@ def plan_renderable(plan: Plan, refused: Sequence[str] = (), verbose: bool = Fal
         for kind, n in hidden.items():
             parts.append(Text(f"  … and {n} more {VERBS[kind]} (all in --format json)",
                               style="dim"))
+        if plan.notes:
+            parts.append(Text(""))
         for note in plan.notes:
-            parts.append(Text(f"\nNote: {note}", style="dim"))
+            parts.append(Text(f"Note: {note}", style="dim"))
     skip = skipped_summary(plan.skipped)
     if skip:
         parts.append(Text("\n" + skip, style="yellow"))
@@ -207,6 +209,7 @@ def check_renderable(title: str, report: CheckReport) -> RenderableType:
 
 def history_table(rows: Iterable[RunRow]) -> Table:
     table = Table("run", "profile", "command", "started", "took", "status", "changes", "error")
+    table.columns[0].no_wrap = True
     for r in rows:
         took = f"{r.finished - r.started:.1f}s" if r.finished else "…"
         applied = sum(v for k, v in r.counts.items() if k.endswith(".ok"))
@@ -220,4 +223,4 @@ def history_table(rows: Iterable[RunRow]) -> Table:
 
 
 def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return dt.datetime.fromtimestamp(ts).strftime("%m-%d %H:%M:%S")

@@ -198,7 +198,7 @@ def _redact(model: BaseModel) -> dict[str, Any]:
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
-    """Where the configuration file is: ``--config``, ``$DIRCONNECTOR_CONFIG``, or ./dirconnector.toml."""
+    """The configuration file: ``--config``, ``$DIRCONNECTOR_CONFIG``, or ./dirconnector.toml."""
     if explicit:
         return Path(explicit)
     env = os.environ.get(ENV_PREFIX + "CONFIG")

@@ -153,8 +153,9 @@ class StateStore:
 
     def journal(self, run_id: str) -> list[dict[str, Any]]:
         with self._mutex:
-            rows = self._db.execute("SELECT seq, at, kind, subject, ref, status, error "
-                                    "FROM journal WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT seq, at, kind, subject, ref, status, error FROM journal "
+                "WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
         keys = ("seq", "at", "kind", "subject", "ref", "status", "error")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 

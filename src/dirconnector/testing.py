@@ -117,7 +117,8 @@ def apply_to_snapshot(plan: Plan, current: Snapshot) -> Snapshot:
     return state
 
 
-def apply_change(state: Snapshot, change: Change, new_id: Callable[[], str]) -> tuple[Snapshot, str]:
+def apply_change(state: Snapshot, change: Change,
+                 new_id: Callable[[], str]) -> tuple[Snapshot, str]:
     """One change applied to an in-memory server snapshot; returns the touched ref."""
     users = dict(state.users)
     groups = dict(state.groups)
@@ -186,7 +187,7 @@ def check_connector(connector: Any, state: ConnectorState | None = None) -> Snap
     assert isinstance(report, CheckReport), "check() must return a CheckReport"
     assert report.ok, f"check() found problems: {report.items}"
     state = state if state is not None else ConnectorState()
-    first = connector.fetch(state)
+    first: Snapshot = connector.fetch(state)
     assert isinstance(first, Snapshot), "fetch() must return a Snapshot"
     assert first.complete, "a successful fetch must be complete"
     assert first.users, "the test directory must hold users"
@@ -219,7 +220,7 @@ def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
         failed = [o for o in outcomes if o.status != "ok"]
         assert not failed, f"changes failed: {failed[:3]}"
         assert len(outcomes) == len(plan.changes), "every change must be recorded"
-        after = target.snapshot()
+        after: Snapshot = target.snapshot()
         again = diff(desired, after, policy, managed_refs(target))
         assert again.empty, f"not converged: {again.changes[:5]}"
         return after

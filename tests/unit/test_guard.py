@@ -1,8 +1,8 @@
 """guard(): the safety limits, one behaviour per test."""
 
 from dirconnector.guard import Limits, guard
-from dirconnector.plan import CreateUser, Plan, RevokeUser
 from dirconnector.model import User
+from dirconnector.plan import CreateUser, Plan, RevokeUser
 
 
 def plan(revokes: int, managed: int, source_users: int = 100, complete: bool = True) -> Plan:

@@ -25,6 +25,7 @@ from ..state_space import ConnectorState
 
 log = logging.getLogger(__name__)
 
+Rows = list[Mapping[str, Any]]
 FALSE_WORDS = frozenset({"false", "0", "no", "n", "disabled", "inactive", "suspended", ""})
 
 
@@ -119,15 +120,15 @@ class FileConnector:
     def _ids(self, value: Any) -> Iterator[str]:
         if value is None:
             return
-        items = value if isinstance(value, list) else str(value).split(self.settings.member_separator)
+        sep = self.settings.member_separator
+        items = value if isinstance(value, list) else str(value).split(sep)
         for item in items:
             text = _text(item)
             if text:
                 yield text
 
-    def _read(self, path: Path, groups_only: bool = False,
-              ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-        fmt = self.settings.format
+    def _read(self, path: Path, groups_only: bool = False) -> tuple[Rows, Rows]:
+        fmt: str = self.settings.format
         if fmt == "auto":
             fmt = {".json": "json", ".ldif": "ldif", ".csv": "csv"}.get(path.suffix.lower(), "csv")
         try:
@@ -146,7 +147,7 @@ class FileConnector:
             return list(data.get("users", [])), list(data.get("groups", []))
         if fmt == "ldif":
             return _from_ldif(text, path)
-        rows = list(csv.DictReader(text.splitlines()))
+        rows: Rows = list(csv.DictReader(text.splitlines()))
         return ([], rows) if groups_only else (rows, [])
 
 
@@ -160,10 +161,10 @@ def _flag(value: Any) -> bool:
     return str(value).strip().lower() not in FALSE_WORDS
 
 
-def _from_ldif(text: str, path: Path) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+def _from_ldif(text: str, path: Path) -> tuple[Rows, Rows]:
     """Users (person classes) and groups (groupOfNames & co.) from an LDIF export."""
-    users: list[Mapping[str, Any]] = []
-    groups: list[Mapping[str, Any]] = []
+    users: Rows = []
+    groups: Rows = []
     entries = list(_ldif_entries(text, path))
     dn_to_id: dict[str, str] = {}
     for attrs in entries:
