@@ -114,3 +114,11 @@ def test_emulator_token_endpoint_follows_the_docs(emulator: OneLoginEmulator,
     v1 = requests.get(emulator.url + "/api/1/groups", verify=verify, timeout=5)
     assert v2.json() == {"message": "Unauthorized", "statusCode": 401, "name": "UnauthorizedError"}
     assert v1.json()["status"]["message"] == "Authentication Failure"
+
+
+def test_untrusted_certificate_is_one_line_with_a_hint(make_connector: ConnectorFactory) -> None:
+    """Without the emulator's CA the TLS failure names the host and suggests ca_file."""
+    with pytest.raises(SourceError) as err:
+        make_connector(ca_file=None).fetch(ConnectorState())
+    assert "TLS handshake" in str(err.value) and "\n" not in str(err.value)
+    assert "ca_file" in err.value.hint
