@@ -21,6 +21,10 @@ from dirconnector.plan import Plan
 from dirconnector.state_space import ConnectorState
 from dirconnector.testing import FakeTarget, managed_refs
 from tests.emulators.graph import GraphEmulator
+from tests.integration.scim.conftest import (  # noqa: F401  # the SCIM server fixtures
+    scim_process,
+    scim_server,
+)
 
 CLIENT_ID = "00001111-aaaa-2222-bbbb-3333cccc4444"
 SECRET = "Xy9~test-secret-value-never-logged"
