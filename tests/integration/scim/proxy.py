@@ -11,17 +11,22 @@ each scheduled fault is used once, in order, by the first matching request:
 - ``Fault.slow(seconds, after=True)``: forward, then wait before answering (so a
   client timeout fires after the server acted); ``after=False`` waits before forwarding.
 
+``rewrite`` and ``filter_response`` let a test dress the server up as another one
+(Bitwarden's lower-case /v2/<org>/users routes, groups without members).
 With ``ssl_context`` the proxy speaks TLS to the client (trustme certificates).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextlib
 import http.client
 import socket
 import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -64,6 +69,10 @@ class FaultProxy:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.log: list[tuple[str, str, int]] = []
         self._faults: list[tuple[str, str, Fault]] = []
+        self.rewrite: Callable[[str], str] | None = None
+        """Maps the client's request target (path?query) to the upstream one."""
+        self.filter_response: Callable[[str, str, bytes], bytes] | None = None
+        """Rewrites an upstream body, given (method, upstream path, body)."""
         self._lock = threading.Lock()
         proxy = self
 
@@ -118,7 +127,8 @@ class FaultProxy:
 
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         method = h.command
-        path = urlsplit(h.path).path
+        target = self.rewrite(h.path) if self.rewrite is not None else h.path
+        path = urlsplit(target).path
         parts = path.strip("/").split("/")
         if "v2" in parts:  # /v2/Users or /<tenant>/v2/Users
             parts = parts[parts.index("v2") + 1:]
@@ -135,23 +145,22 @@ class FaultProxy:
             return
         if fault is not None and fault.kind == "slow" and not fault.after:
             time.sleep(fault.seconds)
-        status, headers, payload = self._forward(method, h.path, h.headers, body)
+        status, headers, payload = self._forward(method, target, h.headers, body)
+        if self.filter_response is not None and payload:
+            payload = self.filter_response(method, path, payload)
         self.log.append((method, path, status))
         if fault is not None and fault.kind == "drop_after":
             h.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         if fault is not None and fault.kind == "status_after":
             status, headers, payload = fault.status, {}, b'{"detail":"injected after forwarding"}'
         if fault is not None and fault.kind == "slow" and fault.after:
             time.sleep(fault.seconds)
-        try:
+        # OSError: the client gave up (its timeout fired); that was the point.
+        with contextlib.suppress(OSError):
             self._answer(h, status, headers, payload)
-        except OSError:
-            pass  # the client gave up (its timeout fired): that was the point
 
     def _forward(self, method: str, target: str, headers: object, body: bytes
                  ) -> tuple[int, dict[str, str], bytes]:

@@ -115,7 +115,7 @@ def test_bulk_dropped_connection_recovers(make_target: MakeTarget, proxy: FaultP
     users, groups = directory(20)
     proxy.inject("POST", scim_server.path + "/Bulk", Fault.drop_after())
     target = make_target(proxy.url, bulk_size=10)
-    plan, outcomes = sync(target, users, groups)
+    _plan, outcomes = sync(target, users, groups)
     assert failed(outcomes) == []
     assert proxy.count("POST", "Bulk") == 2
     assert proxy.count("POST", "Users") == 0  # the 10 lost ones were found by externalId
