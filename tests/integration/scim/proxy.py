@@ -19,7 +19,6 @@ With ``ssl_context`` the proxy speaks TLS to the client (trustme certificates).
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import http.client
 import socket
 import ssl
