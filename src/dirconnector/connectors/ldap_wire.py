@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -100,6 +102,34 @@ def host_port(url: str) -> tuple[str, int, bool]:
     return parts.hostname or "", parts.port or (636 if tls else 389), tls
 
 
+# StartTLS extended request (RFC 4511 4.14.1), message id 1, as BER.
+_START_TLS = b"\x30\x1d\x02\x01\x01\x77\x18\x80\x16" + b"1.3.6.1.4.1.1466.20037"
+
+
+def diagnose_tls(url: str, settings: LdapSettings) -> str | None:
+    """Why a TLS connection failed, when it is the certificate (None otherwise).
+
+    libldap reports a failed handshake as "Can't contact LDAP server"; redoing the
+    handshake with Python's ssl module names the real cause for the operator.
+    """
+    host, port, implicit = host_port(url)
+    if not (implicit or settings.start_tls) or not settings.verify_tls:
+        return None
+    ctx = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    try:
+        with socket.create_connection((host, port), timeout=settings.timeout) as sock:
+            if not implicit:
+                sock.sendall(_START_TLS)
+                sock.recv(4096)  # the ExtendedResponse; success or not, try the handshake
+            with ctx.wrap_socket(sock, server_hostname=host):
+                return None
+    except ssl.SSLCertVerificationError as exc:
+        return (f"TLS certificate verification failed ({exc.verify_message}); check ca_file "
+                "(the CA that signed the server's certificate)")
+    except (OSError, ssl.SSLError):
+        return None
+
+
 # ------------------------------------------------------------------ python-ldap
 
 
@@ -138,6 +168,9 @@ class PyLdapWire:
             raise SourceError(f"ldap source: {url}: bind as {bind_dn!r} rejected "
                               "(invalid credentials)", hint="check bind_dn and password") from exc
         except (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT) as exc:
+            tls_problem = diagnose_tls(url, settings)
+            if tls_problem:
+                raise SourceError(f"ldap source: {url}: {tls_problem}") from exc
             raise Unreachable(f"{url}: {_describe(exc)}") from exc
         except ldap.LDAPError as exc:
             raise SourceError(f"ldap source: {url}: {_describe(exc)}") from exc
