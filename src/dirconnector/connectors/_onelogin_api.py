@@ -208,7 +208,10 @@ class OneLoginApi:
     def v1_pages(self, path: str, what: str) -> Iterator[list[dict[str, Any]]]:
         """Every page of a v1 list, following ``pagination.next_link`` to the end."""
         url = path
-        params: dict[str, Any] | None = {"limit": min(self.page_size, 50)}
+        # get-groups documents 50 per page and no limit parameter of its own; send limit
+        # (a shared v1 query parameter) only when asked for smaller pages.
+        params: dict[str, Any] | None = (
+            {"limit": self.page_size} if self.page_size < 50 else None)
         seen: set[str] = set()
         page = 1
         while True:

@@ -132,3 +132,19 @@ def test_emulator_paging_headers(make_connector: ConnectorFactory, account: Acco
     last = api.get("/api/2/users", {"limit": 20, "cursor": last.headers["After-Cursor"]}, "u")
     assert last.headers["Current-Page"] == "3" and "After-Cursor" not in last.headers
     assert len(last.json()) == 5
+
+
+def test_v1_groups_read_past_fifty(make_connector: ConnectorFactory, account: Account) -> None:
+    """More than 50 OneLogin groups are all read by following next_link (the SDK cannot)."""
+    for n in range(60):
+        account.add_group(f"dept-{n:02d}")
+    snap = make_connector(groups_from="groups", page_size=50).fetch(ConnectorState())
+    assert len(snap.groups) == 64
+    assert account.page_requests("/api/1/groups") == 2
+
+
+def test_next_link_stays_on_the_configured_host(make_connector: ConnectorFactory) -> None:
+    """A next_link naming another host is followed on our own host, so the token stays home."""
+    api = make_connector().api
+    moved = api._on_our_host("https://api.us.onelogin.com/api/1/groups?after_cursor=abc%3D")
+    assert moved == f"{api.base_url}/api/1/groups?after_cursor=abc%3D"
