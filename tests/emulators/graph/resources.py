@@ -112,7 +112,14 @@ class GraphApi:
               typename: str | None) -> dict[str, Any]:
         top = _top(req.query.get("$top"))
         select = _select(req.query.get("$select"), objects, typename, allow=())
-        offset = _decode(req.query["$skiptoken"])["o"] if "$skiptoken" in req.query else 0
+        offset = 0
+        if "$skiptoken" in req.query:
+            try:
+                offset = int(_decode(req.query["$skiptoken"])["o"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise GraphError(400, "Request_BadRequest",
+                                 "The specified page token value has expired and can no longer "
+                                 "be included in your request.") from exc
         size = top or 100
         page = objects[offset: offset + size]
         body: dict[str, Any] = {"@odata.context": _context(req.origin, entity_set, select)}
