@@ -204,9 +204,9 @@ def _groups(org: Organization, method: str, rid: str | None, query: dict[str, st
         ext = body.get("externalId") or _random_external_id()
         if any(g.external_id == ext for g in org.groups.values()):
             raise ApiError(409, "Group with this externalId already exists.")
-        g = org.add_group(body["displayName"], external_id=ext,
-                          member_ids=_member_ids(org, body.get("members")))
-        return 201, group_json(g), {**SCIM_JSON, "Location": f"Groups/{g.id}"}
+        new = org.add_group(body["displayName"], external_id=ext,
+                            member_ids=_member_ids(org, body.get("members")))
+        return 201, group_json(new), {**SCIM_JSON, "Location": f"Groups/{new.id}"}
     g = org.groups.get(rid or "")
     if g is None:
         raise ApiError(404, "Group not found.")
