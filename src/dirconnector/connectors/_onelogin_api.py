@@ -95,6 +95,8 @@ class OneLoginApi:
         self._refresh_at = 0.0
         self.tokens_fetched = 0
         self.pages_read = 0
+        self.totals: list[str] = []
+        """``Total-Count`` of each page of the last v2 list read (to notice a moving list)."""
 
     # ------------------------------------------------------------------ token
 
@@ -189,8 +191,10 @@ class OneLoginApi:
         query: dict[str, Any] = {**params, "limit": self.page_size}
         seen: set[str] = set()
         page = 1
+        self.totals = []
         while True:
             resp = self.get(path, query, f"{what} (page {page})")
+            self.totals.append(resp.headers.get("Total-Count", ""))
             body = _json(resp, f"{what} (page {page})")
             if not isinstance(body, list):
                 raise IncompleteRead(f"{LABEL}: {path} page {page} is not a JSON array")

@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from ..checks import CheckReport
-from ..errors import DirconnectorError, SourceError
+from ..errors import DirconnectorError, IncompleteRead, SourceError
 from ..http import RetryPolicy
 from ..model import Group, Skipped, Snapshot, User, clean_text, looks_like_email
 from ..settings import HttpPluginSettings
@@ -50,6 +50,7 @@ USER_QUERY_KEYS = frozenset({
     "last_login_until", "firstname", "lastname", "email", "username", "samaccountname",
     "directory_id", "external_id", "user_ids", "app_id"})
 ROLE_QUERY_KEYS = frozenset({"name", "app_id", "app_name"})  # api-docs/2/roles/list-roles
+USER_READ_TRIES = 3
 _SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _ATTRIBUTE = re.compile(r"^(?:[a-z_]+|custom_attributes\.[A-Za-z0-9_\-]+)$")
 
@@ -232,12 +233,10 @@ class OneLoginConnector:
 
     def fetch(self, state: ConnectorState) -> Snapshot:
         started = time.monotonic()
+        pages_before = self.api.pages_read
         s = self.settings
         self.api.token()        # a bad credential fails here, with its own one line
-        raw_users: list[dict[str, Any]] = []
-        for page in self.api.v2_pages("/api/2/users", _query(
-                self._user_filter.native, "user_filter", USER_QUERY_KEYS, True), "users"):
-            raw_users.extend(page)
+        raw_users = self._read_users()
         users: list[User] = []
         skipped: list[Skipped] = []
         for raw in raw_users:
@@ -246,24 +245,41 @@ class OneLoginConnector:
                 users.append(item)
             else:
                 skipped.append(item)
-        read_ids = {str(raw["id"]) for raw in raw_users}
+        read_ids = {_user_id(raw) for raw in raw_users}
         if s.groups_from == "roles":
             groups = self._roles(read_ids, skipped)
         else:
             groups = self._groups(raw_users, skipped)
         info = {"source": "onelogin", "api": s.api_url, "groups_from": s.groups_from,
-                "pages": str(self.api.pages_read),
+                "pages": str(self.api.pages_read - pages_before),
                 "read_seconds": f"{time.monotonic() - started:.2f}"}
         return Snapshot.build(users, groups, skipped, info=info)
+
+    def _read_users(self) -> list[dict[str, Any]]:
+        """Every user, once. Paging is by offset (the cursor encodes limit and page), so a
+        user added or deleted mid-read shifts later pages and could hide someone: when the
+        ``Total-Count`` changes between pages the read is redone, and after
+        ``USER_READ_TRIES`` moving reads it fails rather than return a list that may lack
+        people."""
+        native = _query(self._user_filter.native, "user_filter", USER_QUERY_KEYS, True)
+        for _ in range(USER_READ_TRIES):
+            by_id: dict[str, dict[str, Any]] = {}
+            for page in self.api.v2_pages("/api/2/users", native, "users"):
+                for raw in page:
+                    by_id[_user_id(raw)] = raw
+            if len(set(self.api.totals)) <= 1:
+                return list(by_id.values())
+            log.info("%s: the user list changed during the read (Total-Count %s); reading again",
+                     LABEL, " -> ".join(self.api.totals))
+        raise IncompleteRead(f"{LABEL}: the user list kept changing during {USER_READ_TRIES} "
+                             f"reads (Total-Count {' -> '.join(self.api.totals)}); try again "
+                             f"when the directory is quiet")
 
     # ------------------------------------------------------------------ mapping
 
     def _user(self, raw: dict[str, Any]) -> User | Skipped:
         s = self.settings
-        uid = raw.get("id")
-        if not isinstance(uid, int | str) or isinstance(uid, bool) or not str(uid).strip():
-            raise SourceError(f"{LABEL}: a user record has no id: {sorted(raw)[:8]}")
-        ext = str(uid)
+        ext = _user_id(raw)
         username = clean_text(_text(raw.get("username")))
         email = self._email(raw, username)
         ref = email or username or ext
@@ -363,6 +379,13 @@ def _query(native: str, field: str, keys: frozenset[str], allow_custom: bool) ->
                              + (" or custom_attributes.NAME" if allow_custom else ""))
         out[key] = value.strip()
     return out
+
+
+def _user_id(raw: dict[str, Any]) -> str:
+    uid = raw.get("id")
+    if not isinstance(uid, int | str) or isinstance(uid, bool) or not str(uid).strip():
+        raise SourceError(f"{LABEL}: a user record has no id (fields: {sorted(raw)[:8]})")
+    return str(uid).strip()
 
 
 def _text(value: Any) -> str:

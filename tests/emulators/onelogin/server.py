@@ -132,6 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.account.delay:
             time.sleep(self.account.delay)
+        self.account.run_hooks(path)
         if path == "/auth/rate_limit":
             self._send(200, {"status": {"error": False, "code": 200, "type": "success",
                                         "message": "Success"},

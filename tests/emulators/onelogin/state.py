@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +53,8 @@ class Account:
     """Seconds each resource request sleeps (to let tokens age during a read)."""
     tokens: dict[str, Token] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
+    hooks: dict[tuple[str, int], Callable[[], None]] = field(default_factory=dict)
+    """Actions run when the n-th GET of a path arrives, before it is answered."""
     token_requests: int = 0
     rejected_tokens: int = 0
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -135,6 +137,17 @@ class Account:
         with self.lock:
             self.faults.append(fault)
         return fault
+
+    def on_request(self, path: str, n: int, action: Callable[[], None]) -> None:
+        """Run ``action`` (e.g. delete a user) when the ``n``-th GET of ``path`` arrives."""
+        with self.lock:
+            self.hooks[(path, n)] = action
+
+    def run_hooks(self, path: str) -> None:
+        with self.lock:
+            action = self.hooks.pop((path, self.page_requests(path)), None)
+            if action is not None:
+                action()
 
     def revoke_tokens(self) -> None:
         with self.lock:

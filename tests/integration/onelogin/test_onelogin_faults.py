@@ -93,3 +93,23 @@ def test_vanished_role_is_an_incomplete_read(make_connector: ConnectorFactory,
     connector.api.v2_pages = deleting  # type: ignore[method-assign]
     with pytest.raises(IncompleteRead, match="404"):
         connector.fetch(ConnectorState())
+
+
+def test_user_deleted_mid_read_is_read_again(make_connector: ConnectorFactory,
+                                             account: Account, ids: Seed) -> None:
+    """A deletion between pages shifts the offset pages; the changed Total-Count makes the
+    connector read again, so nobody on later pages is missed."""
+    account.on_request("/api/2/users", 2, lambda: account.delete_user(ids.users["u01"]))
+    snap = make_connector().fetch(ConnectorState())
+    assert str(ids.users["u01"]) not in snap.users
+    assert len(snap.users) == 42 and str(ids.users["u11"]) in snap.users
+    assert account.page_requests("/api/2/users") == 5 + 5
+
+
+def test_list_that_keeps_moving_fails(make_connector: ConnectorFactory, account: Account) -> None:
+    """If every read sees the user count change, fetch() raises instead of guessing."""
+    for n in range(2, 40):
+        account.on_request("/api/2/users", n,
+                           lambda n=n: account.add_user(f"new{n}@example.com"))  # type: ignore[misc]
+    with pytest.raises(IncompleteRead, match="kept changing"):
+        make_connector().fetch(ConnectorState())
