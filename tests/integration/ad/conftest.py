@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,18 +51,10 @@ class AdServer:
         assert res.returncode == 0, f"samba-tool {' '.join(args)}: {res.stderr[-500:]}"
         return res.stdout
 
-    def guid(self, sam_account_name: str) -> str:
-        """objectGUID of an account as read by ldapsearch, in canonical string form."""
-        out = subprocess.run(
-            ["ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-x", "-H", self.url,
-             "-D", self.admin_dn, "-w", self.admin_password, "-b", self.base_dn,
-             f"(sAMAccountName={sam_account_name})", "objectGUID"],
-            capture_output=True, text=True, check=True).stdout
-        line = next(x for x in out.splitlines() if x.startswith("objectGUID:: "))
-        import base64
-
-        # MS-DTYP 2.3.4: a GUID's first three fields are little-endian on the wire.
-        return str(uuid.UUID(bytes_le=base64.b64decode(line.split(" ", 1)[1])))
+    def guid(self, name: str, kind: str = "user") -> str:
+        """objectGUID of a user or group as Samba itself prints it (canonical GUID string)."""
+        out = self.samba_tool(kind, "show", name, "--attributes=objectGUID")
+        return next(x.split(": ", 1)[1] for x in out.splitlines() if x.startswith("objectGUID:"))
 
 
 def _need_samba() -> None:
