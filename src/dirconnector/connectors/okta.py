@@ -3,8 +3,8 @@
 Reads ``/api/v1/users`` (all statuses: a plain listing omits DEPROVISIONED users,
 so they are read by a second, explicit ``status eq "DEPROVISIONED"`` query),
 ``/api/v1/groups`` and ``/api/v1/groups/{id}/users`` over requests, with an API token
-(SSWS) or a service app's private-key JWT (see okta_auth). The official ``okta`` SDK
-was measured and not used; connectors/okta.md says why.
+(SSWS) or a service app's private-key JWT (okta_auth). The official ``okta`` SDK was
+measured and not used; connectors/okta.md says why. Incremental reads: okta_cache.
 
 Status mapping (Okta API reference, User object ``status``): ACTIVE, PROVISIONED,
 RECOVERY, PASSWORD_EXPIRED and LOCKED_OUT are people who still belong (a locked-out or
@@ -15,120 +15,50 @@ are inactive; STAGED (created, never activated) is synced only with ``sync_stage
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel
 
 from ..checks import CheckReport
 from ..errors import DirconnectorError, IncompleteRead, SourceError, TransientError
 from ..model import Group, Skipped, Snapshot, User, clean_text, normalize_email
-from ..settings import HttpPluginSettings
 from ..state_space import ConnectorState
 from ._filters import SetFilter, parse_filter
 from .okta_api import OktaApi, QueryRefused
 from .okta_auth import ServiceAppToken, load_signing_key, ssws
+from .okta_cache import CACHE_KEY, ReadCache, fingerprint, next_since
+from .okta_settings import OktaSettings
+
+__all__ = ["OktaConnector", "OktaSettings"]
 
 log = logging.getLogger(__name__)
 
 ACTIVE_STATUSES = frozenset({"ACTIVE", "PROVISIONED", "RECOVERY", "PASSWORD_EXPIRED",
                              "LOCKED_OUT"})
 INACTIVE_STATUSES = frozenset({"SUSPENDED", "DEPROVISIONED"})
-DEFAULT_SCOPES = ("okta.users.read", "okta.groups.read")
+DEPROVISIONED = 'status eq "DEPROVISIONED"'
 _SEARCH_HINT = ("the part after '|' is sent to Okta as the search parameter; see 'search' "
                 "under List all users / List all groups in Okta's API reference")
-_ATTRIBUTE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
-
-class OktaSettings(HttpPluginSettings):
-    """``[source] type = "okta"``."""
-
-    type: Literal["okta"] = "okta"
-    org_url: str
-    """The org's base URL, e.g. https://example.okta.com (not the -admin console host)."""
-    token: SecretStr | None = None
-    """API token, sent as ``Authorization: SSWS ...`` (token / token_env / token_file)."""
-    client_id: str | None = None
-    """Client id of an API service app (OAuth 2.0 instead of an API token)."""
-    private_key: SecretStr | None = None
-    """The service app's private key, PEM or JWK; usually given as private_key_file."""
-    key_id: str | None = None
-    """The ``kid`` of the key registered on the app (default: the JWK's own kid, if any)."""
-    scopes: tuple[str, ...] = DEFAULT_SCOPES
-    """OAuth scopes to request; the app must be granted them."""
-    user_filter: str | None = None
-    """``include:a@x.com,b@x.com | <Okta search expression>``; either part optional."""
-    group_filter: str | None = None
-    """``include:Name,Other | <Okta group search expression>``, e.g. ``| type eq "OKTA_GROUP"``."""
-    email_attribute: str = "profile.email"
-    """Dotted path of the address in the user object (profile.login, profile.secondEmail)."""
-    page_size: int = Field(200, ge=1, le=200)
-    """Entries per page (Okta's maximum for users is 200)."""
-    sync_staged: bool = False
-    """Sync STAGED users (created, not yet activated) as active."""
-    rate_limit_reserve: float = Field(0.1, ge=0.0, lt=1.0)
-    """Share of each minute's request budget left to other integrations: wait for the
-    reset when X-Rate-Limit-Remaining falls to it."""
-    rate_limit_max_wait: float = Field(90.0, gt=0.0, le=600.0)
-    """Longest single wait for a rate-limit reset, in seconds."""
-
-    @field_validator("org_url")
-    @classmethod
-    def _org_url(cls, value: str) -> str:
-        url = value.strip().rstrip("/")
-        parts = urlsplit(url)
-        if parts.scheme != "https" or not parts.netloc:
-            raise ValueError(f"give the org's https URL, like https://example.okta.com "
-                             f"(got {value!r})")
-        if parts.path or parts.query:
-            raise ValueError(f"give the org's base URL without a path (got {value!r})")
-        if "-admin." in parts.netloc.lower():
-            raise ValueError(f"{parts.netloc} is the Admin Console; use the org host without "
-                             "'-admin'")
-        return url
-
-    @field_validator("user_filter", "group_filter")
-    @classmethod
-    def _filter(cls, value: str | None, info: Any) -> str | None:
-        parse_filter(value, info.field_name)
-        return value
-
-    @field_validator("email_attribute")
-    @classmethod
-    def _attribute(cls, value: str) -> str:
-        if not _ATTRIBUTE.match(value):
-            raise ValueError(f"expected a dotted attribute path like profile.email "
-                             f"(got {value!r})")
-        return value
-
-    @model_validator(mode="after")
-    def _one_credential(self) -> OktaSettings:
-        oauth = self.client_id is not None or self.private_key is not None
-        if self.token is not None and oauth:
-            raise ValueError("token: give either token or client_id + private_key, not both")
-        if self.token is None and not oauth:
-            raise ValueError("token: required (or client_id + private_key_file for a service "
-                             "app)")
-        if oauth and (not self.client_id or self.private_key is None):
-            missing = "private_key" if self.client_id else "client_id"
-            raise ValueError(f"{missing}: required with "
-                             f"{'client_id' if self.client_id else 'private_key'}")
-        return self
+Slim = dict[str, str]
+"""The user fields the connector maps, as cached: id, status, email, login, names."""
 
 
 class OktaConnector:
-    """Reads the whole org each run; the read fails rather than returning part of it."""
+    """Reads the org; a read that cannot finish raises rather than returning part of it."""
 
     settings_model: ClassVar[type[BaseModel]] = OktaSettings
 
     def __init__(self, settings: OktaSettings, *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
         self.settings = s = settings
         self.user_filter: SetFilter = parse_filter(s.user_filter, "user_filter")
         self.group_filter: SetFilter = parse_filter(s.group_filter, "group_filter")
+        self._clock = clock
         auth: Callable[[], Mapping[str, str]]
         if s.token is not None:
             auth = ssws(s.token.get_secret_value())
@@ -136,7 +66,7 @@ class OktaConnector:
             hint = ("the API token is wrong, revoked, or expired (Okta expires tokens unused "
                     "for 30 days); create one under Security > API > Tokens")
         else:
-            assert s.client_id is not None and s.private_key is not None  # validated above
+            assert s.client_id is not None and s.private_key is not None  # validated
             key = load_signing_key(s.private_key.get_secret_value(), s.key_id)
             auth = ServiceAppToken(s.org_url, s.client_id, key, s.scopes, verify=s.verify,
                                    timeout=s.timeout).headers
@@ -145,6 +75,8 @@ class OktaConnector:
         self.api = OktaApi(s.org_url, auth, verify=s.verify, timeout=s.timeout,
                            reserve_ratio=s.rate_limit_reserve, max_wait=s.rate_limit_max_wait,
                            sleep=sleep, auth_hint=hint)
+        self._fingerprint = fingerprint(s.org_url, s.user_filter, s.group_filter,
+                                        s.email_attribute, s.incremental)
 
     def __repr__(self) -> str:
         return f"OktaConnector(org_url={self.settings.org_url!r}, auth={self.auth_mode!r})"
@@ -167,75 +99,100 @@ class OktaConnector:
             try:
                 self.api.get(path, params)
             except DirconnectorError as exc:
-                detail = str(exc) + (f" ({exc.hint})" if exc.hint else "")
-                report.add(name, False, detail)
+                report.add(name, False, str(exc) + (f" ({exc.hint})" if exc.hint else ""))
                 if path == "api/v1/users" and "search" not in params:
-                    return report
+                    return report        # nothing else can work without credentials
                 continue
             report.add(name, True)
-        gauge = self.api.gauge
-        if gauge.lowest_remaining is not None:
-            report.add("rate limit", True, f"{gauge.lowest_remaining} requests left in this "
-                       "window")
+        if self.api.gauge.lowest_remaining is not None:
+            report.add("rate limit", True, f"{self.api.gauge.lowest_remaining} requests left "
+                       "in this window")
         return report
 
     # ------------------------------------------------------------------ fetch
 
     def fetch(self, state: ConnectorState) -> Snapshot:
+        s = self.settings
         started = time.monotonic()
+        cache = None if s.incremental == "off" else ReadCache.load(state.get(CACHE_KEY),
+                                                                    self._fingerprint)
+        full = (cache is None or state.force_full
+                or self._clock() - cache.full_at >= s.full_read_interval.total_seconds())
+        self.api.start_clock()
         try:
-            raw_users = self._read_users()
-            groups, group_skips = self._read_groups()
+            if cache is not None and not full and s.incremental == "users":
+                slims = self._changed_users(cache)
+            else:
+                slims = self._read_users()
+            groups, group_skips, memberships = self._read_groups(None if full else cache)
         except TransientError as exc:
             raise IncompleteRead(f"okta: the read did not finish, so nothing is planned from "
                                  f"it: {exc}") from exc
+        if s.incremental != "off":
+            new = ReadCache(self._fingerprint, self._clock() if full or cache is None
+                            else cache.full_at, "", slims, memberships)
+            if self.api.server_start is not None:
+                new.since = next_since(self.api.server_start)
+            state.set(CACHE_KEY, new.to_json())
         users: list[User] = []
         skipped: list[Skipped] = list(group_skips)
-        for raw in raw_users.values():
-            user, skip = self._user(raw)
+        for slim in slims.values():
+            user, skip = self._user(slim)
             if user is not None:
                 users.append(user)
             if skip is not None:
                 skipped.append(skip)
-        info = {"source": self.settings.org_url, "auth": self.auth_mode,
-                "users read": str(len(raw_users)), "pages": str(self.api.pages_read),
+        info = {"source": s.org_url, "auth": self.auth_mode,
+                "read": "full" if full else f"incremental ({s.incremental})",
+                "users read": str(len(slims)), "pages": str(self.api.pages_read),
                 "requests": str(self.api.http.requests_sent),
                 "rate-limit wait": f"{self.api.gauge.waited:.1f}s",
                 "read time": f"{time.monotonic() - started:.1f}s"}
         return Snapshot.build(users, groups, skipped, info=info)
 
-    def _read_users(self) -> dict[str, dict[str, Any]]:
-        """Every user the filter allows, DEPROVISIONED included, keyed by Okta id."""
+    def _read_users(self) -> dict[str, Slim]:
+        """Every user the search allows, DEPROVISIONED included, keyed by Okta id."""
         native = self.user_filter.native
-        limit = self.settings.page_size
-        gone = 'status eq "DEPROVISIONED"'
         if native:
             # search matches all statuses, but ask for DEPROVISIONED explicitly too so the
             # result does not hang on that detail; duplicates merge by id.
-            queries = [{"search": native}, {"search": f"({native}) and {gone}"}]
+            queries = [{"search": native}, {"search": f"({native}) and {DEPROVISIONED}"}]
         else:
-            queries = [{}, {"filter": gone}]
-        found: dict[str, dict[str, Any]] = {}
+            queries = [{}, {"filter": DEPROVISIONED}]
+        return self._query_users(queries, {})
+
+    def _changed_users(self, cache: ReadCache) -> dict[str, Slim]:
+        """The cached users with those updated since the last read replaced."""
+        changed = f'lastUpdated gt "{cache.since}"'
+        queries = [{"filter": changed}, {"filter": f"{changed} and {DEPROVISIONED}"}]
+        return self._query_users(queries, dict(cache.users))
+
+    def _query_users(self, queries: list[dict[str, str]],
+                     found: dict[str, Slim]) -> dict[str, Slim]:
+        native = self.user_filter.native
         for query in queries:
             try:
-                for user in self._items("api/v1/users", {**query, "limit": limit}):
-                    found[str(user["id"])] = user
+                for raw in self._items("api/v1/users",
+                                       {**query, "limit": self.settings.page_size}):
+                    found[str(raw["id"])] = self._slim(raw)
             except QueryRefused as exc:
                 raise SourceError(f"{exc} [user_filter search: {native!r}]" if native else
                                   str(exc), hint=_SEARCH_HINT) from exc
         return found
 
-    def _read_groups(self) -> tuple[list[Group], list[Skipped]]:
+    def _read_groups(self, cache: ReadCache | None,
+                     ) -> tuple[list[Group], list[Skipped], dict[str, dict[str, Any]]]:
         params: dict[str, Any] = {"limit": 200}
         if self.group_filter.native:
             params["search"] = self.group_filter.native
-        groups: list[Group] = []
-        skipped: list[Skipped] = []
         try:
             raw_groups = list(self._items("api/v1/groups", params))
         except QueryRefused as exc:
             raise SourceError(f"{exc} [group_filter search: {self.group_filter.native!r}]",
                               hint=_SEARCH_HINT) from exc
+        groups: list[Group] = []
+        skipped: list[Skipped] = []
+        memberships: dict[str, dict[str, Any]] = {}
         for raw in raw_groups:
             gid = str(raw["id"])
             name = clean_text(_lookup(raw, "profile.name")) or gid
@@ -243,10 +200,14 @@ class OktaConnector:
                 skipped.append(Skipped("group", name, "filtered out", "group_filter",
                                        external_id=gid))
                 continue
-            members = frozenset(str(u["id"]) for u in
-                                self._items(f"api/v1/groups/{gid}/users", {"limit": 200}))
+            stamp = _lookup(raw, "lastMembershipUpdated")
+            members = cache.members(gid, stamp) if cache is not None else None
+            if members is None:
+                members = frozenset(str(u["id"]) for u in
+                                    self._items(f"api/v1/groups/{gid}/users", {"limit": 200}))
+            memberships[gid] = {"stamp": stamp, "members": sorted(members)}
             groups.append(Group(gid, name, members))
-        return groups, skipped
+        return groups, skipped, memberships
 
     def _items(self, path: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         for page in self.api.pages(path, params):
@@ -256,27 +217,30 @@ class OktaConnector:
                                          "the read stopped")
                 yield item
 
-    def _user(self, raw: Mapping[str, Any]) -> tuple[User | None, Skipped | None]:
-        uid = str(raw["id"])
-        status = str(raw.get("status") or "")
-        email = clean_text(_lookup(raw, self.settings.email_attribute))
-        login = clean_text(_lookup(raw, "profile.login"))
+    def _slim(self, raw: Mapping[str, Any]) -> Slim:
+        return {"id": str(raw["id"]), "status": str(raw.get("status") or ""),
+                "email": clean_text(_lookup(raw, self.settings.email_attribute)),
+                "login": clean_text(_lookup(raw, "profile.login")),
+                "first": clean_text(_lookup(raw, "profile.firstName")),
+                "last": clean_text(_lookup(raw, "profile.lastName")),
+                "display": clean_text(_lookup(raw, "profile.displayName"))}
+
+    def _user(self, slim: Slim) -> tuple[User | None, Skipped | None]:
+        uid, status, email = slim["id"], slim["status"], slim["email"]
+        ref = normalize_email(email or slim["login"]) or uid
         if status == "STAGED" and not self.settings.sync_staged:
-            return None, Skipped("user", normalize_email(email or login) or uid, "status", "STAGED",
-                                 external_id=uid)
+            return None, Skipped("user", ref, "status", "STAGED", external_id=uid)
         if status not in ACTIVE_STATUSES | INACTIVE_STATUSES | {"STAGED"}:
             # A status this code does not know: neither create nor revoke on a guess.
-            return None, Skipped("user", normalize_email(email or login) or uid, "status",
-                                 f"unknown status {status!r}", external_id=uid)
+            return None, Skipped("user", ref, "status", f"unknown status {status!r}",
+                                 external_id=uid)
         if not self.user_filter.keeps(email):
             # Filtered-out users count as absent (bwdc's semantics): no external_id here.
             return None, Skipped("user", normalize_email(email) or uid, "filtered out",
                                  "user_filter")
-        first = clean_text(_lookup(raw, "profile.firstName"))
-        last = clean_text(_lookup(raw, "profile.lastName"))
-        display = clean_text(_lookup(raw, "profile.displayName")) or f"{first} {last}".strip()
-        return User(external_id=uid, email=email, user_name=login, display_name=display,
-                    given_name=first, family_name=last,
+        display = slim["display"] or f"{slim['first']} {slim['last']}".strip()
+        return User(external_id=uid, email=email, user_name=slim["login"], display_name=display,
+                    given_name=slim["first"], family_name=slim["last"],
                     active=status not in INACTIVE_STATUSES), None
 
 

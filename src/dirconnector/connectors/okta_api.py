@@ -22,6 +22,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -124,6 +125,14 @@ def _min_number(value: str | None) -> float | None:
     return min(numbers) if numbers else None
 
 
+def _server_date(resp: requests.Response) -> datetime:
+    """The answer's Date header (RFC 9110 6.6.1), else the local clock."""
+    try:
+        return email.utils.parsedate_to_datetime(resp.headers["Date"]).astimezone(UTC)
+    except (KeyError, TypeError, ValueError):
+        return datetime.now(UTC)
+
+
 class QueryRefused(SourceError):
     """Okta answered 400 to a list request: usually a search or filter expression it rejects."""
 
@@ -146,6 +155,11 @@ class OktaApi:
             retry_hint=self.gauge.until_reset, sleep=sleep,
             retry=RetryPolicy(attempts=6, max_delay=max_wait, max_total_wait=4 * max_wait))
         self.pages_read = 0
+        self.server_start: datetime | None = None
+        """The server's Date on the first answer since the last ``start_clock()``."""
+
+    def start_clock(self) -> None:
+        self.server_start = None
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> requests.Response:
         self.gauge.pause(self._sleep)
@@ -153,6 +167,8 @@ class OktaApi:
         resp = self.http.request("GET", path, params=params, ok=(200, *_REFUSED),
                                  retry_statuses=RETRY_STATUSES | {500})
         self.gauge.observe(resp)
+        if self.server_start is None:
+            self.server_start = _server_date(resp)
         if resp.status_code != 200:
             raise self._refused(resp)
         return resp

@@ -13,7 +13,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 USER_STATUSES = ("STAGED", "PROVISIONED", "ACTIVE", "RECOVERY", "PASSWORD_EXPIRED",
@@ -25,10 +25,18 @@ LinkMode = Literal["separate", "separate-next-first", "single", "single-next-fir
 next first), or all links comma-joined in one header (RFC 8288 3), in either order."""
 
 
+_last_stamp = [datetime.min.replace(tzinfo=UTC)]
+_stamp_lock = threading.Lock()
+
+
 def now_iso() -> str:
-    """Okta's timestamp format: ISO 8601 UTC with milliseconds."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + \
-        f"{datetime.now(UTC).microsecond // 1000:03d}Z"
+    """Okta's timestamp format (ISO 8601 UTC, milliseconds), strictly increasing here so
+    two changes in one millisecond still differ, as two real edits would in practice."""
+    with _stamp_lock:
+        now = max(datetime.now(UTC), _last_stamp[0] + timedelta(milliseconds=1))
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        _last_stamp[0] = now
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 @dataclass
