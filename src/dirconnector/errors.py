@@ -12,6 +12,7 @@
     ├── StalePlan                  a saved plan no longer matches the server
     ├── StateError                 the state database cannot be used
     ├── LockHeld                   another run of the profile is in progress
+    ├── RunInterrupted             a signal stopped the run between two changes
     └── ProfileFrozen              the profile was handed to an IdP by `migrate`
 
 Foreign exceptions are translated once, at the edge, with ``raise ... from exc``.
@@ -84,6 +85,10 @@ class StateError(DirconnectorError):
 
 class LockHeld(DirconnectorError):
     """Another run of this profile holds the lock."""
+
+
+class RunInterrupted(DirconnectorError):
+    """A signal asked the run to stop; the journal holds every change that finished."""
 
 
 class ProfileFrozen(DirconnectorError):

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import registry
+from . import logs, registry
 from .apply import ApplyReport
 from .diff import Policy, diff
-from .errors import DirconnectorError, ProfileFrozen, SafetyLimit, StalePlan
+from .errors import DirconnectorError, ProfileFrozen, RunInterrupted, SafetyLimit, StalePlan
 from .guard import Limits, guard
 from .model import Snapshot
 from .outcome import Outcome
@@ -87,9 +88,12 @@ class Runner:
     """Runs one profile's pipeline against a state store."""
 
     def __init__(self, profile: Profile, store: StateStore, *, connector: Any = None,
-                 target: Any = None, progress: Callable[[str], None] | None = None) -> None:
+                 target: Any = None, progress: Callable[[str], None] | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.profile = profile
         self.store = store
+        self.stop = stop or threading.Event()
+        """Set from another thread (SIGTERM) to end the run after the change in flight."""
         self.connector = connector if connector is not None else build_connector(profile)
         self.target = target if target is not None else build_target(profile)
         self.progress = progress or (lambda _msg: None)
@@ -113,8 +117,12 @@ class Runner:
         self._frozen_check()
         with self.store.lock(self.name, self.profile.settings.state.lock_timeout):
             run_id = self.store.start_run(self.name, command or mode)
+            token = logs.run_id_var.set(run_id)
             try:
                 result = self._run(run_id, mode, force, full)
+            except RunInterrupted as exc:
+                self.store.finish_run(run_id, "interrupted", error=str(exc))
+                raise
             except DirconnectorError as exc:
                 self.store.finish_run(run_id, "failed", error=str(exc))
                 raise
@@ -122,6 +130,8 @@ class Runner:
                 self.store.finish_run(run_id, "interrupted" if isinstance(
                     exc, KeyboardInterrupt | SystemExit) else "failed", error=repr(exc)[:500])
                 raise
+            finally:
+                logs.run_id_var.reset(token)
             self.store.finish_run(run_id, result.status, result.counts(),
                                   "; ".join(result.refused) or result.error)
             return result
@@ -184,9 +194,19 @@ class Runner:
             result.status = "no-changes"
             return
 
+        interrupted: list[RunInterrupted] = []
+
         def record(outcome: Outcome) -> None:
             report.add(outcome)
             self.store.record(run_id, self.name, outcome)
+            if self.stop.is_set() and not interrupted:
+                # The change just finished is journalled; ask the target to stop starting
+                # new ones (once: the outcomes of changes still in flight must reach the
+                # journal too, so later calls only record).
+                interrupted.append(RunInterrupted(
+                    f"run {run_id} stopped by a signal after {len(report.outcomes)} of "
+                    f"{len(plan.changes)} change(s)"))
+                raise interrupted[0]
 
         self.progress(f"applying {len(plan.changes)} change(s)")
         t0 = time.perf_counter()
@@ -194,6 +214,8 @@ class Runner:
             self.target.apply(plan, record)
         finally:
             result.timings["apply"] = time.perf_counter() - t0
+        if interrupted:
+            raise interrupted[0]
         missing = len(plan.changes) - len(report.outcomes)
         if report.ok and not missing:
             result.status = "ok"

@@ -1,0 +1,295 @@
+"""The daemon: one process, several profiles, each on its own schedule.
+
+One configuration file per profile (``--config`` repeated). apscheduler 3 runs one
+job per profile with ``max_instances=1`` and ``coalesce=True``; the state store's
+lock also keeps a second daemon or a manual ``sync`` of the same profile out.
+
+A failing run is recorded and retried at a later tick, waiting longer after each
+consecutive failure (interval * 2^n, at most an hour). A guard refusal is not a
+failure to retry past: every tick plans again and is refused again until an
+operator acts. SIGTERM/SIGINT stop scheduling, let the change in flight finish,
+record the run as interrupted, and exit 0 within ``stop_timeout``. SIGHUP reloads
+every file; a file that no longer validates keeps its old configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import settings as settings_mod
+from .errors import ConfigError, DirconnectorError, LockHeld, RunInterrupted
+from .health import HealthServer, Metrics
+from .settings import Profile
+from .state import StateStore
+from .sync import Runner, RunResult
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_INTERVAL = 60.0
+MAX_BACKOFF = 3600.0
+
+
+def parse_duration(text: str, field_name: str) -> float:
+    """Seconds in "90s", "15m", "1h30m", "2d"; a ConfigError naming the field otherwise."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip().lower())
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != re.sub(r"\s+", "", text.lower()):
+        raise ConfigError(f"{field_name}: {text!r} is not a duration like '90s', '15m' or '1h30m'")
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+@dataclass
+class Job:
+    """One profile as the daemon tracks it."""
+
+    path: Path
+    profile: Profile
+    failures: int = 0
+    not_before: float = 0.0
+    last: dict[str, Any] = field(default_factory=dict)
+    next_run: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+
+class Daemon:
+    """Schedules every profile and serves health and metrics."""
+
+    def __init__(self, paths: list[Path], *, health_addr: str | None = None,
+                 min_interval: float | None = None, stop_timeout: float = 30.0) -> None:
+        self.paths = paths
+        self.min_interval = min_interval if min_interval is not None else float(
+            os.environ.get("DIRCONNECTOR_MIN_INTERVAL_SECONDS", MIN_INTERVAL))
+        self.stop_timeout = stop_timeout
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.metrics = Metrics()
+        self.jobs: dict[str, Job] = {}
+        self._stores: dict[Path, StateStore] = {}
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self.health = HealthServer(health_addr, self) if health_addr else None
+        for path in paths:
+            job = Job(path, settings_mod.load(path))
+            self._schedule_of(job.profile)
+            if job.name in self.jobs:
+                raise ConfigError(f"profile {job.name!r} is defined by both "
+                                  f"{self.jobs[job.name].path} and {path}",
+                                  hint="give each file its own top-level profile = \"...\"")
+            self.jobs[job.name] = job
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+
+    # ------------------------------------------------------------------ schedule
+    def _schedule_of(self, profile: Profile) -> tuple[str, Any, float]:
+        """(kind, trigger arg, jitter seconds); errors name the profile's [schedule] key."""
+        s = profile.settings.schedule
+        if bool(s.interval) == bool(s.cron):
+            raise ConfigError(f"{profile.path}: schedule: set exactly one of interval or cron")
+        jitter = parse_duration(s.jitter, "schedule.jitter") if s.jitter.strip("0s ") else 0.0
+        parse_duration(s.full_reconcile, "schedule.full_reconcile")
+        if s.interval:
+            seconds = parse_duration(s.interval, "schedule.interval")
+            if seconds < self.min_interval:
+                raise ConfigError(f"schedule.interval: {s.interval!r} is shorter than the "
+                                  f"minimum of {self.min_interval:.0f}s")
+            return "interval", seconds, jitter
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(str(s.cron), timezone="UTC")
+        except ValueError as exc:
+            raise ConfigError(f"schedule.cron: {s.cron!r} is not a 5-field cron line: "
+                              f"{exc}") from exc
+        return "cron", s.cron, jitter
+
+    def _add_job(self, job: Job) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        kind, arg, jitter = self._schedule_of(job.profile)
+        trigger: Any
+        if kind == "interval":
+            trigger = IntervalTrigger(seconds=arg, jitter=jitter or None, timezone="UTC")
+            grace = max(1, int(arg / 2))
+        else:
+            trigger = CronTrigger.from_crontab(arg, timezone="UTC")
+            trigger.jitter = jitter or None
+            grace = 60
+        self.scheduler.add_job(self.run_job, trigger, args=[job.name], id=job.name,
+                               name=job.name, max_instances=1, coalesce=True,
+                               misfire_grace_time=grace, replace_existing=True,
+                               next_run_time=_now_dt())
+
+    def store_for(self, profile: Profile) -> StateStore:
+        path = profile.settings.state.path
+        with self._lock:
+            if path not in self._stores:
+                self._stores[path] = StateStore(path)
+            return self._stores[path]
+
+    # ------------------------------------------------------------------ one run
+    def run_job(self, name: str) -> None:
+        job = self.jobs.get(name)
+        if job is None or self.stop_event.is_set():
+            return
+        now = time.time()
+        if now < job.not_before:
+            log.info("profile %s: backing off after %d failure(s); next try after %s", name,
+                     job.failures, time.strftime("%H:%M:%S", time.localtime(job.not_before)))
+            return
+        store = self.store_for(job.profile)
+        sched = job.profile.settings.schedule
+        full_every = parse_duration(sched.full_reconcile, "schedule.full_reconcile")
+        last_full = store.get_meta(name, "last_full_at", 0.0)
+        full = now - float(last_full) >= full_every
+        with self._lock:
+            self._running.add(name)
+        started = time.monotonic()
+        result: RunResult | None = None
+        status = "failed"
+        error = ""
+        try:
+            runner = Runner(job.profile, store, stop=self.stop_event)
+            result = runner.run("sync", full=full, command="daemon")
+            status = result.status
+            if full and status in ("ok", "no-changes"):
+                store.set_meta(name, "last_full_at", now)
+        except LockHeld as exc:
+            status, error = "skipped", str(exc)
+            log.warning("profile %s: %s; skipping this tick", name, exc)
+        except RunInterrupted as exc:
+            status, error = "interrupted", str(exc)
+            log.warning("profile %s: %s", name, exc)
+        except DirconnectorError as exc:
+            error = str(exc)
+            log.error("profile %s: run failed: %s", name, exc)
+        except Exception as exc:  # the daemon must outlive any one run
+            error = f"{type(exc).__name__}: {exc}"
+            log.exception("profile %s: unexpected error", name)
+        finally:
+            with self._lock:
+                self._running.discard(name)
+        duration = time.monotonic() - started
+        if result is not None and result.refused:
+            log.error("profile %s: refused by the safety guard: %s", name,
+                      "; ".join(result.refused))
+            error = "; ".join(result.refused)
+        elif result is not None and result.error:
+            error = result.error
+        self._after_run(job, status, error, duration, result)
+
+    def _after_run(self, job: Job, status: str, error: str, duration: float,
+                   result: RunResult | None) -> None:
+        interval = self._interval_hint(job)
+        if status in ("failed", "partial"):
+            job.failures += 1
+            wait = min(MAX_BACKOFF, interval * (2 ** (job.failures - 1)))
+            job.not_before = time.time() + wait * random.uniform(0.9, 1.0)
+        elif status != "skipped":
+            job.failures = 0
+            job.not_before = 0.0
+        job.last = {"status": status, "at": time.time(), "duration": round(duration, 3),
+                    "error": error, "run_id": result.run_id if result else ""}
+        self.metrics.observe(job.name, status, duration, result)
+        sj = self.scheduler.get_job(job.name)
+        job.next_run = sj.next_run_time.timestamp() if sj and sj.next_run_time else None
+        self.store_for(job.profile).set_meta(job.name, "daemon", {
+            **job.last, "next_run": job.next_run, "failures": job.failures})
+
+    def _interval_hint(self, job: Job) -> float:
+        s = job.profile.settings.schedule
+        return parse_duration(s.interval, "schedule.interval") if s.interval else 3600.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def reload(self) -> None:
+        """Re-read every file; keep the old settings of a file that no longer validates."""
+        for job in list(self.jobs.values()):
+            try:
+                profile = settings_mod.load(job.path)
+                self._schedule_of(profile)
+            except DirconnectorError as exc:
+                log.error("reload of %s failed, keeping the running configuration: %s",
+                          job.path, exc)
+                continue
+            if profile.name != job.name:
+                log.error("reload of %s: the profile name changed (%s -> %s); restart the "
+                          "daemon to rename a profile", job.path, job.name, profile.name)
+                continue
+            job.profile = profile
+            self.scheduler.remove_job(job.name)
+            self._add_job(job)
+            log.info("profile %s: configuration reloaded from %s", job.name, job.path)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            running = set(self._running)
+        out = {}
+        for name, job in self.jobs.items():
+            sj = self.scheduler.get_job(name)
+            state = "running" if name in running else job.last.get("status", "pending")
+            out[name] = {"state": state, "last": job.last, "failures": job.failures,
+                         "next_run": sj.next_run_time.isoformat() if sj and sj.next_run_time
+                         else None, "config": str(job.path)}
+        return out
+
+    def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code."""
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_event.set())
+        for job in self.jobs.values():
+            self._add_job(job)
+        self.scheduler.start()
+        if self.health is not None:
+            self.health.start()
+        log.info("daemon started: %s", ", ".join(
+            f"{j.name} ({j.profile.settings.schedule.interval or j.profile.settings.schedule.cron})"
+            for j in self.jobs.values()))
+        while not self.stop_event.wait(0.5):
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                self.reload()
+        log.info("stopping: no new runs; waiting up to %.0fs for the running one",
+                 self.stop_timeout)
+        self.scheduler.shutdown(wait=False)
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    break
+            time.sleep(0.1)
+        with self._lock:
+            left = set(self._running)
+        for name in left:
+            log.warning("profile %s: still running at shutdown; recorded as interrupted", name)
+            store = self.store_for(self.jobs[name].profile)
+            for row in store.runs(name, 1):
+                if row.status == "running":
+                    store.finish_run(row.id, "interrupted", error="daemon stopped")
+        if self.health is not None:
+            self.health.stop()
+        log.info("daemon stopped")
+        return 0
+
+    def _on_stop(self, signum: int, _frame: object) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        self.stop_event.set()
+
+
+def _now_dt() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
