@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import ip_address
 from typing import ClassVar, Literal
 from urllib.parse import urlsplit
@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 
 from ..checks import CheckReport
 from ..errors import DirconnectorError, StalePlan
-from ..model import Snapshot
+from ..model import Group, Snapshot
 from ..outcome import Outcome
 from ..plan import LinkUser, Plan
 from ..settings import HttpPluginSettings
@@ -132,8 +132,8 @@ class BitwardenTarget:
             return report
         report.add("organization API key", True, f"token from {self.api.identity_url}")
         try:
-            members = self.api.list("public/members")
-            groups = self.api.list("public/groups")
+            members = self.api.list_all("public/members")
+            groups = self.api.list_all("public/groups")
         except DirconnectorError as exc:
             report.add("Public API read", False, str(exc))
             return report
@@ -168,6 +168,22 @@ class BitwardenTarget:
             raise StalePlan("bitwarden: the organization changed since the plan was made; "
                             "make the plan again", hint="run `dirconnector plan` again")
         return fresh
+
+
+def members_provider(settings: BitwardenSettings
+                     ) -> Callable[[Sequence[Group]], Mapping[str, Iterable[str]]]:
+    """Group members for the ``scim`` target's bitwarden flavor, read through the Public API.
+
+    Bitwarden's SCIM endpoint never returns group members (reference 3.3: "use the
+    Public API"); SCIM ids of users and groups are the same member and group ids the
+    Public API uses, so its ``member-ids`` answer is the membership the SCIM target needs.
+    """
+    api = BitwardenTarget(settings).api
+
+    def provide(groups: Sequence[Group]) -> Mapping[str, Iterable[str]]:
+        return api.group_members([g.ref for g in groups], settings.concurrency)
+
+    return provide
 
 
 def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str, ...]:
@@ -220,4 +236,4 @@ def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str
     return tuple(notes)
 
 
-__all__ = ["BitwardenSettings", "BitwardenTarget", "describe"]
+__all__ = ["BitwardenSettings", "BitwardenTarget", "describe", "members_provider"]

@@ -140,7 +140,7 @@ class BitwardenApi:
 
     # ------------------------------------------------------------------ reads
 
-    def list(self, path: str) -> list[dict[str, Any]]:
+    def list_all(self, path: str) -> list[dict[str, Any]]:
         """A ListResponseModel's items, following continuationToken if the server pages."""
         items: list[dict[str, Any]] = []
         url = path
@@ -154,15 +154,22 @@ class BitwardenApi:
                 return items
             url = f"{path}?continuationToken={token}"
 
+    def group_members(self, group_ids: Iterable[str], concurrency: int = 8
+                      ) -> dict[str, list[str]]:
+        """Member ids of each group (``GET /public/groups/{id}/member-ids``), by group id."""
+        ids = list(group_ids)
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            found = list(pool.map(lambda g: self.get(f"public/groups/{g}/member-ids"), ids))
+        return {g: [str(m) for m in members or ()] for g, members in zip(ids, found, strict=True)}
+
     def read(self, *, only_groups: set[str] | None = None, concurrency: int = 8) -> Snapshot:
         """Members and groups with their member ids (for ``only_groups`` external ids, if set)."""
-        members = self.list("public/members")
-        groups = self.list("public/groups")
+        members = self.list_all("public/members")
+        groups = self.list_all("public/groups")
         if only_groups is not None:
             groups = [g for g in groups if g.get("externalId") in only_groups]
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            ids = list(pool.map(lambda g: self.get(f"public/groups/{g['id']}/member-ids"),
-                                groups))
+        members_of = self.group_members([str(g["id"]) for g in groups], concurrency)
+        ids = [members_of[str(g["id"])] for g in groups]
         users = [User(external_id=str(m.get("externalId") or ""),
                       email=normalize_email(m.get("email")),
                       display_name=str(m.get("name") or ""),
