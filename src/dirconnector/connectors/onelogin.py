@@ -14,175 +14,37 @@ active (the person exists and is entitled; the password state is OneLogin's busi
 2 and 3 are inactive (revoked); 0 is not synced (reason "status"). Every list is an option.
 
 Requests over ``requests`` through HttpClient: onelogin-python-sdk cannot page v1 groups
-(its GetGroups200Response drops ``pagination``) and does not retry 429.
+(its GetGroups200Response drops ``pagination``) and does not retry 429. Settings live in
+_onelogin_settings.py, the token and paging plumbing in _onelogin_api.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import re
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel
 
 from ..checks import CheckReport
 from ..errors import DirconnectorError, IncompleteRead, SourceError
 from ..http import RetryPolicy
-from ..model import Group, Skipped, Snapshot, User, clean_text, looks_like_email
-from ..settings import HttpPluginSettings
+from ..model import Group, Skipped, Snapshot, User, clean_text
 from ..state_space import ConnectorState
 from ._filters import parse_filter
 from ._onelogin_api import DEFAULT_RETRY, LABEL, OneLoginApi
+from ._onelogin_settings import (
+    ROLE_QUERY_KEYS,
+    STATUS_NAMES,
+    USER_QUERY_KEYS,
+    OneLoginSettings,
+    native_query,
+)
 
 log = logging.getLogger(__name__)
 
-REGIONS = {"us": "https://api.us.onelogin.com", "eu": "https://api.eu.onelogin.com"}
-STATUS_NAMES = {0: "unactivated", 1: "active", 2: "suspended", 3: "locked",
-                4: "password expired", 5: "awaiting password reset", 7: "password pending",
-                8: "security questions required"}
-# Documented filters of GET /api/2/users (api-docs/2/users/list-users); paging keys are ours.
-USER_QUERY_KEYS = frozenset({
-    "created_since", "created_until", "updated_since", "updated_until", "last_login_since",
-    "last_login_until", "firstname", "lastname", "email", "username", "samaccountname",
-    "directory_id", "external_id", "user_ids", "app_id"})
-ROLE_QUERY_KEYS = frozenset({"name", "app_id", "app_name"})  # api-docs/2/roles/list-roles
 USER_READ_TRIES = 3
-_SUBDOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-_ATTRIBUTE = re.compile(r"^(?:[a-z_]+|custom_attributes\.[A-Za-z0-9_\-]+)$")
-
-
-class OneLoginSettings(HttpPluginSettings):
-    """``[source] type = "onelogin"``."""
-
-    type: Literal["onelogin"] = "onelogin"
-    subdomain: str | None = None
-    """Account subdomain: ``acme`` for https://acme.onelogin.com (the current API host)."""
-    region: Literal["us", "eu"] | None = None
-    """Older shared API hosts: https://api.us.onelogin.com or https://api.eu.onelogin.com."""
-    base_url: str | None = None
-    """A full API origin instead (a proxy, or the test emulator); https unless loopback."""
-    client_id: str = Field(min_length=1)
-    """The API credential's client id."""
-    client_secret: SecretStr | None = None
-    """The API credential's client secret (or client_secret_env / client_secret_file)."""
-    groups_from: Literal["roles", "groups"] = "roles"
-    """Sync OneLogin roles (many per user) or OneLogin groups (one per user) as groups."""
-    user_filter: str | None = None
-    """``include:a@x.com,b@x.com`` / ``exclude:...`` by email or username, then ``|`` and
-    /api/2/users query parameters, e.g. ``| directory_id=12&email=*@example.com``."""
-    group_filter: str | None = None
-    """``include:`` / ``exclude:`` by role or group name, then ``|`` and /api/2/roles
-    query parameters (roles only), e.g. ``| name=Eng*``."""
-    email_attribute: str = "email"
-    """User field holding the email: ``email``, another field, or ``custom_attributes.x``."""
-    email_suffix: str | None = None
-    """When the email field is empty: ``username@email_suffix`` (if username has no @)."""
-    page_size: int = Field(50, ge=1, le=1000)
-    """Items per page asked for (OneLogin returns at most 50 users or groups per page)."""
-    active_statuses: tuple[int, ...] = (1, 4, 5, 7, 8)
-    """User statuses synced as active."""
-    inactive_statuses: tuple[int, ...] = (2, 3)
-    """User statuses synced as inactive (their accounts are revoked)."""
-    skip_statuses: tuple[int, ...] = (0,)
-    """User statuses not synced at all (reported as skipped; never revoked for it)."""
-
-    @field_validator("subdomain")
-    @classmethod
-    def _subdomain(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        text = value.strip().lower().removeprefix("https://").rstrip("/")
-        text = text.removesuffix(".onelogin.com")
-        if not _SUBDOMAIN.match(text):
-            raise ValueError(f"not a OneLogin subdomain: {value!r} (expected e.g. 'acme' "
-                             f"for https://acme.onelogin.com)")
-        return text
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an https:// URL, got {value!r}")
-        if parts.scheme == "http" and not _loopback(parts.hostname):
-            raise ValueError("plain http would send the client secret in clear; use https "
-                             "(http is allowed only on 127.0.0.1/localhost)")
-        if parts.query or parts.fragment or parts.path.strip("/"):
-            raise ValueError(f"give the origin only (scheme://host[:port]), got {value!r}")
-        return f"{parts.scheme}://{parts.netloc}"
-
-    @field_validator("email_attribute")
-    @classmethod
-    def _attribute(cls, value: str) -> str:
-        if not _ATTRIBUTE.match(value):
-            raise ValueError(f"expected a user field name or custom_attributes.NAME, "
-                             f"got {value!r}")
-        return value
-
-    @field_validator("email_suffix")
-    @classmethod
-    def _suffix(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        text = value.strip().lstrip("@").lower()
-        if not looks_like_email(f"x@{text}"):
-            raise ValueError(f"not a mail domain: {value!r}")
-        return text
-
-    @field_validator("user_filter")
-    @classmethod
-    def _user_filter(cls, value: str | None) -> str | None:
-        native = parse_filter(value, "user_filter").native
-        _query(native, "user_filter", USER_QUERY_KEYS, allow_custom=True)
-        return value
-
-    @field_validator("group_filter")
-    @classmethod
-    def _group_filter(cls, value: str | None) -> str | None:
-        native = parse_filter(value, "group_filter").native
-        _query(native, "group_filter", ROLE_QUERY_KEYS, allow_custom=False)
-        return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> OneLoginSettings:
-        given = [n for n in ("subdomain", "region", "base_url") if getattr(self, n)]
-        if len(given) != 1:
-            raise ValueError("set exactly one of subdomain, region or base_url"
-                             + (f" (got {', '.join(given)})" if given else ""))
-        if self.client_secret is None or not self.client_secret.get_secret_value():
-            raise ValueError("client_secret: required (client_secret, client_secret_env "
-                             "or client_secret_file)")
-        lists = {"active_statuses": self.active_statuses,
-                 "inactive_statuses": self.inactive_statuses,
-                 "skip_statuses": self.skip_statuses}
-        seen: dict[int, str] = {}
-        for name, codes in lists.items():
-            for code in codes:
-                if code not in STATUS_NAMES:
-                    raise ValueError(f"{name}: {code} is not a OneLogin user status "
-                                     f"(known: {sorted(STATUS_NAMES)})")
-                if code in seen:
-                    raise ValueError(f"{name}: status {code} is also in {seen[code]}")
-                seen[code] = name
-        if self.groups_from == "groups" and parse_filter(self.group_filter, "group_filter").native:
-            raise ValueError("group_filter: OneLogin groups (/api/1/groups) take no query; "
-                             "use include:/exclude: only")
-        return self
-
-    @property
-    def api_url(self) -> str:
-        """The API origin every request goes to."""
-        if self.base_url:
-            return self.base_url
-        if self.region:
-            return REGIONS[self.region]
-        return f"https://{self.subdomain}.onelogin.com"
 
 
 class OneLoginConnector:
@@ -261,7 +123,7 @@ class OneLoginConnector:
         ``Total-Count`` changes between pages the read is redone, and after
         ``USER_READ_TRIES`` moving reads it fails rather than return a list that may lack
         people."""
-        native = _query(self._user_filter.native, "user_filter", USER_QUERY_KEYS, True)
+        native = native_query(self._user_filter.native, "user_filter", USER_QUERY_KEYS, True)
         for _ in range(USER_READ_TRIES):
             by_id: dict[str, dict[str, Any]] = {}
             for page in self.api.v2_pages("/api/2/users", native, "users"):
@@ -321,7 +183,7 @@ class OneLoginConnector:
         return ""
 
     def _roles(self, read_ids: set[str], skipped: list[Skipped]) -> list[Group]:
-        native = _query(self._group_filter.native, "group_filter", ROLE_QUERY_KEYS, False)
+        native = native_query(self._group_filter.native, "group_filter", ROLE_QUERY_KEYS, False)
         roles = [r for page in self.api.v2_pages("/api/2/roles", native, "roles") for r in page]
         groups: list[Group] = []
         for role in roles:
@@ -361,26 +223,6 @@ class OneLoginConnector:
         return groups
 
 
-def _query(native: str, field: str, keys: frozenset[str], allow_custom: bool) -> dict[str, str]:
-    """The native part of a filter as query parameters; unknown keys are an error."""
-    if not native:
-        return {}
-    try:
-        pairs = parse_qsl(native.lstrip("?"), keep_blank_values=True, strict_parsing=True)
-    except ValueError as exc:
-        raise ValueError(f"{field}: the part after '|' must be key=value&key=value, "
-                         f"got {native!r}") from exc
-    out: dict[str, str] = {}
-    for key, value in pairs:
-        key = key.strip()
-        if key not in keys and not (allow_custom and key.startswith("custom_attributes.")):
-            raise ValueError(f"{field}: {key!r} is not a query parameter this connector sends; "
-                             f"use one of {', '.join(sorted(keys))}"
-                             + (" or custom_attributes.NAME" if allow_custom else ""))
-        out[key] = value.strip()
-    return out
-
-
 def _user_id(raw: dict[str, Any]) -> str:
     uid = raw.get("id")
     if not isinstance(uid, int | str) or isinstance(uid, bool) or not str(uid).strip():
@@ -390,15 +232,6 @@ def _user_id(raw: dict[str, Any]) -> str:
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _line(exc: DirconnectorError) -> str:
