@@ -147,7 +147,9 @@ class AzureConnector:
         self.user_filter: SetFilter = parse_filter(settings.user_filter, "user_filter")
         self.group_filter: SetFilter = parse_filter(settings.group_filter, "group_filter")
         self._clock = clock
+        self._sent_before = 0
         self.last_read = ""
+        """How the last fetch read the tenant: "full" or "delta"."""
 
     # ------------------------------------------------------------ check
 
@@ -187,6 +189,7 @@ class AzureConnector:
 
     def fetch(self, state: ConnectorState) -> Snapshot:
         started = self._clock()
+        self._sent_before = self.http.requests_sent
         cache, reason = self._incremental(state)
         if cache is None:
             log.info("azure: full read of tenant %s (%s)", self.settings.tenant_id, reason)
@@ -333,7 +336,7 @@ class AzureConnector:
                   for gid, (members, subs) in cache.effective(kept).items()]
         info = {"source": "Microsoft Graph", "tenant": s.tenant_id, "read": self.last_read,
                 "seconds": f"{self._clock() - started:.2f}",
-                "requests": str(self.http.requests_sent)}
+                "requests": str(self.http.requests_sent - self._sent_before)}
         return Snapshot.build(users, groups, skipped, info=info)
 
 

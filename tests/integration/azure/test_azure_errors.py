@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -188,3 +189,16 @@ def test_paging_link_to_other_host_is_refused(make_connector: Callable[..., Azur
     conn = make_connector()
     with pytest.raises(SourceError, match="another host"):
         conn.graph._next("https://evil.example/v1.0/users?$skiptoken=x")
+
+
+def test_secret_never_logged(make_connector: Callable[..., AzureConnector],
+                             emulator: GraphEmulator, tenant: Tenant,
+                             caplog: pytest.LogCaptureFixture) -> None:
+    """At DEBUG, neither a good nor a rejected secret appears in any log record."""
+    wrong = "wrong-secret-value-1234"
+    with caplog.at_level(logging.DEBUG):
+        make_connector().fetch(ConnectorState())
+        with pytest.raises(SourceError):
+            make_connector(client_secret=wrong).fetch(ConnectorState())
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert caplog.records and SECRET not in text and wrong not in text
