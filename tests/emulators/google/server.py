@@ -57,7 +57,7 @@ class GoogleEmulator:
         server.daemon_threads = True
         if self.tls:
             ca = self._ca or trustme.CA()
-            cert = ca.issue_cert("127.0.0.1", "localhost")
+            cert = _leaf(ca)
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             cert.configure_cert(ctx)
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
@@ -82,6 +82,16 @@ class GoogleEmulator:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+_LEAVES: dict[int, tuple[trustme.CA, trustme.LeafCert]] = {}
+
+
+def _leaf(ca: trustme.CA) -> trustme.LeafCert:
+    """The server certificate for 127.0.0.1, made once per CA (key generation is slow)."""
+    if id(ca) not in _LEAVES:
+        _LEAVES[id(ca)] = (ca, ca.issue_cert("127.0.0.1", "localhost"))
+    return _LEAVES[id(ca)][1]
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -113,6 +113,14 @@ def test_user_filter_native_query_goes_to_users_list(env: Any) -> None:
         "orgUnitPath=/Engineering"
 
 
+def test_members_left_out_by_the_query_are_not_called_external(env: Any) -> None:
+    """With a native query, unread members of the account's domain are 'filtered out'."""
+    snap = env.connector(user_filter="| orgUnitPath=/Engineering").fetch(ConnectorState())
+    reasons = {s.ref: s.reason for s in snap.skipped if s.kind == "user"}
+    assert reasons["carol@example.com"] == "filtered out"
+    assert reasons["partner@other.example"] == "external member"
+
+
 def test_exclude_and_query_combine(env: Any) -> None:
     """exclude:bob | isSuspended=false leaves alice, admin and (archived) erin."""
     snap = env.connector(user_filter="exclude:bob@example.com | isSuspended=false").fetch(
