@@ -75,7 +75,7 @@ class ScimSettings(HttpPluginSettings):
     def _http_url(cls, value: str) -> str:
         value = value.strip()
         if not value.startswith(("https://", "http://")) or len(value.split("://", 1)[1]) < 1:
-            raise ValueError(f"must be an http(s):// URL (got {value!r})")
+            raise ValueError("must be an http(s):// URL")
         return value.rstrip("/")
 
 
