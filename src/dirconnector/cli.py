@@ -413,6 +413,40 @@ def status(ctx: Ctx, configs: tuple[str, ...], fmt: str) -> None:
         ctx.console.print(table)
 
 
+@main.command("import-bwdc")
+@click.argument("data_json", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the profile here (refuses to overwrite) instead of to stdout.")
+@pass_ctx
+def import_bwdc(ctx: Ctx, data_json: str, out: str | None) -> None:
+    """Convert Bitwarden Directory Connector's data.json into a dirconnector profile.
+
+    Every option dirconnector understands is mapped; the others are listed. Secrets
+    are never written: they become *_env references to set before the first run.
+    """
+    from .bwdc_import import convert
+    from .errors import ConfigError
+
+    with errors_to_exit(ctx):
+        try:
+            data = json.loads(Path(data_json).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{data_json}: not a readable JSON file: {exc}") from exc
+        text, unmapped = convert(data)
+        if out:
+            target = Path(out)
+            if target.exists():
+                raise ConfigError(f"{out} already exists; not overwriting it")
+            target.write_text(text, encoding="utf-8")
+            target.chmod(0o600)
+            ctx.err.print(f"Wrote {out}. Check it with `dirconnector --config {out} "
+                          f"config validate`, then `plan`.")
+        else:
+            click.echo(text, nl=False)
+        for item in unmapped:
+            ctx.err.print(f"[yellow]not mapped:[/yellow] {item}")
+
+
 def _toml(data: dict[str, Any], prefix: str = "") -> str:
     """A small TOML writer for `config show` (tables after scalars)."""
     lines: list[str] = []
