@@ -176,13 +176,19 @@ class UserMapper:
 
     def __init__(self, r: Resolved, disabled: frozenset[str] = frozenset()) -> None:
         self.r = r
-        self.disabled = disabled
+        self.disabled = disabled              # normalised DNs
         self.users: list[User] = []
         self.skipped: list[Skipped] = []
         self.by_dn: dict[str, str] = {}       # raw DN as the server spells it -> external id
-        self.by_norm: dict[str, str] = {}     # normalised DN -> external id
         self.by_uid: dict[str, str] = {}      # case-folded uid -> external id
         self.dn_ids = 0                       # entries keyed on their DN (no id attribute)
+        self._by_norm: dict[str, str] | None = None
+
+    def by_norm(self) -> dict[str, str]:
+        """Normalised DN -> external id, built on first use (most member values match raw)."""
+        if self._by_norm is None:
+            self._by_norm = {normalize_dn(dn): ext for dn, ext in self.by_dn.items()}
+        return self._by_norm
 
     def external_id(self, dn: str, attrs: Attrs) -> str:
         for name in self.r.id_attrs:
@@ -193,42 +199,61 @@ class UserMapper:
         return normalize_dn(dn)
 
     def add(self, entries: Iterable[tuple[str, Attrs]], *, deleted: bool = False) -> None:
+        # The hot loop of a read (100k entries): attribute names and methods are bound
+        # to locals and field extraction is inlined.
+        r = self.r
+        if deleted:
+            self._add_deleted(entries)
+            return
+        append, skip = self.users.append, self.skipped.append
+        by_dn, by_uid, disabled = self.by_dn, self.by_uid, self.disabled
+        external_id = self.external_id
+        email_a, prefix_a, suffix, name_a = r.email, r.prefix, r.suffix, r.user_name
+        display_a, given_a, family_a = r.display, r.given, r.family
+        extra_uid = name_a != "uid"
+        ad = r.ad
+        self._by_norm = None
+        for dn, a in entries:
+            ext = external_id(dn, a)
+            by_dn[dn] = ext
+            get = a.get
+            for uid in get("uid", ()):
+                by_uid[uid.decode("utf-8", "replace").strip().casefold()] = ext
+            if extra_uid:
+                for uid in get(name_a, ()):
+                    by_uid.setdefault(uid.decode("utf-8", "replace").strip().casefold(), ext)
+            v = get(email_a)
+            email = v[0].decode("utf-8", "replace").strip() if v else ""
+            if not email and prefix_a:
+                v = get(prefix_a)
+                email = v[0].decode("utf-8", "replace").strip() + suffix if v else ""
+            if not email:
+                skip(Skipped("user", dn, "no email", f"no {email_a} value", external_id=ext))
+                continue
+            active = not disabled or normalize_dn(dn) not in disabled
+            if ad and active:
+                uac = _text(get("useraccountcontrol"))
+                active = not (uac.lstrip("-").isdigit() and int(uac) & UAC_ACCOUNTDISABLE)
+            v = get(name_a)
+            user_name = v[0].decode("utf-8", "replace").strip() if v else ""
+            v = get(display_a) or get("cn")
+            display = v[0].decode("utf-8", "replace").strip() if v else ""
+            v = get(given_a)
+            given = v[0].decode("utf-8", "replace").strip() if v else ""
+            v = get(family_a)
+            family = v[0].decode("utf-8", "replace").strip() if v else ""
+            append(User(ext, normalize_email(email), user_name, display, given, family, active))
+
+    def _add_deleted(self, entries: Iterable[tuple[str, Attrs]]) -> None:
+        """AD tombstones: inactive users. A tombstone keeps no mail unless the AD Recycle
+        Bin is on; one without an email is left out entirely (not reported as skipped),
+        so remove_missing still handles it."""
         r = self.r
         for dn, a in entries:
-            ext = self.external_id(dn, a)
-            if deleted:
-                # A tombstone keeps no mail unless the AD Recycle Bin is on; one without
-                # an email is left out entirely so remove_missing still handles it.
-                email = normalize_email(_text(a.get(r.email)))
-                if email:
-                    self.users.append(User(ext, email, _text(a.get(r.user_name)), active=False))
-                continue
-            norm = normalize_dn(dn)
-            self.by_dn[dn] = ext
-            self.by_norm[norm] = ext
-            for uid in a.get("uid", ()):
-                self.by_uid[uid.decode("utf-8", "replace").strip().casefold()] = ext
-            if r.user_name != "uid":
-                for uid in a.get(r.user_name, ()):
-                    self.by_uid.setdefault(uid.decode("utf-8", "replace").strip().casefold(), ext)
-            email = _text(a.get(r.email))
-            if not email and r.prefix:
-                prefix = _text(a.get(r.prefix))
-                email = prefix + r.suffix if prefix else ""
-            if not email:
-                self.skipped.append(Skipped("user", dn, "no email", f"no {r.email} value",
-                                            external_id=ext))
-                continue
-            active = norm not in self.disabled
-            if r.ad and active:
-                uac = _text(a.get("useraccountcontrol"))
-                active = not (uac.lstrip("-").isdigit() and int(uac) & UAC_ACCOUNTDISABLE)
-            self.users.append(User(
-                external_id=ext, email=normalize_email(email),
-                user_name=_text(a.get(r.user_name)),
-                display_name=_text(a.get(r.display)) or _text(a.get("cn")),
-                given_name=_text(a.get(r.given)), family_name=_text(a.get(r.family)),
-                active=active))
+            email = normalize_email(_text(a.get(r.email)))
+            if email:
+                self.users.append(User(self.external_id(dn, a), email,
+                                       _text(a.get(r.user_name)), active=False))
 
 
 @dataclass(slots=True)
@@ -248,7 +273,7 @@ class GroupResolver:
         self.users = users
         self.groups = groups
         self.by_dn = {g.dn: g.external_id for g in groups}
-        self.by_norm = {normalize_dn(g.dn): g.external_id for g in groups}
+        self._groups_norm: dict[str, str] | None = None
         self.dangling = 0
         self._norm: dict[str, str] = {}
 
@@ -261,6 +286,11 @@ class GroupResolver:
                 norm = ""
             self._norm[dn] = norm
         return norm or None
+
+    def _group_norm(self) -> dict[str, str]:
+        if self._groups_norm is None:
+            self._groups_norm = {normalize_dn(g.dn): g.external_id for g in self.groups}
+        return self._groups_norm
 
     def resolve(self) -> list[Group]:
         u = self.users
@@ -286,11 +316,11 @@ class GroupResolver:
                 sub = self.by_dn.get(value)
                 if sub is None:
                     norm = self._normalize(value)
-                    ext = u.by_norm.get(norm) if norm else None
+                    ext = u.by_norm().get(norm) if norm else None
                     if ext is not None:
                         members.add(ext)
                         continue
-                    sub = self.by_norm.get(norm) if norm else None
+                    sub = self._group_norm().get(norm) if norm else None
                 if sub is not None:
                     if sub != g.external_id:
                         subgroups.add(sub)

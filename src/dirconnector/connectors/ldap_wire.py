@@ -177,52 +177,63 @@ class PyLdapWire:
 
     def search(self, base: str, scope: Scope, filterstr: str, attrs: Sequence[str], *,
                page_size: int, controls: Sequence[Control] = ()) -> Iterator[list[Entry]]:
-        ldap = self._ldap
         from ldap.controls import LDAPControl
         from ldap.controls.libldap import SimplePagedResultsControl
 
+        ldap = self._ldap
         scopes = {"base": ldap.SCOPE_BASE, "one": ldap.SCOPE_ONELEVEL, "sub": ldap.SCOPE_SUBTREE}
         extra = [LDAPControl(c.oid, c.critical, c.value) for c in controls]
         paged = SimplePagedResultsControl(True, size=page_size, cookie=b"") if page_size else None
         attrlist = list(attrs) or None
-        while True:
+
+        def send() -> int:
             ctrls = [*extra, paged] if paged is not None else extra
-            try:
-                msgid = self._conn.search_ext(base, scopes[scope], filterstr, attrlist,
-                                              serverctrls=ctrls or None)
+            return int(self._conn.search_ext(base, scopes[scope], filterstr, attrlist,
+                                             serverctrls=ctrls or None))
+
+        with self._errors(base, filterstr):
+            msgid: int | None = send()
+        while msgid is not None:
+            with self._errors(base, filterstr):
                 _, data, _, resp_ctrls = self._conn.result3(msgid, all=1, timeout=self._timeout)
-            except (ldap.SIZELIMIT_EXCEEDED, ldap.TIMELIMIT_EXCEEDED,
-                    ldap.ADMINLIMIT_EXCEEDED) as exc:
-                raise IncompleteRead(limit_message(_describe(exc), base, filterstr)) from exc
-            except ldap.TIMEOUT as exc:
-                raise IncompleteRead(limit_message(f"no answer within {self._timeout:g} s",
-                                                   base, filterstr)) from exc
-            except ldap.NO_SUCH_OBJECT as exc:
-                raise SourceError(f"ldap source: base DN {base!r} does not exist") from exc
-            except ldap.FILTER_ERROR as exc:
-                raise SourceError(f"ldap source: the server rejected the filter {filterstr}"
-                                  ) from exc
-            except ldap.SERVER_DOWN as exc:
-                raise IncompleteRead(f"ldap source: {self.url}: connection lost during a "
-                                     f"search of {base!r}: {_describe(exc)}") from exc
-            except ldap.LDAPError as exc:
-                raise SourceError(f"ldap source: search of {base!r} failed: {_describe(exc)}"
-                                  ) from exc
+                msgid = None
+                if paged is not None:
+                    cookie = next((c.cookie for c in resp_ctrls
+                                   if c.controlType == PAGED_RESULTS_OID), None)
+                    if cookie is None:
+                        raise IncompleteRead(
+                            f"ldap source: the server ignored the paged-results control "
+                            f"searching {base!r}; set page_size = 0 if it cannot page")
+                    if cookie:
+                        # Ask for the next page before handing this one on, so the server
+                        # builds it while the caller maps this one.
+                        paged.cookie = cookie
+                        msgid = send()
             # (None, [urls]) items are search references; the DN is str already.
             yield [(dn, {k.lower(): v for k, v in a.items()}) for dn, a in data if dn is not None]
-            if paged is None:
-                return
-            cookie = b""
-            for ctrl in resp_ctrls:
-                if ctrl.controlType == PAGED_RESULTS_OID:
-                    cookie = ctrl.cookie
-                    break
-            else:
-                raise IncompleteRead(f"ldap source: the server ignored the paged-results control "
-                                     f"searching {base!r}; set page_size = 0 if it cannot page")
-            if not cookie:
-                return
-            paged.cookie = cookie
+
+    @contextlib.contextmanager
+    def _errors(self, base: str, filterstr: str) -> Iterator[None]:
+        """Translate python-ldap's exceptions for one search step."""
+        ldap = self._ldap
+        try:
+            yield
+        except (ldap.SIZELIMIT_EXCEEDED, ldap.TIMELIMIT_EXCEEDED,
+                ldap.ADMINLIMIT_EXCEEDED) as exc:
+            raise IncompleteRead(limit_message(_describe(exc), base, filterstr)) from exc
+        except ldap.TIMEOUT as exc:
+            raise IncompleteRead(limit_message(f"no answer within {self._timeout:g} s",
+                                               base, filterstr)) from exc
+        except ldap.NO_SUCH_OBJECT as exc:
+            raise SourceError(f"ldap source: base DN {base!r} does not exist") from exc
+        except ldap.FILTER_ERROR as exc:
+            raise SourceError(f"ldap source: the server rejected the filter {filterstr}") from exc
+        except ldap.SERVER_DOWN as exc:
+            raise IncompleteRead(f"ldap source: {self.url}: connection lost during a "
+                                 f"search of {base!r}: {_describe(exc)}") from exc
+        except ldap.LDAPError as exc:
+            raise SourceError(f"ldap source: search of {base!r} failed: {_describe(exc)}"
+                              ) from exc
 
     def close(self) -> None:
         with contextlib.suppress(self._ldap.LDAPError):
