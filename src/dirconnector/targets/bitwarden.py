@@ -101,6 +101,10 @@ class BitwardenTarget:
     """A Bitwarden organization, provisioned like bwdc does, but reading the server first."""
 
     settings_model: ClassVar[type[BaseModel]] = BitwardenSettings
+    user_fields: ClassVar[tuple[str, ...]] = ("email",)
+    """User fields this server holds for a directory to compare. Names belong to the
+    person's own Bitwarden account and cannot be set by the import; a core that honours
+    this attribute plans no name updates for Bitwarden."""
 
     def __init__(self, settings: BitwardenSettings) -> None:
         self.settings = settings
