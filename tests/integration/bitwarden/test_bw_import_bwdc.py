@@ -125,3 +125,30 @@ def test_output_passes_config_validation(path: Path, monkeypatch: pytest.MonkeyP
     profile = settings.load(data=tomllib.loads(text))
     assert profile.source.type == kind
     assert profile.target.type == "bitwarden"
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_cli_import_then_config_validate(path: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`import-bwdc DATA --out F` writes a mode-600 profile that `config validate` accepts."""
+    from click.testing import CliRunner
+
+    from dirconnector.cli import main
+    from dirconnector.registry import CONNECTORS, find
+
+    kind = EXPECTED_TYPE[load_sample(path)["directoryType"]]
+    try:
+        find(CONNECTORS, kind).load()
+    except ConfigError as exc:
+        pytest.skip(f"the {kind} connector is not importable yet: {exc}")
+    for name in ("LDAP_BIND_PASSWORD", "ENTRA_CLIENT_SECRET", "OKTA_API_TOKEN",
+                 "ONELOGIN_CLIENT_SECRET", "BW_CLIENTSECRET"):
+        monkeypatch.setenv(name, "dummy-secret")
+    monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_JSON", FAKE_GOOGLE_KEY)
+    out = tmp_path / "dirconnector.toml"
+    result = CliRunner().invoke(main, ["import-bwdc", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_mode & 0o077 == 0
+    assert not any(secret in out.read_text() for secret in SECRETS)
+    valid = CliRunner().invoke(main, ["--config", str(out), "config", "validate"])
+    assert valid.exit_code == 0, valid.output
