@@ -45,6 +45,19 @@ OUTER_RETRY = RetryPolicy(attempts=4, base_delay=2.0, max_delay=60.0, max_total_
 """Our own tries on top, honouring Retry-After."""
 
 
+class ApiError(SourceError):
+    """The Directory API answered an error; status and reason kept for callers that care."""
+
+    def __init__(self, message: str, *, status: int, reason: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class ApiIncomplete(IncompleteRead):
+    """A call still failing with a retryable error after every retry."""
+
+
 class DirectoryClient:
     """One authorised Directory API service; builds nothing on the network until used."""
 
@@ -187,21 +200,22 @@ class DirectoryClient:
                    attempts: int) -> SourceError:
         head = f"Google: {what}: HTTP {status} {reason or ''}".rstrip()
         if _retryable(status, reason):
-            return IncompleteRead(f"{head}: {message} (still failing after {attempts} tries "
-                                  f"of up to {self.num_retries + 1} requests each)")
+            return ApiIncomplete(f"{head}: {message} (still failing after {attempts} tries "
+                                 f"of up to {self.num_retries + 1} requests each)")
         if status == 403 and reason in ("forbidden", ""):
-            return SourceError(
-                f"{head}: {message}: admin_email {self.admin_email} may not read the "
-                "directory; impersonate a super admin or an admin whose role grants "
-                "Users > Read and Groups > Read")
-        if status == 403 and reason == "insufficientPermissions":
-            return SourceError(f"{head}: {message}: the token lacks a scope this call needs; "
-                               f"authorise all of {', '.join(SCOPES)} for client id "
-                               f"{self.client_id} in the {DWD_CONSOLE}")
-        if status == 401:
-            return SourceError(f"{head}: the Directory API rejected the access token even "
-                               f"after a refresh: {message}")
-        return SourceError(f"{head}: {message}")
+            text = (f"{head}: {message}: admin_email {self.admin_email} may not read the "
+                    "directory; impersonate a super admin or an admin whose role grants "
+                    "Users > Read and Groups > Read")
+        elif status == 403 and reason == "insufficientPermissions":
+            text = (f"{head}: {message}: the token lacks a scope this call needs; authorise "
+                    f"all of {', '.join(SCOPES)} for client id {self.client_id} in the "
+                    f"{DWD_CONSOLE}")
+        elif status == 401:
+            text = (f"{head}: the Directory API rejected the access token even after a "
+                    f"refresh: {message}")
+        else:
+            text = f"{head}: {message}"
+        return ApiError(text, status=status, reason=reason)
 
     def _token_error(self, exc: Exception) -> SourceError:
         data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}

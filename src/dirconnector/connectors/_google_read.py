@@ -9,6 +9,7 @@ parent's effective membership.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 from ..errors import SourceError
 from ..model import Group, Skipped, Snapshot, User, clean_text
 from ._filters import SetFilter
+from ._google_api import ApiError
 
 USER_FIELDS = "nextPageToken,users(id,primaryEmail,name(givenName,familyName,fullName)," \
               "suspended,archived)"
@@ -36,13 +38,14 @@ class _Members:
 
 
 def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilter,
-                   group_filter: SetFilter, *, include_archived: bool,
-                   page_size: int) -> Snapshot:
+                   group_filter: SetFilter, *, include_archived: bool, page_size: int,
+                   info: Mapping[str, str] | None = None) -> Snapshot:
     """Users, groups and members, to the last page of each; raises on any failed page."""
     where = ", ".join(f"{k} {v}" for k, v in scope.items())
     users: list[User] = []
     skipped: list[Skipped] = []
     seen_users: set[str] = set()
+    domains: set[str] = set()           # of users read: tells filtered-out from external
     user_params: dict[str, Any] = {**scope, "maxResults": min(page_size, 500),
                                    "projection": "basic", "fields": USER_FIELDS}
     if user_filter.native:
@@ -56,6 +59,7 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
             if not uid:
                 raise SourceError(f"Google: users.list returned a user without id ({email})")
             seen_users.add(uid)
+            domains.add(email.rpartition("@")[2].casefold())
             if not user_filter.keeps(email):
                 skipped.append(Skipped("user", email, "filtered out", "user_filter",
                                        external_id=uid))
@@ -96,13 +100,15 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
 
     members: dict[str, _Members] = {}
     external: dict[str, tuple[str, list[str]]] = {}
+    unmatched: dict[str, tuple[str, list[str]]] = {}
     external_groups: set[str] = set()
-    queue = sorted(kept)
+    group_emails = {gid: str(g.get("email") or gid) for gid, g in listed.items()}
+    queue = deque(sorted(kept))
     while queue:
-        gid = queue.pop(0)
+        gid = queue.popleft()
         if gid in members:
             continue
-        label = str(listed.get(gid, {}).get("email") or gid)
+        label = group_emails.get(gid, gid)
         got = _read_members(client, gid, label, page_size, gid not in listed)
         if got is None:                   # a nested group of another account
             external_groups.add(gid)
@@ -115,10 +121,15 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
                 if mid in kept_users:
                     direct.users.add(mid)
                 elif mid not in seen_users:
+                    # Not read: outside the account, or (with a native query) a user of
+                    # the account the query left out; the address's domain tells which.
                     email = str(m.get("email") or mid)
-                    external.setdefault(mid, (email, []))[1].append(label)
+                    internal = email.rpartition("@")[2].casefold() in domains
+                    bucket = unmatched if internal and user_filter.native else external
+                    bucket.setdefault(mid, (email, []))[1].append(label)
             elif kind == "GROUP":
                 direct.groups.add(mid)
+                group_emails.setdefault(mid, str(m.get("email") or mid))
                 if mid not in kept:
                     queue.append(mid)
             elif kind == "CUSTOMER":
@@ -132,9 +143,14 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
     for _mid, (email, where_in) in sorted(external.items()):
         skipped.append(Skipped("user", email, "external member",
                                "member of " + ", ".join(sorted(set(where_in)))))
+    for _mid, (email, where_in) in sorted(unmatched.items()):
+        skipped.append(Skipped("user", email, "filtered out",
+                               "not matched by the user_filter query; member of "
+                               + ", ".join(sorted(set(where_in)))))
     for gid in sorted(external_groups):
-        skipped.append(Skipped("group", gid, "external member", "nested group outside "
-                               "this account (members.list refused)"))
+        skipped.append(Skipped("group", group_emails.get(gid, gid), "external member",
+                               "nested group outside this account (members.list refused)",
+                               external_id=gid))
 
     groups = []
     for gid in sorted(kept):
@@ -143,7 +159,7 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
         groups.append(Group(external_id=gid,
                             name=clean_text(raw.get("name")) or str(raw.get("email", gid)),
                             member_ids=frozenset(user_ids), subgroup_ids=frozenset(subgroups)))
-    return Snapshot.build(users, groups, skipped)
+    return Snapshot.build(users, groups, skipped, info=info)
 
 
 def _read_members(client: Pager, gid: str, label: str, page_size: int,
@@ -153,11 +169,10 @@ def _read_members(client: Pager, gid: str, label: str, page_size: int,
     try:
         for page in client.pages("members", "members", f"members.list of {label}", **params):
             out.extend(page)
-    except SourceError as exc:
+    except ApiError as exc:
         # A nested group we did not list may belong to another account: Google answers
         # 404 notFound or 403 forbidden for it. Only for those is it "external".
-        text = str(exc)
-        if unlisted and ("HTTP 404" in text or "HTTP 403 forbidden" in text):
+        if unlisted and (exc.status == 404 or (exc.status, exc.reason) == (403, "forbidden")):
             return None
         raise
     return out

@@ -138,6 +138,12 @@ class Directory:
                            "status": "ACTIVE"})
         return mid
 
+    def add_external_group_member(self, gid: str, email: str) -> str:
+        """A group of another account nested here; members.list on it answers 404."""
+        mid = f"0{next(self._ids):02d}zz9other9acct"[:15]
+        self._append(gid, {"id": mid, "email": email, "role": "MEMBER", "type": "GROUP"})
+        return mid
+
     def add_customer_member(self, gid: str) -> None:
         """The whole account as one member (Groups: "all users in the organization")."""
         self._append(gid, {"id": self.customer_id, "role": "MEMBER", "type": "CUSTOMER"})

@@ -166,3 +166,10 @@ def test_invalid_native_query_is_reported(env: Any) -> None:
     """A query Google rejects (400 Invalid Input) names users.list and the answer."""
     err = fetch_error(env.connector(user_filter="| colour=blue"))
     assert "users.list" in str(err) and "400" in str(err) and "Invalid Input" in str(err)
+
+
+def test_check_reports_a_rejected_query(env: Any) -> None:
+    """check() sends the user_filter query, so a bad one fails the users.list item."""
+    report = env.connector(user_filter="| colour=blue").check()
+    assert not report.ok
+    assert report.items[-1].name.startswith("users.list") and "400" in report.items[-1].detail

@@ -96,6 +96,17 @@ def test_external_member_is_skipped_with_reason(env: Any) -> None:
     assert all(m in snap.users for g in snap.groups.values() for m in g.member_ids)
 
 
+def test_nested_group_of_another_account_is_skipped(env: Any) -> None:
+    """A GROUP member whose members.list answers 404 is reported external, not a failure."""
+    gid = env.directory.add_external_group_member(env.org.groups["eng"], "team@partner.example")
+    snap = env.connector().fetch(ConnectorState())
+    assert [(s.ref, s.reason, s.external_id) for s in snap.skipped if s.kind == "group"] == [
+        ("team@partner.example", "external member", gid)]
+    assert gid not in snap.groups[env.org.groups["eng"]].subgroup_ids
+    assert flatten(snap.groups)[env.org.groups["eng"]] == {env.org.users["alice"],
+                                                           env.org.users["bob"]}
+
+
 def test_user_filter_include_by_email(env: Any) -> None:
     """include: keeps the listed users; the others are skipped with their ids (never revoked)."""
     snap = env.connector(user_filter="include:Alice@example.com, bob@example.com").fetch(
