@@ -83,11 +83,6 @@ class Work:
     group_deletes: tuple[DeleteGroup, ...] = ()
     refused: tuple[tuple[Change, str], ...] = ()
 
-    @property
-    def sends_anything(self) -> bool:
-        return bool(self.restores or self.group_links or self.imports or self.revokes
-                    or self.removal_imports or self.member_deletes or self.group_deletes)
-
 
 def plan_work(plan: Plan, current: Snapshot, *, large: bool | None, owners: frozenset[str],
               cloud: bool) -> Work:
@@ -130,6 +125,8 @@ def plan_work(plan: Plan, current: Snapshot, *, large: bool | None, owners: froz
 
     groups, keep = _group_entries(plan, current, linked_ext, deleting)
     _validate([m for m, _ in members], [g for g, _ in groups], [m for m, _ in removals])
+    if members or groups or removals:
+        _shared_external_ids(current)
     total = len(members) + len(groups)
     batch = (total > BATCH) if large is None else large
     if not batch and cloud and (len(members) > BATCH or len(groups) > BATCH):
@@ -249,6 +246,22 @@ def _validate(members: Iterable[dict[str, Any]], groups: Iterable[dict[str, Any]
         raise TargetError(f"bitwarden: refusing to send the import, nothing was sent: "
                           f"{shown}{more}",
                           hint="fix these records in the directory (or filter them out)")
+
+
+def _shared_external_ids(current: Snapshot) -> None:
+    """Two members holding one external id make every import answer 500 (reference 2.6)."""
+    holders: dict[str, list[str]] = {}
+    for user in current.users.values():
+        if user.external_id:
+            holders.setdefault(user.external_id, []).append(user.email)
+    shared = {ext: emails for ext, emails in holders.items() if len(emails) > 1}
+    if shared:
+        shown = "; ".join(f"{ext!r} on {', '.join(sorted(e))}"
+                          for ext, e in sorted(shared.items())[:10])
+        raise TargetError(f"bitwarden: refusing to send the import, nothing was sent: members "
+                          f"share an external id, which makes the server fail every import: "
+                          f"{shown}", hint="clear or correct the duplicates in the Admin "
+                          "Console (or with SCIM PATCH externalId)")
 
 
 def _requests(members: list[tuple[dict[str, Any], Change]],

@@ -283,3 +283,13 @@ def test_directory_names_do_not_cause_endless_updates(target: BitwardenTarget) -
     desired = Snapshot.build(named)
     sync(target, desired)
     assert diff(desired, target.snapshot(), Policy(), managed_refs(target)).empty
+
+
+def test_shared_external_id_on_server_refused(bw_server: BitwardenServer,
+                                              target: BitwardenTarget) -> None:
+    """Two members with one external id (the server would answer 500) stop the import."""
+    bw_server.add_member("a@example.com", external_id="dup")
+    bw_server.add_member("b@example.com", external_id="dup")
+    with pytest.raises(TargetError, match=r"'dup' on a@example.com, b@example.com"):
+        sync(target, Snapshot.build(USERS[:1]))
+    assert bw_server.imports() == []
