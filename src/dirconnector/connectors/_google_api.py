@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import IncompleteRead, SourceError
+from ..errors import ConfigError, IncompleteRead, SourceError
 from ..http import RetryPolicy, backoff, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,16 @@ class DirectoryClient:
         retry: RetryPolicy = OUTER_RETRY,
         num_retries: int = INNER_RETRIES,
     ) -> None:
-        import google_auth_httplib2  # type: ignore[import-untyped]  # no stubs published
-        import httplib2  # type: ignore[import-untyped]  # types-httplib2 not a dependency
-        from google.oauth2 import service_account
-        from googleapiclient.discovery import build
-        from googleapiclient.http import HttpRequest
+        try:
+            import google_auth_httplib2  # type: ignore[import-untyped]  # no stubs published
+            import httplib2  # type: ignore[import-untyped]  # types-httplib2 not a dependency
+            from google.oauth2 import service_account
+            from googleapiclient.discovery import build
+            from googleapiclient.http import HttpRequest
+        except ImportError as exc:
+            raise ConfigError(f"source.type = \"google\" needs google-api-python-client and "
+                              f"google-auth ({exc.name} is missing)",
+                              hint="pip install 'dirconnector[google]'") from exc
 
         self.admin_email = admin_email
         self.client_id = str(key_info.get("client_id", ""))
