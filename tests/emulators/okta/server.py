@@ -167,9 +167,11 @@ class Handler(BaseHTTPRequestHandler):
                 str(u["profile"].get(k) or "").lower().startswith(q)
                 for k in ("firstName", "lastName", "email"))][: int(params.get("limit") or 10)]
         if params.get("search"):
-            return [u for u in users if parse(params["search"])(u)]
+            match = parse(params["search"])
+            return [u for u in users if match(u)]
         if params.get("filter"):
-            return [u for u in users if parse(params["filter"], USER_FILTER_FIELDS)(u)]
+            match = parse(params["filter"], USER_FILTER_FIELDS)
+            return [u for u in users if match(u)]
         # "List all users" without search/filter omits DEPROVISIONED users.
         return [u for u in users if u["status"] != "DEPROVISIONED"]
 
@@ -181,9 +183,11 @@ class Handler(BaseHTTPRequestHandler):
             q = params["q"].lower()
             groups = [g for g in groups if g["profile"]["name"].lower().startswith(q)]
         if params.get("search"):
-            groups = [g for g in groups if parse(params["search"])(g)]
+            match = parse(params["search"])
+            groups = [g for g in groups if match(g)]
         if params.get("filter"):
-            groups = [g for g in groups if parse(params["filter"], GROUP_FILTER_FIELDS)(g)]
+            match = parse(params["filter"], GROUP_FILTER_FIELDS)
+            groups = [g for g in groups if match(g)]
         return groups
 
     def _group_users(self, gid: str) -> list[dict[str, Any]] | None:
