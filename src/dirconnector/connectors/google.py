@@ -54,7 +54,7 @@ class GoogleSettings(HttpPluginSettings):
     """``exclude:Staff,all@x.com | <groups.list query>``; set part by name or email."""
     include_archived: bool = True
     """Read archived users as inactive (revoked); false leaves them out and untouched."""
-    page_size: int = Field(200, ge=1, le=500)
+    page_size: int = Field(500, ge=1, le=500)
     """maxResults per page: users up to 500, groups and members up to 200."""
 
     @field_validator("admin_email")
