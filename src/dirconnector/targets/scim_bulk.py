@@ -106,6 +106,9 @@ class BulkCreator:
                 leftovers.append((change, t.uncertain))  # not done (or throttled): retry singly
             elif 200 <= status < 300:
                 ref = wire.id_from(None, str(res.get("location") or "") if res else "")
+                if not ref:  # 3.7.3 makes location mandatory on success, but be lenient
+                    found = self.writer.find("Users", "externalId", change.user.external_id)
+                    ref = str(found["id"]) if found else ""
                 self.writer.remember_user(change.user.external_id, ref)
                 emit(Outcome(change, "ok", ref=ref, attempts=t.retries + 1))
             elif status == 401:
