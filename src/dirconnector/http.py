@@ -83,6 +83,7 @@ class HttpClient:
         pool_size: int = 16,
         sleep: Callable[[float], None] = time.sleep,
         retry_hint: Callable[[requests.Response], float | None] | None = None,
+        sign: Callable[[str, str], Mapping[str, str]] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.side = side
@@ -94,6 +95,9 @@ class HttpClient:
         self._retry_hint = retry_hint
         """Seconds to wait before retrying a response without Retry-After, from the
         vendor's own headers (Okta: X-Rate-Limit-Reset); None falls back to backoff."""
+        self._sign = sign
+        """Per-attempt headers that depend on the method and URL (a DPoP proof, RFC 9449);
+        called after ``auth`` on every try, so a retry never replays a one-time proof."""
         self._rng = random.Random()
         self._lock = threading.Lock()
         self.session = requests.Session()
@@ -142,6 +146,8 @@ class HttpClient:
             hdrs = dict(headers or {})
             if self._auth is not None:
                 hdrs.update(self._auth())
+            if self._sign is not None:
+                hdrs.update(self._sign(method, url))
             try:
                 with self._lock:
                     self.requests_sent += 1
