@@ -66,7 +66,8 @@ class ScimSettings(HttpPluginSettings):
     member_chunk: int = Field(100, ge=1, le=10000)
     """Members added or removed per PATCH request."""
     flavor: Literal["auto", "generic", "bitwarden"] = "auto"
-    """auto: bitwarden when the URL ends in /v2/<organization id>, else generic."""
+    """auto: bitwarden when the URL ends in /v2/<organization id>, or when the server has no
+    ServiceProviderConfig and pages the way Bitwarden does; else generic."""
     page_size: int = Field(500, ge=1, le=10000)
     """Resources asked for per page (count); servers may return fewer."""
 
@@ -127,10 +128,31 @@ class ScimTarget:
             except ValueError:
                 config = None
         if not isinstance(config, dict):
+            if self.settings.flavor == "auto" and self._behaves_like_bitwarden():
+                log.info("SCIM: no ServiceProviderConfig and Bitwarden paging; flavor bitwarden")
+                return wire.capabilities(None, "bitwarden")
             log.info("SCIM: no ServiceProviderConfig (HTTP %s); assuming PATCH, no Bulk, "
                      "no ETags", resp.status_code)
             return wire.capabilities(None, "generic")
         return wire.capabilities(config, "generic")
+
+    def _behaves_like_bitwarden(self) -> bool:
+        """Bitwarden echoes the requested count as itemsPerPage even on an empty page.
+
+        RFC 7644 3.4.2 defines itemsPerPage as the number of resources returned; Bitwarden's
+        GetUsersListQuery sets it to the count asked (reference 3.2). A page far past the
+        end tells the two apart without reading or changing anything. (ASP.NET routing is
+        case-insensitive, so "Users" reaches Bitwarden's lower-case route.)
+        """
+        probe = 7
+        try:
+            body = self.http.get_json("Users", params={"startIndex": 10_000_000, "count": probe})
+        except AuthError:
+            raise
+        except DirconnectorError:
+            return False  # a server that refuses the probe is no Bitwarden
+        return (isinstance(body, dict) and not body.get("Resources")
+                and _total(body, -1) >= 0 and body.get("itemsPerPage") == probe)
 
     # ------------------------------------------------------------ check
 

@@ -136,3 +136,23 @@ def test_revoke_is_one_active_patch(bitwarden: FaultProxy,
     assert all(o.status == "ok" for o in outcomes)
     assert bitwarden.count("PATCH", "Users") == 1
     assert scim_server.find_user("ext-003")["active"] is False
+
+
+def test_flavor_detected_from_behaviour(scim_server: ScimServer, proxy: FaultProxy) -> None:
+    """No ServiceProviderConfig plus Bitwarden's paging (itemsPerPage echoes count) is Bitwarden."""
+    proxy.rewrite = lambda target: (target.replace("/ServiceProviderConfig", "/NoSuchThing")
+                                    .replace("/users", "/Users").replace("/groups", "/Groups"))
+
+    def echo_count(method: str, path: str, body: bytes) -> bytes:
+        data = json.loads(body)
+        if "itemsPerPage" in data and not data.get("Resources"):
+            data["itemsPerPage"] = 7  # what Bitwarden answers to count=7 past the end
+        return json.dumps(data).encode()
+
+    proxy.filter_response = echo_count
+    target = ScimTarget(ScimSettings(type="scim", url=proxy.url + scim_server.path, token=TOKEN))
+    assert target.capabilities().flavor == "bitwarden"
+    proxy.filter_response = None
+    plain = ScimTarget(ScimSettings(type="scim", url=proxy.url + scim_server.path, token=TOKEN))
+    assert plain.capabilities().flavor == "generic"
+    assert not plain.capabilities().advertised
