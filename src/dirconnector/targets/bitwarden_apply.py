@@ -176,8 +176,9 @@ class Applier:
             for change in changes:
                 self._done(change, "ok")
             return
+        index = Index(after)
         for change in changes:
-            reason, ref = verify(change, after)
+            reason, ref = verify(change, index)
             self._done(change, "failed" if reason else "ok", reason, ref)
 
 
@@ -189,14 +190,25 @@ def _group_ext(change: Change) -> str:
     return ""
 
 
-def verify(change: Change, after: Snapshot) -> tuple[str, str]:
-    """Why ``change`` did not take effect in ``after`` ("" if it did), and the touched ref."""
-    users_by_ext = {u.external_id: u for u in after.users.values() if u.external_id}
+class Index:
+    """A server snapshot indexed for checking many changes against it."""
+
+    def __init__(self, after: Snapshot) -> None:
+        self.after = after
+        self.users_by_ext = {u.external_id: u for u in after.users.values() if u.external_id}
+        self.users_by_email = {u.email: u for u in after.users.values()}
+        self.groups_by_ext = {g.external_id: g for g in after.groups.values() if g.external_id}
+
+
+def verify(change: Change, index: Index) -> tuple[str, str]:
+    """Why ``change`` did not take effect ("" if it did), and the touched ref."""
+    after = index.after
+    users_by_ext = index.users_by_ext
     if isinstance(change, CreateUser):
         user = users_by_ext.get(change.user.external_id)
         if user is not None:
             return "", user.key
-        holder = next((u for u in after.users.values() if u.email == change.user.email), None)
+        holder = index.users_by_email.get(change.user.email)
         if holder is not None:
             return (f"the server skipped it: {change.user.email} is already a member "
                     f"(external id {holder.external_id or 'none'})", holder.key)
@@ -212,7 +224,7 @@ def verify(change: Change, after: Snapshot) -> tuple[str, str]:
                    "id are never removed by it)", change.ref
         return "", change.ref
     gext = _group_ext(change)
-    group = next((g for g in after.groups.values() if g.external_id == gext), None)
+    group = index.groups_by_ext.get(gext)
     if group is None:
         return f"group {gext!r} is not on the server after the import", ""
     if isinstance(change, CreateGroup | LinkGroup | RenameGroup) and group.name != change.name:
