@@ -35,6 +35,9 @@ from .ldap_wire import SHOW_DELETED_OID, Control, Wire, backend_name, connect
 
 log = logging.getLogger(__name__)
 
+KNOWN_EMAILS = "known_emails"
+"""State key: external id -> email of every user of the last read (include_deleted only)."""
+
 __all__ = ["LdapConnector", "LdapSettings"]
 
 
@@ -50,7 +53,7 @@ class LdapConnector:
     def fetch(self, state: ConnectorState) -> Snapshot:
         wire = connect(self.settings)
         try:
-            return self._read(wire, self._resolve(wire))
+            return self._read(wire, self._resolve(wire), state)
         finally:
             wire.close()
 
@@ -76,7 +79,7 @@ class LdapConnector:
                 except SourceError as exc:
                     report.add(f"{name} exists", False, str(exc))
             if report.ok:
-                snap = self._read(wire, r)
+                snap = self._read(wire, r, ConnectorState())
                 no_email = [x for x in snap.skipped if x.reason == "no email"]
                 report.counts.update(users=len(snap.users), groups=len(snap.groups),
                                      skipped=len(snap.skipped), no_email=len(no_email))
@@ -105,7 +108,7 @@ class LdapConnector:
             raise ConfigError("source.include_deleted: the server is not Active Directory")
         return r
 
-    def _read(self, wire: Wire, r: Resolved) -> Snapshot:
+    def _read(self, wire: Wire, r: Resolved, state: ConnectorState) -> Snapshot:
         s = self.settings
         started = time.monotonic()
         page = s.page_size
@@ -120,14 +123,9 @@ class LdapConnector:
         for entries in wire.search(r.user_base, s.user_scope, r.user_search, r.user_attrs,
                                    page_size=page):
             users.add(entries)
-        live = len(users.users)
+        deleted = 0
         if s.include_deleted:
-            # MS-ADTS 3.1.1.5.5: deleted objects live under CN=Deleted Objects and are
-            # visible only with the show-deleted control.
-            for entries in wire.search(f"CN=Deleted Objects,{r.base_dn}", "one",
-                                       "(&(objectClass=user)(isDeleted=TRUE))", r.user_attrs,
-                                       page_size=page, controls=[Control(SHOW_DELETED_OID)]):
-                users.add(entries, deleted=True)
+            deleted = self._read_deleted(wire, r, users, state)
         groups = self._read_groups(wire, r, users)
         resolver = GroupResolver(users, groups)
         resolved = resolver.resolve()
@@ -136,13 +134,29 @@ class LdapConnector:
                 "backend": self.backend, "read_seconds": f"{seconds:.2f}",
                 "entries_without_stable_id": str(users.dn_ids),
                 "unresolved_members": str(resolver.dangling),
-                "deleted_users": str(len(users.users) - live)}
+                "deleted_users": str(deleted)}
         if users.dn_ids:
             log.warning("ldap source: %d entries have none of %s; they are keyed on their DN, "
                         "so renaming one breaks its link", users.dn_ids, ", ".join(r.id_attrs))
         log.info("ldap source: %d users, %d groups in %.2f s", len(users.users), len(resolved),
                  seconds)
         return Snapshot.build(users.users, resolved, users.skipped, info=info)
+
+    def _read_deleted(self, wire: Wire, r: Resolved, users: UserMapper,
+                      state: ConnectorState) -> int:
+        """Tombstones of users, with the show-deleted control (MS-ADTS 3.1.1.5.5: deleted
+        objects move to the domain's CN=Deleted Objects and keep objectGUID)."""
+        known: dict[str, str] = dict(state.get(KNOWN_EMAILS) or {})
+        count = 0
+        for entries in wire.search(f"CN=Deleted Objects,{r.naming_context}", "one",
+                                   "(&(objectClass=user)(!(objectClass=computer))(isDeleted=TRUE))",
+                                   r.user_attrs, page_size=self.settings.page_size,
+                                   controls=[Control(SHOW_DELETED_OID)]):
+            count += users.add_deleted(entries, known)
+        # Remember every address for the next run: a user deleted before then is a
+        # tombstone without mail, and this is how its revocation still finds a name.
+        state.set(KNOWN_EMAILS, {u.external_id: u.email for u in users.users})
+        return count
 
     def _read_groups(self, wire: Wire, r: Resolved, users: UserMapper) -> list[RawGroup]:
         s = self.settings

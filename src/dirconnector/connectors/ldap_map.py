@@ -69,6 +69,8 @@ class Resolved:
     ad: bool
     kind: Kind
     base_dn: str
+    naming_context: str
+    """The root DSE's default naming context (AD: the domain), else base_dn."""
     user_base: str
     group_base: str
     user_search: str
@@ -117,7 +119,7 @@ def resolve(s: LdapSettings, info: ServerInfo) -> Resolved:
     user_search = f"(&{user_cls}{s.user_filter or ''})"
     id_attrs = (s.external_id_attribute.lower(),) if s.external_id_attribute else ID_ATTRS[kind]
     r = Resolved(
-        ad=ad, kind=kind, base_dn=base,
+        ad=ad, kind=kind, base_dn=base, naming_context=info.default_naming_context or base,
         user_base=_under(s.user_base, base), group_base=_under(s.group_base, base),
         user_search=user_search,
         group_search=f"(&{group_cls}{s.group_filter or ''})",
@@ -198,13 +200,10 @@ class UserMapper:
         self.dn_ids += 1
         return normalize_dn(dn)
 
-    def add(self, entries: Iterable[tuple[str, Attrs]], *, deleted: bool = False) -> None:
+    def add(self, entries: Iterable[tuple[str, Attrs]]) -> None:
         # The hot loop of a read (100k entries): attribute names and methods are bound
         # to locals and field extraction is inlined.
         r = self.r
-        if deleted:
-            self._add_deleted(entries)
-            return
         append, skip = self.users.append, self.skipped.append
         by_dn, by_uid, disabled = self.by_dn, self.by_uid, self.disabled
         external_id = self.external_id
@@ -244,16 +243,27 @@ class UserMapper:
             family = v[0].decode("utf-8", "replace").strip() if v else ""
             append(User(ext, normalize_email(email), user_name, display, given, family, active))
 
-    def _add_deleted(self, entries: Iterable[tuple[str, Attrs]]) -> None:
-        """AD tombstones: inactive users. A tombstone keeps no mail unless the AD Recycle
-        Bin is on; one without an email is left out entirely (not reported as skipped),
-        so remove_missing still handles it."""
+    def add_deleted(self, entries: Iterable[tuple[str, Attrs]],
+                    known: Mapping[str, str]) -> int:
+        """AD tombstones become inactive users; returns how many.
+
+        A tombstone keeps no mail unless the AD Recycle Bin is on (MS-ADTS 3.1.1.5.5.1.1),
+        so the address is taken from ``known`` (external id -> email of the previous
+        read). One with neither is left out, not reported as skipped, so the sync's
+        remove_missing still applies to it.
+        """
         r = self.r
+        live = {u.external_id for u in self.users} | {s.external_id for s in self.skipped}
+        count = 0
         for dn, a in entries:
-            email = normalize_email(_text(a.get(r.email)))
+            ext = self.external_id(dn, a)
+            if ext in live:
+                continue
+            email = normalize_email(_text(a.get(r.email))) or known.get(ext, "")
             if email:
-                self.users.append(User(self.external_id(dn, a), email,
-                                       _text(a.get(r.user_name)), active=False))
+                self.users.append(User(ext, email, _text(a.get(r.user_name)), active=False))
+                count += 1
+        return count
 
 
 @dataclass(slots=True)
