@@ -1,0 +1,110 @@
+"""A real slapd -> the bitwarden target against the test server (issue 8's LDAP path)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from dirconnector.connectors.ldap import LdapConnector, LdapSettings
+from dirconnector.diff import Policy, diff
+from dirconnector.outcome import Outcome
+from dirconnector.plan import Plan
+from dirconnector.state_space import ConnectorState
+from dirconnector.targets.bitwarden import BitwardenTarget
+from dirconnector.testing import managed_refs
+from tests.emulators.bitwarden.org import REVOKED
+from tests.emulators.bitwarden.server import BitwardenServer
+
+from .conftest import target_for
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[3]
+SCRIPT = ROOT / "scripts" / "servers" / "slapd"
+USERS, GROUPS = 2300, 20          # more than 2,000: the import must be batched
+POLICY = Policy(remove_missing=True)
+
+
+def _ldapdata() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bw_ldapdata",
+                                                  ROOT / "scripts" / "servers" / "ldapdata.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A throwaway slapd with generated people and nested groups, for this module."""
+    if not Path(os.environ.get("SLAPD", "/usr/sbin/slapd")).exists() or not shutil.which(
+            "ldapmodify"):
+        pytest.skip("slapd and ldap-utils are not installed (apt-get install slapd ldap-utils)")
+    run_dir = tmp_path_factory.mktemp("bw-slapd")
+    subprocess.run([sys.executable, str(SCRIPT), "start", "--fresh", "--run-dir", str(run_dir),
+                    "--users", str(USERS), "--groups", str(GROUPS)],
+                   check=True, capture_output=True)
+    try:
+        yield json.loads((run_dir / "env.json").read_text())
+    finally:
+        subprocess.run([sys.executable, str(SCRIPT), "stop", "--run-dir", str(run_dir)],
+                       check=False, capture_output=True)
+
+
+def connector(slapd: dict[str, str]) -> LdapConnector:
+    return LdapConnector(LdapSettings(
+        type="ldap", url=slapd["SLAPD_URL"], bind_dn=slapd["SLAPD_READER_DN"],
+        password=slapd["SLAPD_READER_PASSWORD"], disabled_filter="(pwdAccountLockedTime=*)",
+        backend="ldap3"))
+
+
+def plan_for(source: LdapConnector, target: BitwardenTarget) -> Plan:
+    return diff(source.fetch(ConnectorState()), target.snapshot(), POLICY, managed_refs(target))
+
+
+def apply(target: BitwardenTarget, plan: Plan) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    target.apply(plan, outcomes.append)
+    return outcomes
+
+
+def test_ldap_to_bitwarden(slapd: dict[str, str], bw_server: BitwardenServer) -> None:
+    """Batched first sync, only unsettable name updates left, a lock revokes exactly one."""
+    data = _ldapdata()
+    source, target = connector(slapd), target_for(bw_server)
+    first = apply(target, plan_for(source, target))
+    assert first and [o for o in first if o.status != "ok"] == []
+    bodies = bw_server.imports()
+    assert len(bodies) >= 2 and all(b["largeImport"] for b in bodies)
+    desired = source.fetch(ConnectorState())
+    active = {u.email for u in desired.users.values() if u.active}
+    on_server = {m.email for m in bw_server.org.members.values() if m.status != REVOKED}
+    assert on_server == active
+
+    # What is left are name differences Bitwarden cannot take (the core still plans them).
+    again = plan_for(source, target)
+    assert {c.kind for c in again.changes} <= {"update_user"}
+    bw_server.clear_log()
+    outcomes = apply(target, again)
+    assert all(o.status == "skipped" for o in outcomes)
+    assert [r for r in bw_server.requests if r.method != "GET"
+            and not r.path.endswith("/connect/token")] == []
+
+    victim = next(i for i in range(100, USERS) if data.has_mail(i) and not data.is_disabled(i))
+    subprocess.run(["ldapmodify", "-x", "-H", slapd["SLAPD_URL"], "-D", slapd["SLAPD_ADMIN_DN"],
+                    "-w", slapd["SLAPD_ADMIN_PASSWORD"]], check=True, capture_output=True,
+                   input=(f"dn: {data.user_dn(victim)}\nchangetype: modify\n"
+                          f"add: pwdAccountLockedTime\npwdAccountLockedTime: {data.LOCKED}\n"
+                          ).encode())
+    locked = plan_for(source, target)
+    assert [c.kind for c in locked.changes if c.kind != "update_user"] == ["revoke_user"]
+    assert all(o.status != "failed" for o in apply(target, locked))
+    assert bw_server.member(data.email(victim)).status == REVOKED  # type: ignore[union-attr]
