@@ -195,10 +195,10 @@ class ScimTarget:
             # Reference 3.3: Bitwarden's groups never carry members.
             groups, info["group_members"] = self._bitwarden_members(groups, user_refs)
         if caps.flavor == "bitwarden":
-            # Reference 3.2/3.4: PUT/PATCH change neither the email nor any name, and the
-            # resource has no givenName/familyName; a diff that honours this key stops
-            # planning updates the server can never apply.
-            info["unchangeable_user_fields"] = "email,display_name,given_name,family_name"
+            # Reference 3.2: the user resource has no givenName/familyName, so they read as
+            # empty and cannot be compared; a diff that honours this key stops planning
+            # updates of them (PUT/PATCH would ignore them anyway, reference 3.4).
+            info["unreadable_user_fields"] = "given_name,family_name"
         self._users_by_ext = {u.external_id: u.ref for u in users if u.external_id}
         self._groups_by_ext = {g.external_id: g.ref for g in groups if g.external_id}
         versions: dict[str, str] = {}
