@@ -108,8 +108,12 @@ def diff(
                 changes.append(CreateUser(user))
             continue
         acct = target
-        delta = [f for f in USER_FIELDS
-                 if getattr(user, f) and getattr(user, f) != getattr(acct, f)]
+        if (user.email, user.display_name, user.given_name, user.family_name) == (
+                acct.email, acct.display_name, acct.given_name, acct.family_name):
+            delta = []
+        else:
+            delta = [f for f in USER_FIELDS
+                     if getattr(user, f) and getattr(user, f) != getattr(acct, f)]
         holder = by_email.get(user.email)
         if "email" in delta and holder is not None and holder.key != acct.key and (
                 holder.key not in moving_away):
@@ -149,6 +153,10 @@ def diff(
     )
 
 
+def _by_email(m: MemberRef) -> str:
+    return m.email
+
+
 def _in_scope(obj: User | Group, policy: Policy, managed: frozenset[str],
               matched: set[str]) -> bool:
     """May this run take ``obj`` away? (module docstring: the managed scope)"""
@@ -176,6 +184,24 @@ def _diff_groups(
         by_name.setdefault(grp.name.casefold(), grp)
     accounts = current.users
     taken: set[str] = set()
+    delete = policy.deprovision == "delete"
+    # Each directory user that can be a member, by the key the server will know it by:
+    # its account's ref, or "ext:<id>" for an account this plan creates.
+    member_key: dict[str, str] = {}
+    member_ref: dict[str, MemberRef] = {}
+    for uid, user in desired.users.items():
+        acct = matched.get(uid)
+        if acct is None:
+            if not user.active:
+                continue                 # not created, so cannot be a member
+            key = f"ext:{uid}"
+            member_ref[key] = MemberRef(uid, "", user.email)
+        else:
+            key = acct.key
+            if delete and key in leaving:
+                continue
+            member_ref[key] = MemberRef(uid, key, user.email)
+        member_key[uid] = key
 
     for gid, group in desired.groups.items():
         cur = by_ext.get(gid)
@@ -192,38 +218,20 @@ def _diff_groups(
             if cur.name != group.name:
                 changes.append(RenameGroup(cur.key, gid, group.name, cur.name))
 
-        want: dict[str, MemberRef] = {}
-        for uid in flat[gid]:
-            user = desired.users.get(uid)
-            if user is None:
-                continue
-            acct = matched.get(uid)
-            if acct is None and not user.active:
-                continue                 # not created, so cannot be a member
-            ref = acct.key if acct is not None else ""
-            if ref in leaving and policy.deprovision == "delete":
-                continue
-            want[ref or f"ext:{uid}"] = MemberRef(uid, ref, user.email)
+        # Set algebra on member keys (C speed); MemberRefs only for the differences.
+        want = {member_key[u] for u in flat[gid] if u in member_key}
         have = cur.member_ids if cur is not None else frozenset()
-        add = tuple(sorted((m for k, m in want.items() if k not in have),
-                           key=lambda m: m.email))
-        remove: list[MemberRef] = []
-        for ref in have:
-            if ref in want:
-                continue
-            acct = accounts.get(ref)
-            if acct is None:
-                continue
-            if _in_scope(acct, policy, managed, claimed):
-                if acct.key in leaving and policy.deprovision == "delete":
-                    continue             # deleting the account drops its memberships
-                remove.append(MemberRef(acct.external_id, acct.key, acct.email))
+        add = tuple(sorted((member_ref[k] for k in want - have), key=_by_email))
+        remove = [MemberRef(a.external_id, a.key, a.email) for a in
+                  (accounts[r] for r in have - want if r in accounts)
+                  if _in_scope(a, policy, managed, claimed)
+                  and not (delete and a.key in leaving)]   # deletion drops memberships
         cur_ref = cur.key if cur is not None else ""
         if add:
             changes.append(AddMembers(cur_ref, gid, group.name, add))
         if remove:
             changes.append(RemoveMembers(cur_ref, gid, group.name,
-                                         tuple(sorted(remove, key=lambda m: m.email))))
+                                         tuple(sorted(remove, key=_by_email))))
 
     if policy.delete_missing_groups:
         for grp in current.groups.values():

@@ -8,8 +8,8 @@ accounts nobody provisioned. ``key`` gives whichever applies.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -110,7 +110,7 @@ class Skipped:
     """Its external id when known: a plan never removes an account only because it was skipped."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Snapshot:
     """The complete state of one side at one moment."""
 
@@ -176,16 +176,41 @@ class Snapshot:
                    tuple(skips), complete, dict(info or {}))
 
     def digest(self) -> str:
-        """A stable hash of the users and groups (not of skips or info)."""
+        """The cached :meth:`compute_digest` (a snapshot is immutable)."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:
+        return self.compute_digest()
+
+    def compute_digest(self) -> str:
+        """A stable hash of the users and groups (not of skips or info).
+
+        Fields are joined with ASCII unit/record separators, which cannot occur in
+        normalised values (clean_text drops control characters); it is several times
+        faster than serialising each record as JSON, and a 1M-user run hashes twice.
+        """
         h = hashlib.sha256()
-        for key in sorted(self.users):
-            u = self.users[key]
-            h.update(json.dumps([key, u.external_id, u.email, u.user_name, u.display_name,
-                                 u.given_name, u.family_name, u.active, u.ref]).encode())
-        for key in sorted(self.groups):
-            g = self.groups[key]
-            h.update(json.dumps([key, g.external_id, g.name, sorted(g.member_ids),
-                                 sorted(g.subgroup_ids), g.ref]).encode())
+        users = self.users
+        chunk: list[str] = []
+        for key in sorted(users):
+            u = users[key]
+            chunk.append(f"{key}\x1f{u.external_id}\x1f{u.email}\x1f{u.user_name}\x1f"
+                         f"{u.display_name}\x1f{u.given_name}\x1f{u.family_name}\x1f"
+                         f"{'1' if u.active else '0'}\x1f{u.ref}\x1e")
+            if len(chunk) >= 4096:
+                h.update("".join(chunk).encode())
+                chunk.clear()
+        groups = self.groups
+        for key in sorted(groups):
+            g = groups[key]
+            chunk.append(f"{key}\x1f{g.external_id}\x1f{g.name}\x1f"
+                         f"{chr(29).join(sorted(g.member_ids))}\x1f"
+                         f"{chr(29).join(sorted(g.subgroup_ids))}\x1f{g.ref}\x1e")
+            if len(chunk) >= 4096:
+                h.update("".join(chunk).encode())
+                chunk.clear()
+        h.update("".join(chunk).encode())
         return h.hexdigest()
 
     @property

@@ -187,12 +187,12 @@ PHASES: tuple[tuple[str, ...], ...] = (
 )
 
 
+PHASE_OF = {kind: i for i, kinds in enumerate(PHASES) for kind in kinds}
+
+
 def phase_of(change: Change) -> int:
     """The apply phase (0 first) of a change."""
-    for i, kinds in enumerate(PHASES):
-        if change.kind in kinds:
-            return i
-    raise AssertionError(change.kind)
+    return PHASE_OF[change.kind]
 
 
 def subject(change: Change) -> str:
