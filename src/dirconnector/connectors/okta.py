@@ -28,7 +28,7 @@ from ..model import Group, Skipped, Snapshot, User, clean_text, normalize_email
 from ..state_space import ConnectorState
 from ._filters import SetFilter, parse_filter
 from .okta_api import OktaApi, QueryRefused
-from .okta_auth import ServiceAppToken, load_signing_key, ssws
+from .okta_auth import ApiToken, ServiceApp, load_signing_key
 from .okta_cache import CACHE_KEY, ReadCache, fingerprint, next_since
 from .okta_settings import OktaSettings
 
@@ -59,22 +59,19 @@ class OktaConnector:
         self.user_filter: SetFilter = parse_filter(s.user_filter, "user_filter")
         self.group_filter: SetFilter = parse_filter(s.group_filter, "group_filter")
         self._clock = clock
-        auth: Callable[[], Mapping[str, str]]
+        auth: ApiToken | ServiceApp
         if s.token is not None:
-            auth = ssws(s.token.get_secret_value())
-            self.auth_mode = "API token"
-            hint = ("the API token is wrong, revoked, or expired (Okta expires tokens unused "
-                    "for 30 days); create one under Security > API > Tokens")
+            auth = ApiToken(s.token.get_secret_value())
         else:
             assert s.client_id is not None and s.private_key is not None  # validated
             key = load_signing_key(s.private_key.get_secret_value(), s.key_id)
-            auth = ServiceAppToken(s.org_url, s.client_id, key, s.scopes, verify=s.verify,
-                                   timeout=s.timeout).headers
-            self.auth_mode = f"service app {s.client_id}"
-            hint = "the access token was refused; check the service app is active"
+            auth = ServiceApp(s.org_url, s.client_id, key, s.scopes, verify=s.verify,
+                              timeout=s.timeout)
+        self.auth = auth
+        self.auth_mode = auth.description
         self.api = OktaApi(s.org_url, auth, verify=s.verify, timeout=s.timeout,
                            reserve_ratio=s.rate_limit_reserve, max_wait=s.rate_limit_max_wait,
-                           sleep=sleep, auth_hint=hint)
+                           sleep=sleep)
         self._fingerprint = fingerprint(s.org_url, s.user_filter, s.group_filter,
                                         s.email_attribute, s.incremental)
 

@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -140,19 +140,30 @@ class QueryRefused(SourceError):
 _REFUSED = (400, 401, 403, 404)
 
 
+class OktaAuth(Protocol):
+    """What okta_auth's ApiToken and ServiceApp offer."""
+
+    description: str
+    hint: str
+
+    def sign(self, method: str, url: str) -> Mapping[str, str]: ...
+
+    def challenged(self, resp: requests.Response) -> bool: ...
+
+
 class OktaApi:
     """GET pages of an Okta list endpoint through the project's HttpClient."""
 
-    def __init__(self, org_url: str, auth: Callable[[], Mapping[str, str]], *,
-                 verify: bool | str, timeout: float, reserve_ratio: float, max_wait: float,
-                 sleep: Callable[[float], None] = time.sleep, auth_hint: str = "") -> None:
+    def __init__(self, org_url: str, auth: OktaAuth, *, verify: bool | str, timeout: float,
+                 reserve_ratio: float, max_wait: float,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.org_url = org_url
-        self.auth_hint = auth_hint
+        self.auth = auth
         self.gauge = RateGauge(reserve_ratio, max_wait)
         self._sleep = sleep
         self.http = HttpClient(
-            org_url, side="source", label="okta", verify=verify, timeout=timeout, auth=auth,
-            retry_hint=self.gauge.until_reset, sleep=sleep,
+            org_url, side="source", label="okta", verify=verify, timeout=timeout,
+            sign=auth.sign, retry_hint=self.gauge.until_reset, sleep=sleep,
             retry=RetryPolicy(attempts=6, max_delay=max_wait, max_total_wait=4 * max_wait))
         self.pages_read = 0
         self.server_start: datetime | None = None
@@ -163,15 +174,20 @@ class OktaApi:
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> requests.Response:
         self.gauge.pause(self._sleep)
-        # Page reads are idempotent, so a 500 is retried like a 503.
-        resp = self.http.request("GET", path, params=params, ok=(200, *_REFUSED),
-                                 retry_statuses=RETRY_STATUSES | {500})
+        resp = self._send(path, params)
+        if resp.status_code == 401 and self.auth.challenged(resp):
+            resp = self._send(path, params)       # a DPoP nonce or a renewed token
         self.gauge.observe(resp)
         if self.server_start is None:
             self.server_start = _server_date(resp)
         if resp.status_code != 200:
             raise self._refused(resp)
         return resp
+
+    def _send(self, path: str, params: Mapping[str, Any] | None) -> requests.Response:
+        # Page reads are idempotent, so a 500 is retried like a 503.
+        return self.http.request("GET", path, params=params, ok=(200, *_REFUSED),
+                                 retry_statuses=RETRY_STATUSES | {500})
 
     def _refused(self, resp: requests.Response) -> SourceError:
         """Okta's error object (errorCode, errorSummary, errorCauses) as one line."""
@@ -192,7 +208,7 @@ class OktaApi:
         if status == 400:
             return QueryRefused(message)
         if status == 401:
-            return SourceError(message, hint=self.auth_hint)
+            return SourceError(message, hint=self.auth.hint)
         if status == 403:
             return SourceError(message, hint="the credential's admin role or OAuth scopes do "
                                "not allow reading users and groups; see connectors/okta.md")

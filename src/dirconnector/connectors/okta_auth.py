@@ -1,5 +1,8 @@
 """Credentials for the Okta Management API: an API token, or OAuth 2.0 for a service app.
 
+Both expose ``sign(method, url)`` (headers for one attempt, HttpClient's ``sign`` hook)
+and ``challenged(resp)`` (after a 401: is one more try worth it?).
+
 API token: ``Authorization: SSWS {token}`` (Okta API reference, securityScheme apiToken).
 
 Service app ("Implement OAuth for Okta with a service app"): the client-credentials
@@ -21,11 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ..errors import ConfigError, SourceError
 from ..http import HttpClient, error_detail
+from .okta_dpop import DpopProver
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +82,35 @@ def load_signing_key(text: str, key_id: str | None = None) -> SigningKey:
     raise ConfigError("source.private_key: Okta accepts RSA or EC (P-256/384/521) keys only")
 
 
-def ssws(token: str) -> Callable[[], Mapping[str, str]]:
-    """Headers for an API token."""
-    header = {"Authorization": f"SSWS {token}"}
-    return lambda: header
+class ApiToken:
+    """An API token: ``Authorization: SSWS <token>``."""
+
+    description = "API token"
+    hint = ("the API token is wrong, revoked, or expired (Okta expires tokens unused for 30 "
+            "days); create one under Security > API > Tokens")
+
+    def __init__(self, token: str) -> None:
+        self._header = {"Authorization": f"SSWS {token}"}
+
+    def __repr__(self) -> str:
+        return "ApiToken(********)"
+
+    def sign(self, method: str, url: str) -> Mapping[str, str]:
+        return self._header
+
+    def challenged(self, resp: requests.Response) -> bool:
+        """Nothing to renew: a refused token stays refused."""
+        return False
 
 
-class ServiceAppToken:
-    """Fetches and caches a scoped access token for an Okta API service app."""
+class ServiceApp:
+    """A scoped access token for an Okta API service app, fetched, cached and renewed.
+
+    Bearer by default; switches to DPoP (okta_dpop) when the token endpoint says the
+    app requires it, so the Admin Console's default needs no extra option.
+    """
+
+    hint = "the access token was refused; check that the service app is active"
 
     def __init__(self, org_url: str, client_id: str, key: SigningKey, scopes: tuple[str, ...],
                  *, verify: bool | str, timeout: float,
@@ -92,23 +118,44 @@ class ServiceAppToken:
         self.token_url = f"{org_url}/oauth2/v1/token"
         self.client_id = client_id
         self.scopes = scopes
+        self.description = f"service app {client_id}"
         self._key = key
         self._clock = clock
         self._lock = threading.Lock()
         self._token = ""
         self._renew_at = 0.0
+        self.dpop: DpopProver | None = None
+        """Set once the org asks for DPoP; proofs are then sent with every call."""
+        self.tokens_fetched = 0
         self._http = HttpClient(org_url, side="source", label="okta token endpoint",
                                 verify=verify, timeout=timeout)
 
     def __repr__(self) -> str:  # never show the key or the token
-        return f"ServiceAppToken(client_id={self.client_id!r}, scopes={self.scopes!r})"
+        return f"ServiceApp(client_id={self.client_id!r}, scopes={self.scopes!r})"
 
-    def headers(self) -> Mapping[str, str]:
-        """The Authorization header, fetching a new token when the cached one is due."""
+    def sign(self, method: str, url: str) -> Mapping[str, str]:
+        """Headers for one attempt, fetching a new token when the cached one is due."""
         with self._lock:
             if not self._token or self._clock() >= self._renew_at:
                 self._fetch()
-            return {"Authorization": f"Bearer {self._token}"}
+            if self.dpop is None:
+                return {"Authorization": f"Bearer {self._token}"}
+            return {"Authorization": f"DPoP {self._token}",
+                    "DPoP": self.dpop.proof(method, url, nonce=self.dpop.resource_nonce,
+                                            access_token=self._token)}
+
+    def challenged(self, resp: requests.Response) -> bool:
+        """After a 401: True when one more try can succeed (a DPoP nonce, a dead token)."""
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        with self._lock:
+            nonce = resp.headers.get("DPoP-Nonce")
+            if self.dpop is not None and "use_dpop_nonce" in challenge and nonce:
+                self.dpop.resource_nonce = nonce
+                return True
+            if "invalid_token" in challenge and self._token:
+                self._token = ""     # revoked or expired early: fetch a fresh one
+                return True
+        return False
 
     def assertion(self) -> str:
         """A fresh signed client assertion (RFC 7523 3)."""
@@ -119,28 +166,51 @@ class ServiceAppToken:
         return jwt.encode(claims, self._key.key, algorithm=self._key.algorithm, headers=headers)
 
     def _fetch(self) -> None:
-        form = {"grant_type": "client_credentials", "scope": " ".join(self.scopes),
-                "client_assertion_type": ASSERTION_TYPE, "client_assertion": self.assertion()}
-        resp = self._http.request("POST", "oauth2/v1/token", data=form,
-                                  headers={"Accept": "application/json"}, ok=(200, 400, 401))
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
+        for _ in range(3):
+            resp, body = self._request_token()
+            error = str(body.get("error", "")) if isinstance(body, dict) else ""
+            described = str(body.get("error_description", "")) if isinstance(body, dict) else ""
+            if resp.status_code == 400 and self.dpop is None and (
+                    error == "invalid_dpop_proof" or "dpop" in described.lower()):
+                log.info("okta: service app %s requires DPoP; sending DPoP proofs",
+                         self.client_id)
+                self.dpop = DpopProver(self._clock)
+                continue
+            nonce = resp.headers.get("DPoP-Nonce")
+            if resp.status_code == 400 and error == "use_dpop_nonce" and self.dpop and nonce:
+                self.dpop.token_nonce = nonce
+                continue
+            break
         if resp.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
             raise _token_error(resp.status_code, body, error_detail(resp))
-        if str(body.get("token_type", "")).lower() != "bearer":
-            # A DPoP-bound token needs a proof on every call, which this connector does not send.
-            raise SourceError(f"okta token endpoint: got a {body.get('token_type')} token, "
-                              "not Bearer", hint=_DPOP_HINT)
+        kind = str(body.get("token_type", "")).lower()
+        if kind not in ("bearer", "dpop") or (kind == "dpop") != (self.dpop is not None):
+            raise SourceError(f"okta token endpoint: unexpected token_type "
+                              f"{body.get('token_type')!r}", hint=_DPOP_HINT)
         self._token = str(body["access_token"])
+        self.tokens_fetched += 1
         lifetime = float(body.get("expires_in") or 3600)
         self._renew_at = self._clock() + max(lifetime - RENEW_BEFORE, lifetime / 2)
-        log.debug("okta: access token obtained for %s, valid %.0fs", self.client_id, lifetime)
+        log.debug("okta: %s token obtained for %s, valid %.0fs", kind, self.client_id, lifetime)
+
+    def _request_token(self) -> tuple[requests.Response, Any]:
+        form = {"grant_type": "client_credentials", "scope": " ".join(self.scopes),
+                "client_assertion_type": ASSERTION_TYPE, "client_assertion": self.assertion()}
+        headers = {"Accept": "application/json"}
+        if self.dpop is not None:
+            headers["DPoP"] = self.dpop.proof("POST", self.token_url,
+                                              nonce=self.dpop.token_nonce)
+        resp = self._http.request("POST", "oauth2/v1/token", data=form, headers=headers,
+                                  ok=(200, 400, 401))
+        try:
+            return resp, resp.json()
+        except ValueError:
+            return resp, None
 
 
-_DPOP_HINT = ("in the Admin Console, open the API service app > General > General Settings and "
-              "clear 'Require Demonstrating Proof of Possession (DPoP) header in token requests'")
+_DPOP_HINT = ("the token endpoint's DPoP exchange failed; as a workaround clear 'Require "
+              "Demonstrating Proof of Possession (DPoP) header in token requests' on the app's "
+              "General tab")
 
 
 def _token_error(status: int, body: Any, detail: str) -> SourceError:

@@ -14,19 +14,23 @@ from typing import Any
 
 import jwt
 
+from .dpop import DpopError, verify
 from .state import OktaState
+
+Answer = tuple[int, dict[str, Any], list[tuple[str, str]]]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
 
 
-def _error(status: int, error: str, description: str) -> tuple[int, dict[str, Any]]:
-    return status, {"error": error, "error_description": description}
+def _error(status: int, error: str, description: str,
+           headers: list[tuple[str, str]] | None = None) -> Answer:
+    return status, {"error": error, "error_description": description}, headers or []
 
 
-def token_endpoint(state: OktaState, form: dict[str, str],
-                   token_url: str) -> tuple[int, dict[str, Any]]:
-    """Validate a client-credentials request; (status, JSON body)."""
+def token_endpoint(state: OktaState, form: dict[str, str], token_url: str,
+                   dpop_proof: str | None = None) -> Answer:
+    """Validate a client-credentials request; (status, JSON body, extra headers)."""
     if form.get("grant_type") != "client_credentials":
         return _error(400, "unsupported_grant_type",
                       f"The authorization grant type is not supported: {form.get('grant_type')}.")
@@ -78,6 +82,20 @@ def token_endpoint(state: OktaState, form: dict[str, str],
     if refused:
         return _error(400, "invalid_scope", "The following scopes are not allowed: "
                       + ", ".join(refused))
+    token_type = "Bearer"
+    jkt = ""
+    if client.dpop:
+        try:
+            with state.lock:
+                jkt = verify(dpop_proof, "POST", token_url, state.dpop_jti,
+                             nonce=state.dpop_nonce)
+        except DpopError as exc:
+            nonce = [("DPoP-Nonce", state.dpop_nonce)] if exc.error == "use_dpop_nonce" else []
+            return _error(400, exc.error, exc.description, nonce)
+        token_type = "DPoP"
     token = state.issue_token(requested)
-    return 200, {"token_type": "Bearer", "expires_in": state.token_lifetime,
-                 "access_token": token, "scope": " ".join(sorted(requested))}
+    if jkt:
+        with state.lock:
+            state.dpop_bound[token] = jkt
+    return 200, {"token_type": token_type, "expires_in": state.token_lifetime,
+                 "access_token": token, "scope": " ".join(sorted(requested))}, []

@@ -146,8 +146,8 @@ def _compare(attr: str, op: str, operand: Any) -> Predicate:
         if op == "co":
             return str(right) in str(left)
         # gt/ge/lt/le: ISO 8601 timestamps in one format compare as strings.
-        return {"gt": left > right, "ge": left >= right, "lt": left < right,
-                "le": left <= right}[op]
+        return bool({"gt": left > right, "ge": left >= right, "lt": left < right,
+                     "le": left <= right}[op])
     return check
 
 

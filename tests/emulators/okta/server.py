@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import trustme
 
+from .dpop import DpopError, verify
 from .oauth import token_endpoint
 from .query import QueryError, parse
 from .state import OktaState
@@ -82,8 +83,11 @@ class Handler(BaseHTTPRequestHandler):
                                                    "provided HTTP method"))
             return
         form = dict(parse_qsl(raw, keep_blank_values=True))
-        status, body = token_endpoint(self.state, form, f"{self._origin()}/oauth2/v1/token")
-        self._send(status, body, [("Cache-Control", "no-store"), ("Pragma", "no-cache")])
+        status, body, extra = token_endpoint(self.state, form,
+                                             f"{self._origin()}/oauth2/v1/token",
+                                             self.headers.get("DPoP"))
+        self._send(status, body, [("Cache-Control", "no-store"), ("Pragma", "no-cache"),
+                                  *extra])
 
     def do_GET(self) -> None:
         split = urlsplit(self.path)
@@ -138,11 +142,20 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             if scheme == "SSWS" and credential in state.tokens:
                 granted: frozenset[str] | None = None
-            elif scheme == "Bearer" and credential in state.access_tokens:
+            elif scheme in ("Bearer", "DPoP") and credential in state.access_tokens:
                 granted, expires = state.access_tokens[credential]
                 if expires < time.time():
-                    return 401, INVALID_TOKEN, [("WWW-Authenticate", 'Bearer error="invalid_token"'
-                                                 ', error_description="The token has expired."')]
+                    return 401, INVALID_TOKEN, [("WWW-Authenticate", f'{scheme} error='
+                                                 '"invalid_token", error_description="The '
+                                                 'token has expired."')]
+                problem = self._dpop(scheme, credential)
+                if problem is not None:
+                    return problem
+            elif scheme in ("Bearer", "DPoP"):
+                # RFC 6750 3.1: an unknown, revoked or expired access token.
+                return 401, INVALID_TOKEN, [("WWW-Authenticate", f'{scheme} error='
+                                             '"invalid_token", error_description="The token '
+                                             'is not valid."')]
             else:
                 return 401, INVALID_TOKEN, []
             if state.forbidden:
@@ -153,6 +166,31 @@ class Handler(BaseHTTPRequestHandler):
             return 403, FORBIDDEN, [("WWW-Authenticate", f'Bearer error="insufficient_scope", '
                                      f'error_description="The access token provided does not '
                                      f'contain the required scopes.", scope="{scope}"')]
+        return None
+
+    def _dpop(self, scheme: str, token: str,
+              ) -> tuple[int, dict[str, Any], list[tuple[str, str]]] | None:
+        """A DPoP-bound token needs the DPoP scheme and a proof by the bound key."""
+        state = self.state
+        bound = state.dpop_bound.get(token)
+        if bound is None:
+            return None if scheme == "Bearer" else (401, INVALID_TOKEN, [])
+        if scheme != "DPoP":
+            return 401, INVALID_TOKEN, [("WWW-Authenticate", 'DPoP error="invalid_token", '
+                                         'error_description="The token is DPoP-bound."')]
+        url = f"{self._origin()}{urlsplit(self.path).path}"
+        try:
+            with state.lock:
+                jkt = verify(self.headers.get("DPoP"), "GET", url, state.dpop_jti,
+                             access_token=token,
+                             nonce=state.dpop_nonce if state.resource_nonce_required else None)
+        except DpopError as exc:
+            return 401, INVALID_TOKEN, [
+                ("WWW-Authenticate", f'DPoP error="{exc.error}", '
+                                     f'error_description="{exc.description}"'),
+                *([("DPoP-Nonce", state.dpop_nonce)] if exc.error == "use_dpop_nonce" else [])]
+        if jkt != bound:
+            return 401, INVALID_TOKEN, [("WWW-Authenticate", 'DPoP error="invalid_dpop_proof"')]
         return None
 
     # ---------------------------------------------------------- resources

@@ -47,6 +47,8 @@ class OAuthClient:
     public_key_pem: bytes
     scopes: frozenset[str]
     kid: str | None = None
+    dpop: bool = False
+    """*Require DPoP header in token requests* (on by default for new apps in the console)."""
 
 
 @dataclass
@@ -88,6 +90,13 @@ class OktaState:
     access_tokens: dict[str, tuple[frozenset[str], float]] = field(default_factory=dict)
     """Issued bearer tokens -> (scopes, expiry epoch)."""
     used_jti: set[str] = field(default_factory=set)
+    dpop_nonce: str = "emulated-dpop-nonce-1"
+    """The DPoP-Nonce the org currently demands (RFC 9449 8)."""
+    dpop_bound: dict[str, str] = field(default_factory=dict)
+    """DPoP-bound access token -> JWK thumbprint of its proof key."""
+    dpop_jti: set[str] = field(default_factory=set)
+    resource_nonce_required: bool = False
+    """Also demand the nonce in proofs sent to /api/v1 (401 use_dpop_nonce first)."""
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)

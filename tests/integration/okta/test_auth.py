@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
 from dirconnector.connectors.okta import OktaConnector, OktaSettings
+from dirconnector.connectors.okta_auth import ServiceApp
 from dirconnector.errors import SourceError
 from dirconnector.state_space import ConnectorState
 from tests.emulators.okta import OAuthClient
@@ -122,3 +123,37 @@ def test_settings_repr_hides_the_token() -> None:
     settings = OktaSettings.model_validate({"type": "okta", "org_url": "https://acme.okta.com",
                                             "token": "super-secret-ssws"})
     assert "super-secret-ssws" not in repr(settings)
+
+
+def test_service_app_requiring_dpop(org: Org, make: Make, rsa_key: tuple[Path, bytes]) -> None:
+    """An app with Require DPoP (console default): proofs, the nonce round, DPoP-bound calls."""
+    org.state.clients[CLIENT_ID].dpop = True
+    connector = make(client_id=CLIENT_ID, private_key_file=str(rsa_key[0]))
+    snap = connector.fetch(ConnectorState())
+    assert len(snap.users) == 8 and len(snap.groups) == 4
+    posts = [p for m, p in org.state.requests if m == "POST"]
+    assert len(posts) == 3  # no proof -> invalid_dpop_proof; no nonce -> use_dpop_nonce; ok
+    assert len(org.state.dpop_bound) == 1
+    assert len(org.state.dpop_jti) == len(org.state.api_requests()) + 1  # one proof per call
+
+
+def test_dpop_nonce_demanded_by_the_api(org: Org, make: Make,
+                                        rsa_key: tuple[Path, bytes]) -> None:
+    """When the API answers 401 use_dpop_nonce, the call is repeated once with the nonce."""
+    org.state.clients[CLIENT_ID].dpop = True
+    org.state.resource_nonce_required = True
+    snap = make(client_id=CLIENT_ID, private_key_file=str(rsa_key[0])).fetch(ConnectorState())
+    assert len(snap.users) == 8
+    calls = org.state.api_requests()
+    assert calls[0] == calls[1]  # refused for the missing nonce, then repeated with it
+    assert len(org.state.dpop_jti) == len(calls)  # token proof + every call but the refused
+
+
+def test_revoked_access_token_is_replaced(org: Org, make: Make,
+                                          rsa_key: tuple[Path, bytes]) -> None:
+    """A cached token the org no longer accepts (401 invalid_token) is fetched anew once."""
+    connector = make(client_id=CLIENT_ID, private_key_file=str(rsa_key[0]))
+    connector.fetch(ConnectorState())
+    org.state.access_tokens.clear()
+    assert len(connector.fetch(ConnectorState()).users) == 8
+    assert isinstance(connector.auth, ServiceApp) and connector.auth.tokens_fetched == 2
