@@ -17,6 +17,7 @@ import pytest
 from dirconnector.diff import diff
 from dirconnector.model import Group, Snapshot
 from dirconnector.outcome import Outcome
+from dirconnector.plan import UpdateUser
 from dirconnector.targets.scim import ScimSettings, ScimTarget
 
 from .conftest import TOKEN, ScimServer, directory
@@ -85,8 +86,12 @@ def test_members_provider_supplies_membership(bitwarden: FaultProxy,
     """A members_provider hook fills member_ids, so removals and an empty second plan work."""
     def provider(groups: Sequence[Group]) -> Mapping[str, Iterable[str]]:
         # Stands in for the Public API (GET /public/groups/{id}/member-ids).
-        return {str(g["id"]): [str(m["value"]) for m in g.get("members", [])]  # type: ignore[union-attr]
-                for g in scim_server.all("Groups")}
+        found: dict[str, list[str]] = {}
+        for g in scim_server.all("Groups"):
+            members = g.get("members")
+            found[str(g["id"])] = [str(m["value"]) for m in members
+                                   ] if isinstance(members, list) else []
+        return found
 
     target = bw_target(bitwarden, members_provider=provider)
     users, groups = directory(10)
@@ -105,8 +110,8 @@ def test_email_change_refused_name_change_skipped(bitwarden: FaultProxy) -> None
     snap = target.snapshot()
     assert snap.info["unreadable_user_fields"] == "given_name,family_name"
     plan = diff(Snapshot.build(users, groups), snap, POLICY)
-    updates = [c for c in plan.changes if c.kind == "update_user"]
-    assert {c.user.email for c in updates} >= {"renamed@example.org"}  # type: ignore[attr-defined]
+    updates = [c for c in plan.changes if isinstance(c, UpdateUser)]
+    assert {c.user.email for c in updates} >= {"renamed@example.org"}
     bitwarden.reset()
     outcomes: list[Outcome] = []
     target.apply(plan, outcomes.append)
