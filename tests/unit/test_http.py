@@ -27,7 +27,7 @@ def server():
     script = Script()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             script.seen += 1
             status, headers, body = script.queue.pop(0) if script.queue else (200, {}, "{}")
             self.send_response(status)
@@ -38,7 +38,7 @@ def server():
             self.end_headers()
             self.wfile.write(data)
 
-        do_POST = do_GET  # noqa: N815
+        do_POST = do_GET
 
         def log_message(self, *args):
             pass
@@ -121,6 +121,6 @@ def test_body_that_is_not_json_is_a_clear_error(server):
 def test_connection_refused_is_retried_then_transient():
     """Nobody listening: bounded retries, then one TransientError naming host and path."""
     c, slept = client("http://127.0.0.1:9", attempts=2, base_delay=0.01)
-    with pytest.raises(TransientError, match="127.0.0.1:9/x: connection failed after 2"):
+    with pytest.raises(TransientError, match=r"127\.0\.0\.1:9/x: connection failed after 2"):
         c.get_json("/x")
     assert len(slept) == 1
