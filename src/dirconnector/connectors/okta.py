@@ -179,7 +179,7 @@ class OktaConnector:
 
     def _read_groups(self, cache: ReadCache | None,
                      ) -> tuple[list[Group], list[Skipped], dict[str, dict[str, Any]]]:
-        params: dict[str, Any] = {"limit": 200}
+        params: dict[str, Any] = {"limit": self.settings.page_size}
         if self.group_filter.native:
             params["search"] = self.group_filter.native
         try:
@@ -201,7 +201,8 @@ class OktaConnector:
             members = cache.members(gid, stamp) if cache is not None else None
             if members is None:
                 members = frozenset(str(u["id"]) for u in
-                                    self._items(f"api/v1/groups/{gid}/users", {"limit": 200}))
+                                    self._items(f"api/v1/groups/{gid}/users",
+                                                {"limit": self.settings.page_size}))
             memberships[gid] = {"stamp": stamp, "members": sorted(members)}
             groups.append(Group(gid, name, members))
         return groups, skipped, memberships

@@ -41,7 +41,7 @@ class OktaSettings(HttpPluginSettings):
     email_attribute: str = "profile.email"
     """Dotted path of the address in the user object (profile.login, profile.secondEmail)."""
     page_size: int = Field(200, ge=1, le=200)
-    """Entries per page (Okta's maximum for users is 200)."""
+    """Entries per page of users, groups and group members (Okta's maximum for users: 200)."""
     sync_staged: bool = False
     """Sync STAGED users (created, not yet activated) as active."""
     incremental: Literal["off", "memberships", "users"] = "memberships"

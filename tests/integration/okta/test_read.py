@@ -100,13 +100,17 @@ def test_group_filter_type_expression_and_names(org: Org, make: Make) -> None:
 @pytest.mark.parametrize("mode", ["separate", "separate-next-first", "single",
                                   "single-next-first"])
 def test_paging_follows_link_headers_in_every_form(org: Org, make: Make, mode: str) -> None:
-    """Pages of 2 are all read whether Link comes as one header or several, in either order."""
+    """Pages of 2 (users, groups, members) are all read in every Link header form and order."""
     org.state.link_mode = mode  # type: ignore[assignment]
     snap = make(page_size=2).fetch(ConnectorState())
     assert len(snap.users) == 8
     assert len(snap.groups[org.groups["everyone"]].member_ids) == 9
-    pages = [p for p in org.state.api_requests("/api/v1/users") if "after=" in p]
-    assert len(pages) == 3  # 8 non-deprovisioned users in pages of 2: 3 follow-ups
+    follow_ups = [p for p in org.state.api_requests() if "after=" in p]
+    users = [p for p in follow_ups if p.startswith("/api/v1/users")]
+    groups = [p for p in follow_ups if p.startswith("/api/v1/groups?")]
+    everyone = [p for p in follow_ups if org.groups["everyone"] in p]
+    # 8 listed users, 4 groups and 9 members of Everyone, in pages of 2.
+    assert (len(users), len(groups), len(everyone)) == (3, 1, 4)
 
 
 def test_empty_trailing_page_ends_the_list(org: Org, make: Make) -> None:
