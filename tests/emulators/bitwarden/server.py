@@ -35,7 +35,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .org import (
+    ADMIN,
     CONFIRMED,
+    CUSTOM,
     INVITED,
     OWNER,
     USER,
@@ -312,6 +314,8 @@ def _public(org: Organization, method: str, seg: list[str],
                 return 404, None, {}
             if len(seg) == 2 and method == "GET":
                 return 200, member_json(m), {}
+            if len(seg) == 2 and method == "PUT":
+                return 200, _put_member(org, m, body), {}
             if len(seg) == 2 and method == "DELETE":
                 org.remove_member(m.id)
                 return 200, None, {}
@@ -352,3 +356,41 @@ def _public(org: Organization, method: str, seg: list[str],
                 g.member_ids = {i for i in ids if i in org.members}
                 return 200, None, {}
     return 404, None, {}
+
+
+def _put_member(org: Organization, m: Member, body: Any) -> dict[str, Any]:
+    """PUT /public/members/{id} (SRV MembersController.Put, MemberUpdateRequestModel).
+
+    "If a property is not provided, the value of the existing property will be reset":
+    type is required, externalId is replaced (absent means null), groups null leaves
+    memberships alone (UpdateOrganizationUserCommand). Member collections are not
+    modelled here, so the collections sent are echoed and otherwise ignored.
+    """
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request's model state is invalid.", {"": ["Invalid body."]})
+    errors: dict[str, list[str]] = {}
+    kind = body.get("type")
+    if kind is None:
+        errors["Type"] = ["The Type field is required."]
+    elif kind not in (OWNER, ADMIN, USER, CUSTOM):
+        errors["Type"] = ["The field Type is invalid."]
+    ext = body.get("externalId")
+    if ext is not None and len(str(ext)) > 300:
+        errors["ExternalId"] = ["The field ExternalId must be a string with a maximum length "
+                                "of 300."]
+    if kind != CUSTOM and body.get("permissions") is not None:
+        errors[""] = ["Only users with the Custom role may use custom permissions."]
+    if errors:
+        raise ApiError(400, "The request's model state is invalid.", errors)
+    if kind != OWNER and not any(o.id != m.id and o.type == OWNER and o.status == CONFIRMED
+                                 for o in org.members.values()):
+        raise ApiError(400, "Organization must have at least one confirmed owner.")
+    groups = body.get("groups")
+    if groups is not None and any(g not in org.groups for g in groups):
+        raise ApiError(404, "Resource not found.")
+    m.type = int(kind)  # type: ignore[arg-type]  # checked above
+    m.external_id = None if ext is None else str(ext)
+    if groups is not None:
+        for g in org.groups.values():
+            (g.member_ids.add if g.id in groups else g.member_ids.discard)(m.id)
+    return {**member_json(m), "collections": list(body.get("collections") or [])}
