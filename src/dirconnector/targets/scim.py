@@ -22,11 +22,8 @@ remove one it cannot see.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -35,13 +32,13 @@ from ..checks import CheckReport
 from ..errors import AuthError, DirconnectorError, TargetError
 from ..http import HttpClient
 from ..model import Group, Snapshot
-from ..outcome import Outcome
 from ..plan import AddMembers, Change, CreateUser, Plan, RemoveMembers, RevokeUser, UpdateUser
 from ..settings import HttpPluginSettings
 from . import Record
 from . import scim_wire as wire
 from .scim_bulk import BulkCreator
-from .scim_ops import Attempts, ScimWriter, change_key
+from .scim_ops import ScimWriter
+from .scim_pool import run_phase
 
 log = logging.getLogger(__name__)
 
@@ -274,69 +271,10 @@ class ScimTarget:
                 pending = [c for c in pending if not isinstance(c, CreateUser)]
                 pending += [c for c, _ in left]
                 uncertain = {id(c) for c, unsure in left if unsure}
-            self._run_phase(pending, writer, record, uncertain)
+            run_phase(pending, writer, record, uncertain, self.settings.concurrency)
 
     def _bulk_usable(self, caps: wire.Capabilities, creates: int) -> bool:
         return self.settings.bulk == "auto" and caps.bulk and creates > 1
-
-    def _run_phase(self, changes: list[Change], writer: ScimWriter, record: Record,
-                   uncertain: set[int]) -> None:
-        """Run changes on the pool; record outcomes from this thread as they arrive."""
-        if not changes:
-            return
-        by_key: dict[str, list[Change]] = defaultdict(list)
-        for change in changes:
-            by_key[change_key(change)].append(change)
-        results: queue.Queue[Outcome | BaseException] = queue.Queue()
-        stop = threading.Event()
-
-        def work(group: list[Change]) -> None:
-            for change in group:
-                if stop.is_set():
-                    return
-                try:
-                    if isinstance(change, CreateUser) and id(change) in uncertain:
-                        t = Attempts()
-                        ref = writer.create_user(change.user, t, uncertain=True)
-                        results.put(Outcome(change, "ok", ref=ref, attempts=t.retries + 1))
-                    else:
-                        results.put(writer.run(change))
-                except AuthError as exc:
-                    stop.set()
-                    results.put(exc)
-                    return
-                except DirconnectorError as exc:
-                    results.put(Outcome(change, "failed", f"{change.user.email}: {exc}"
-                                        if isinstance(change, CreateUser) else str(exc)))
-                except BaseException as exc:  # a bug must not hang the main loop
-                    stop.set()
-                    results.put(exc)
-                    return
-
-        abort: BaseException | None = None
-        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency,
-                                  thread_name_prefix="scim")
-        try:
-            futures = [pool.submit(work, group) for group in by_key.values()]
-            pending = len(changes)
-            while pending and not (abort and all(f.done() for f in futures)):
-                try:
-                    item = results.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if isinstance(item, Outcome):
-                    pending -= 1
-                    record(item)
-                elif abort is None:
-                    abort = item
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        while not results.empty():
-            item = results.get_nowait()
-            if isinstance(item, Outcome):
-                record(item)
-        if abort is not None:
-            raise abort
 
     # ------------------------------------------------------------ describe
 

@@ -1,0 +1,81 @@
+"""Run one phase of a plan on a bounded thread pool; record outcomes from the caller's thread.
+
+Changes that touch the same resource (same key) run one after another in one task, so
+two PATCHes of one account never race each other's ETag. Outcomes travel back on a
+queue and ``record`` is called only from the calling thread (the journal may be a
+SQLite connection bound to it), each as soon as it arrives. An AuthError stops the
+workers from starting new changes, and is raised once the running ones finish.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+from ..errors import AuthError, DirconnectorError
+from ..outcome import Outcome
+from ..plan import Change, CreateUser
+from . import Record
+from .scim_ops import Attempts, ScimWriter, change_key
+
+
+def run_phase(changes: list[Change], writer: ScimWriter, record: Record,
+              uncertain: set[int], concurrency: int) -> None:
+    """Run changes on the pool; record outcomes from this thread as they arrive."""
+    if not changes:
+        return
+    by_key: dict[str, list[Change]] = defaultdict(list)
+    for change in changes:
+        by_key[change_key(change)].append(change)
+    results: queue.Queue[Outcome | BaseException] = queue.Queue()
+    stop = threading.Event()
+
+    def work(group: list[Change]) -> None:
+        for change in group:
+            if stop.is_set():
+                return
+            try:
+                if isinstance(change, CreateUser) and id(change) in uncertain:
+                    t = Attempts()
+                    ref = writer.create_user(change.user, t, uncertain=True)
+                    results.put(Outcome(change, "ok", ref=ref, attempts=t.retries + 1))
+                else:
+                    results.put(writer.run(change))
+            except AuthError as exc:
+                stop.set()
+                results.put(exc)
+                return
+            except DirconnectorError as exc:
+                results.put(Outcome(change, "failed", f"{change.user.email}: {exc}"
+                                    if isinstance(change, CreateUser) else str(exc)))
+            except BaseException as exc:  # a bug must not hang the main loop
+                stop.set()
+                results.put(exc)
+                return
+
+    abort: BaseException | None = None
+    pool = ThreadPoolExecutor(max_workers=concurrency,
+                              thread_name_prefix="scim")
+    try:
+        futures = [pool.submit(work, group) for group in by_key.values()]
+        pending = len(changes)
+        while pending and not (abort and all(f.done() for f in futures)):
+            try:
+                item = results.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if isinstance(item, Outcome):
+                pending -= 1
+                record(item)
+            elif abort is None:
+                abort = item
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    while not results.empty():
+        item = results.get_nowait()
+        if isinstance(item, Outcome):
+            record(item)
+    if abort is not None:
+        raise abort
