@@ -316,7 +316,7 @@ def history(ctx: Ctx, limit: int, profile_name: str | None, all_profiles: bool,
             click.echo(report.dumps([r.__dict__ if hasattr(r, "__dict__") else _row(r)
                                      for r in runs]))
         else:
-            ctx.console.print(report.history_table(runs))
+            ctx.console.print(report.history_table(runs, show_profile=all_profiles))
 
 
 def _row(r: Any) -> dict[str, Any]:

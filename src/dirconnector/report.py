@@ -207,8 +207,10 @@ def check_renderable(title: str, report: CheckReport) -> RenderableType:
     return table
 
 
-def history_table(rows: Iterable[RunRow]) -> Table:
-    table = Table("run", "profile", "command", "started", "took", "status", "changes", "error")
+def history_table(rows: Iterable[RunRow], show_profile: bool = False) -> Table:
+    cols = ["run", *(["profile"] if show_profile else []), "command", "started", "took",
+            "status", "changes", "error"]
+    table = Table(*cols)
     table.columns[0].no_wrap = True
     for r in rows:
         took = f"{r.finished - r.started:.1f}s" if r.finished else "…"
@@ -217,8 +219,9 @@ def history_table(rows: Iterable[RunRow]) -> Table:
         changes = f"{applied} ok" + (f", {failed} failed" if failed else "")
         style = {"ok": "green", "failed": "red", "refused": "red", "partial": "yellow"}.get(
             r.status, "")
-        table.add_row(r.id, r.profile, r.command, _when(r.started), took,
-                      Text(r.status, style=style), changes, r.error[:80])
+        cells = [r.id, *([r.profile] if show_profile else []), r.command, _when(r.started), took,
+                 Text(r.status, style=style), changes, r.error[:80]]
+        table.add_row(*cells)
     return table
 
 
