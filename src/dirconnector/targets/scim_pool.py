@@ -56,8 +56,7 @@ def run_phase(changes: list[Change], writer: ScimWriter, record: Record,
                 return
 
     abort: BaseException | None = None
-    pool = ThreadPoolExecutor(max_workers=concurrency,
-                              thread_name_prefix="scim")
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="scim")
     try:
         futures = [pool.submit(work, group) for group in by_key.values()]
         pending = len(changes)
@@ -71,6 +70,9 @@ def run_phase(changes: list[Change], writer: ScimWriter, record: Record,
                 record(item)
             elif abort is None:
                 abort = item
+    except BaseException:
+        stop.set()  # record() failed or the run was interrupted: start nothing new
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     while not results.empty():

@@ -15,7 +15,7 @@ from dirconnector.outcome import Outcome
 from dirconnector.targets.scim import ScimSettings, ScimTarget
 
 from .conftest import TOKEN, MakeTarget, ScimServer, directory, start_server
-from .proxy import FaultProxy
+from .proxy import Fault, FaultProxy
 from .test_sync import next_plan, sync
 
 pytestmark = pytest.mark.integration
@@ -110,3 +110,26 @@ def test_server_without_patch_gets_put(tmp_path: Path) -> None:
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
+
+
+def test_token_revoked_mid_run_stops(make_target: MakeTarget, proxy: FaultProxy,
+                                     scim_server: ScimServer) -> None:
+    """A 401 during apply raises AuthError and no further change is started."""
+    from dataclasses import replace
+
+    from dirconnector.diff import Policy, diff
+    from dirconnector.model import Snapshot
+    users, groups = directory(6)
+    target = make_target(proxy.url, concurrency=1)
+    sync(target, users, groups)
+    disabled = [replace(u, active=False) for u in users]
+    plan = diff(Snapshot.build(disabled, groups), target.snapshot(), Policy())
+    assert plan.counts()["revoke_user"] == 6
+    proxy.reset()
+    proxy.inject("PATCH", scim_server.path + "/Users", Fault.status_code(401))
+    outcomes: list[Outcome] = []
+    with pytest.raises(AuthError):
+        target.apply(plan, outcomes.append)
+    assert proxy.count("PATCH", "Users") == 1
+    assert outcomes == []
+    assert all(u["active"] for u in scim_server.all("Users"))
