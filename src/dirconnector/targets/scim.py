@@ -96,6 +96,7 @@ class ScimTarget:
         self._caps: wire.Capabilities | None = None
         self._caps_lock = threading.Lock()
         self._users_by_ext: dict[str, str] = {}
+        self._logins: dict[str, str] = {}
         self._groups_by_ext: dict[str, str] = {}
         self._versions: dict[str, str] = {}
         self.bulk_requests = 0
@@ -197,6 +198,7 @@ class ScimTarget:
             # updates of them (PUT/PATCH would ignore them anyway, reference 3.4).
             info["unreadable_user_fields"] = "given_name,family_name"
         self._users_by_ext = {u.external_id: u.ref for u in users if u.external_id}
+        self._logins = {u.ref: u.user_name for u in users}
         self._groups_by_ext = {g.external_id: g.ref for g in groups if g.external_id}
         versions: dict[str, str] = {}
         for res in (*user_res, *group_res):
@@ -258,7 +260,7 @@ class ScimTarget:
         caps = self.capabilities()
         writer = ScimWriter(self.http, caps, member_chunk=self.settings.member_chunk,
                             users_by_ext=self._users_by_ext, groups_by_ext=self._groups_by_ext,
-                            versions=self._versions)
+                            versions=self._versions, logins=self._logins)
         self.bulk_requests = 0
         for batch in plan.by_phase():
             pending: list[Change] = list(batch)

@@ -73,7 +73,8 @@ class ScimWriter:
 
     def __init__(self, http: HttpClient, caps: wire.Capabilities, *, member_chunk: int,
                  users_by_ext: Mapping[str, str], groups_by_ext: Mapping[str, str],
-                 versions: Mapping[str, str]) -> None:
+                 versions: Mapping[str, str], logins: Mapping[str, str] | None = None
+                 ) -> None:
         self.http = http
         self.caps = caps
         self.member_chunk = member_chunk
@@ -81,6 +82,7 @@ class ScimWriter:
         self._users = dict(users_by_ext)      # external id -> SCIM id (snapshot + created)
         self._groups = dict(groups_by_ext)
         self._versions = dict(versions)        # SCIM id -> ETag from the snapshot or last write
+        self._logins = dict(logins or {})      # SCIM id -> userName from the snapshot
 
     # ------------------------------------------------------------ entry point
 
@@ -109,7 +111,9 @@ class ScimWriter:
             return self.create_user(change.user, t)
         if isinstance(change, UpdateUser):
             self._check_update(change)
-            self.modify(users, change.ref, wire.user_update_ops(change.user, change.fields), t)
+            ops = wire.user_update_ops(change.user, change.fields,
+                                       move_login=self._login_is_email(change))
+            self.modify(users, change.ref, ops, t)
             return change.ref
         if isinstance(change, LinkUser):
             self.modify(users, change.ref,
@@ -139,6 +143,17 @@ class ScimWriter:
         if isinstance(change, AddMembers | RemoveMembers):
             return self.members(change, t)
         raise AssertionError(change)
+
+    def _login_is_email(self, change: UpdateUser) -> bool:
+        """Is the account's userName its old email? (read from the snapshot, else the server)"""
+        if "email" not in change.fields:
+            return False
+        old = change.before[change.fields.index("email")].lower()
+        with self._lock:
+            login = self._logins.get(change.ref)
+        if login is None:
+            login = str(self._read(self.caps.users_path, change.ref)[0].get("userName") or "")
+        return login.lower() == old
 
     def _check_update(self, change: UpdateUser) -> None:
         if self.caps.flavor != "bitwarden":

@@ -158,13 +158,19 @@ _USER_PATHS = {"display_name": "displayName", "given_name": "name.givenName",
                "family_name": "name.familyName"}
 
 
-def user_update_ops(user: User, fields: Iterable[str]) -> list[dict[str, Any]]:
-    """Replace operations for the changed fields of an UpdateUser."""
+def user_update_ops(user: User, fields: Iterable[str], *, move_login: bool = True
+                    ) -> list[dict[str, Any]]:
+    """Replace operations for the changed fields of an UpdateUser.
+
+    ``move_login``: the account's userName is its old email (as this tool creates
+    accounts), so it follows the email; an account whose login is something else
+    (``jdoe``) keeps it.
+    """
     ops: list[dict[str, Any]] = []
     for name in fields:
         if name == "email":
-            # The email is the login too: both move together (we created userName = email).
-            ops.append(replace_op("userName", user.login))
+            if move_login:
+                ops.append(replace_op("userName", user.login))
             ops.append(replace_op("emails", [{"value": user.email, "type": "work",
                                               "primary": True}]))
         elif name in _USER_PATHS:

@@ -169,3 +169,30 @@ def test_link_existing_account(make_target: MakeTarget, scim_server: ScimServer)
     assert len(scim_server.all("Users")) == 5
     assert scim_server.find_user("ext-000")["userName"] == "user000@example.org"
     assert next_plan(target, users, groups).empty
+
+
+def test_email_change_moves_login_only_when_login_is_the_email(
+        make_target: MakeTarget, scim_server: ScimServer) -> None:
+    """An email change moves userName when it was the old email; a 'jdoe' login is kept."""
+    import requests
+
+    from .conftest import TOKEN
+    requests.post(f"{scim_server.url}/Users", timeout=10,
+                  headers={"Authorization": f"Bearer {TOKEN}",
+                           "Content-Type": "application/scim+json"},
+                  json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                        "userName": "jdoe", "emails": [{"value": "user001@example.org",
+                                                        "primary": True}]}).raise_for_status()
+    target = make_target()
+    users, groups = directory(3)
+    sync(target, users, groups)  # user001 is linked to the jdoe account
+    users[0] = replace(users[0], email="first@example.org")
+    users[1] = replace(users[1], email="second@example.org")
+    plan, outcomes = sync(target, users, groups)
+    assert sorted(c.kind for c in plan.changes) == ["update_user", "update_user"]
+    assert all(o.status == "ok" for o in outcomes)
+    created, linked = scim_server.find_user("ext-000"), scim_server.find_user("ext-001")
+    assert created["userName"] == "first@example.org"
+    assert linked["userName"] == "jdoe"
+    assert linked["emails"][0]["value"] == "second@example.org"  # type: ignore[index]
+    assert next_plan(target, users, groups).empty
