@@ -1,0 +1,115 @@
+"""The pure hand-off plan and the [migrate] table, without servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from dirconnector import migrate_render as render
+from dirconnector.errors import ConfigError
+from dirconnector.migrate import PRESETS, Scope, migrate_plan, migrate_settings
+from dirconnector.model import Group, Snapshot, User
+
+BW = {"server": "bitwarden"}
+
+
+def snap(users: list[User], groups: list[Group] = (), info: dict[str, str] | None = None
+         ) -> Snapshot:  # type: ignore[assignment]
+    return Snapshot({u.key: u for u in users}, {g.key: g for g in groups}, info=info or {})
+
+
+def test_unknown_migrate_key_names_its_toml_path():
+    """An unknown key in [migrate] is refused with its path and a did-you-mean."""
+    with pytest.raises(ConfigError, match=r"migrate\.scope_group: unknown key; did you mean "
+                                          r"'scope_groups'"):
+        migrate_settings({"scope_group": ["Staff"]})
+
+
+def test_bad_migrate_value_names_its_toml_path():
+    """A value outside the allowed set names migrate.<key>."""
+    with pytest.raises(ConfigError, match=r"^migrate\.external_id_from"):
+        migrate_settings({"external_id_from": "objectGUID"})
+
+
+def test_overrides_change_what_the_idp_sends():
+    """[migrate] external_id_from and user_lookup override the preset."""
+    preset = migrate_settings({"external_id_from": "email", "user_lookup": ["externalId"]}
+                              ).preset("entra")
+    assert preset.external_id_from == "email" and preset.user_lookup == ("externalId",)
+    assert PRESETS["entra"].external_id_from == "user_name_local_part"
+
+
+def test_unknown_scope_group_is_a_config_error():
+    """A --scope-group the directory does not have is refused, not silently empty."""
+    desired = Snapshot.build([User("1", "a@x.org")], [Group("g", "Staff", frozenset({"1"}))])
+    with pytest.raises(ConfigError, match=r"no directory group named .Staf.$"):
+        migrate_plan(desired, snap([]), PRESETS["okta"], Scope(("Staf",)))
+
+
+def test_scope_takes_direct_members_only():
+    """Members of a nested group are not in scope (IdPs do not expand nested assignment)."""
+    desired = Snapshot.build(
+        [User("1", "a@x.org"), User("2", "b@x.org")],
+        [Group("g", "Staff", frozenset({"1"}), frozenset({"h"})),
+         Group("h", "Inner", frozenset({"2"}))])
+    current = snap([User("1", "a@x.org", ref="r1"), User("2", "b@x.org", ref="r2")], info=BW)
+    plan = migrate_plan(desired, current, PRESETS["okta"], Scope(("Staff",)))
+    assert {m.email: m.verdict for m in plan.members} == {
+        "a@x.org": "adopt_external_id", "b@x.org": "unmanaged"}
+
+
+def test_external_id_held_by_another_account_is_a_conflict():
+    """Setting an externalId another account holds would answer 409: conflict, no change."""
+    desired = Snapshot.build([User("1", "a@x.org", "a@x.org")])
+    current = snap([User("1", "a@x.org", ref="r1"), User("a", "other@x.org", ref="r2")],
+                   info=BW)
+    plan = migrate_plan(desired, current, PRESETS["entra"])
+    a = next(m for m in plan.members if m.email == "a@x.org")
+    assert a.verdict == "conflict" and not a.change and "other@x.org" in a.reason
+
+
+def test_two_accounts_for_one_person_is_a_conflict():
+    """An account linked by directory id and another with the same email: conflict."""
+    desired = Snapshot.build([User("1", "a@x.org")])
+    current = snap([User("1", "old@x.org", ref="r1"), User("", "a@x.org", ref="r2")])
+    plan = migrate_plan(desired, current, PRESETS["okta"])
+    assert [m.verdict for m in plan.members] == ["conflict"]
+
+
+def test_externalid_lookup_adopts_what_username_misses():
+    """A custom IdP that also filters on externalId finds the account once apply sets it."""
+    desired = Snapshot.build([User("1", "a@x.org", "alogin")])
+    current = snap([User("1", "a@x.org", ref="r1")], info=BW)
+    preset = migrate_settings({"user_name_from": "user_name", "external_id_from": "user_name"}
+                              ).preset("custom")
+    m = migrate_plan(desired, current, preset).members[0]
+    assert (m.verdict, m.found_by, m.change, m.idp_external_id) == (
+        "adopt_external_id", "externalId", True, "alogin")
+
+
+def test_group_verdicts():
+    """Groups: aligned by id, matched by name with a new id, renamed (duplicated), new,
+    and server groups outside the scope left unmanaged."""
+    desired = Snapshot.build([], [Group("g1", "Staff"), Group("g2", "Sales"),
+                                  Group("g3", "Ops"), Group("g4", "New")])
+    current = snap([], [Group("g1", "Staff", ref="s1"), Group("", "Sales", ref="s2"),
+                        Group("g3", "Operations", ref="s3"), Group("", "Admins", ref="s4")],
+                   info=BW)
+    plan = migrate_plan(desired, current, PRESETS["entra"])
+    got = {g.name: (g.verdict, g.change) for g in plan.groups}
+    assert got == {"Staff": ("matched_external_id", False),
+                   "Sales": ("matched_display_name", True),
+                   "Ops": ("duplicate", False), "New": ("new", False),
+                   "Admins": ("unmanaged", False)}
+
+
+def test_markdown_has_counts_and_checklist():
+    """The Markdown report carries the tally and the administrator's checklist."""
+    desired = Snapshot.build([User("1", "a@x.org", "a@x.org")], [Group("g", "Staff",
+                                                                       frozenset({"1"}))])
+    current = snap([User("1", "a@x.org", ref="r1"), User("", "b@x.org", ref="r2")], info=BW)
+    plan = migrate_plan(desired, current, PRESETS["entra"], Scope(("Staff",)))
+    text = render.plan_markdown(plan, "prod")
+    assert "1 adopted by userName" in text and "### Checklist" in text
+    assert "Turn off every scheduled sync of profile 'prod'" in text
+    assert "Assign these groups to the Microsoft Entra ID app: Staff" in text
+    assert "b@x.org" in text.split("### Checklist")[1]
