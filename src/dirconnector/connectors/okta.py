@@ -116,6 +116,9 @@ class OktaConnector:
         full = (cache is None or state.force_full
                 or self._clock() - cache.full_at >= s.full_read_interval.total_seconds())
         self.api.start_clock()
+        # The counters are per connector; a daemon reuses it, so report this read's share.
+        pages, sent, waited = (self.api.pages_read, self.api.http.requests_sent,
+                               self.api.gauge.waited)
         try:
             if cache is not None and not full and s.incremental == "users":
                 slims = self._changed_users(cache)
@@ -141,9 +144,9 @@ class OktaConnector:
                 skipped.append(skip)
         info = {"source": s.org_url, "auth": self.auth_mode,
                 "read": "full" if full else f"incremental ({s.incremental})",
-                "users read": str(len(slims)), "pages": str(self.api.pages_read),
-                "requests": str(self.api.http.requests_sent),
-                "rate-limit wait": f"{self.api.gauge.waited:.1f}s",
+                "users read": str(len(slims)), "pages": str(self.api.pages_read - pages),
+                "requests": str(self.api.http.requests_sent - sent),
+                "rate-limit wait": f"{self.api.gauge.waited - waited:.1f}s",
                 "read time": f"{time.monotonic() - started:.1f}s"}
         return Snapshot.build(users, groups, skipped, info=info)
 
