@@ -21,6 +21,10 @@ from click.testing import CliRunner, Result
 
 from dirconnector import cli
 from tests.emulators.bitwarden.server import BitwardenServer
+from tests.integration.azure.conftest import (  # noqa: F401  # the Graph emulator fixtures
+    emulator,
+    tenant,
+)
 from tests.integration.scim.conftest import TOKEN, ScimServer, start_server
 
 USERS = [
