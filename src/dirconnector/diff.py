@@ -63,8 +63,14 @@ def diff(
     current: Snapshot,
     policy: Policy = Policy(),
     managed: frozenset[str] = frozenset(),
+    fields: tuple[str, ...] = USER_FIELDS,
 ) -> Plan:
-    """The changes that make ``current`` hold ``desired`` within the managed scope."""
+    """The changes that make ``current`` hold ``desired`` within the managed scope.
+
+    ``fields`` are the user attributes the target can store and change (a target's
+    ``user_fields``); the others are never compared, so a server that cannot hold
+    display names does not get the same impossible update on every run.
+    """
     changes: list[Change] = []
     by_ext: dict[str, User] = {}
     by_email: dict[str, User] = {}
@@ -112,7 +118,7 @@ def diff(
                 acct.email, acct.display_name, acct.given_name, acct.family_name):
             delta = []
         else:
-            delta = [f for f in USER_FIELDS
+            delta = [f for f in fields
                      if getattr(user, f) and getattr(user, f) != getattr(acct, f)]
         holder = by_email.get(user.email)
         if "email" in delta and holder is not None and holder.key != acct.key and (

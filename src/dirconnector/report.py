@@ -219,8 +219,9 @@ def history_table(rows: Iterable[RunRow], show_profile: bool = False) -> Table:
         changes = f"{applied} ok" + (f", {failed} failed" if failed else "")
         style = {"ok": "green", "failed": "red", "refused": "red", "partial": "yellow"}.get(
             r.status, "")
-        cells = [r.id, *([r.profile] if show_profile else []), r.command, _when(r.started), took,
-                 Text(r.status, style=style), changes, r.error[:80]]
+        cells: list[str | Text] = [r.id, *([r.profile] if show_profile else []), r.command,
+                                   _when(r.started), took, Text(r.status, style=style), changes,
+                                   r.error[:80]]
         table.add_row(*cells)
     return table
 

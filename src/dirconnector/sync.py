@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from . import logs, registry
 from .apply import ApplyReport
-from .diff import Policy, diff
+from .diff import USER_FIELDS, Policy, diff
 from .errors import DirconnectorError, ProfileFrozen, RunInterrupted, SafetyLimit, StalePlan
 from .guard import Limits, guard
 from .model import Snapshot
@@ -179,7 +179,9 @@ class Runner:
     def make_plan(self, desired: Snapshot, current: Snapshot) -> Plan:
         if not desired.complete:
             log.warning("the directory read was incomplete; removals will be refused")
-        plan = diff(desired, current, policy_of(self.profile), self.store.managed(self.name))
+        fields = tuple(getattr(self.target, "user_fields", USER_FIELDS))
+        plan = diff(desired, current, policy_of(self.profile), self.store.managed(self.name),
+                    fields)
         notes = tuple(self.target.describe(plan)) if plan.changes else ()
         return dataclasses.replace(plan, notes=notes) if notes else plan
 

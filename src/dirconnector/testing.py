@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from .checks import CheckReport
-from .diff import Policy, diff
+from .diff import USER_FIELDS, Policy, diff
 from .model import Group, Snapshot, User, flatten, normalize_email
 from .outcome import Outcome
 from .plan import (
@@ -214,14 +214,15 @@ def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
     policy = Policy(remove_missing=True)
 
     def converge(desired: Snapshot) -> Snapshot:
-        plan = diff(desired, target.snapshot(), policy, managed_refs(target))
+        fields = tuple(getattr(target, "user_fields", USER_FIELDS))
+        plan = diff(desired, target.snapshot(), policy, managed_refs(target), fields)
         outcomes: list[Outcome] = []
         target.apply(plan, outcomes.append)
         failed = [o for o in outcomes if o.status != "ok"]
         assert not failed, f"changes failed: {failed[:3]}"
         assert len(outcomes) == len(plan.changes), "every change must be recorded"
         after: Snapshot = target.snapshot()
-        again = diff(desired, after, policy, managed_refs(target))
+        again = diff(desired, after, policy, managed_refs(target), fields)
         assert again.empty, f"not converged: {again.changes[:5]}"
         return after
 

@@ -64,8 +64,6 @@ def test_disable_in_directory_revokes(bw_server: BitwardenServer, tmp_path: Path
     assert bw_server.member("person1@example.com").status_name == "Revoked"  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(strict=True, reason="the core compares display/given/family names Bitwarden "
-                   "cannot hold; needs diff to honour Target.user_fields (reported)")
 def test_names_in_directory_converge(bw_server: BitwardenServer, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A directory with display names converges against Bitwarden (second run: no changes)."""

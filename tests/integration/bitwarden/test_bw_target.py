@@ -275,14 +275,13 @@ def test_silently_skipped_create_is_failed(bw_server: BitwardenServer,
     assert outcomes[0].status == "failed" and "already a member" in outcomes[0].error
 
 
-@pytest.mark.xfail(strict=True, reason="diff compares display names Bitwarden cannot hold; "
-                   "needs the core to skip fields a target does not store (reported)")
 def test_directory_names_do_not_cause_endless_updates(target: BitwardenTarget) -> None:
     """Users with display names converge: Bitwarden members own their names."""
     named = [replace(u, display_name=f"User {u.external_id}") for u in USERS]
     desired = Snapshot.build(named)
     sync(target, desired)
-    assert diff(desired, target.snapshot(), Policy(), managed_refs(target)).empty
+    assert diff(desired, target.snapshot(), Policy(), managed_refs(target),
+                target.user_fields).empty
 
 
 def test_shared_external_id_on_server_refused(bw_server: BitwardenServer,
