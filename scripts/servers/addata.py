@@ -13,11 +13,12 @@ objectSid, whenCreated, uSNChanged are all filled exactly as over LDAP).
 The directory (all under OU=dirconnector):
   OU=People          named users for the tests (see NAMED below) and BULK_USERS bulk
                      users; some disabled (userAccountControl bit 0x2), some without
-                     mail, non-ASCII names
+                     mail, non-ASCII names; and one computer account (objectClass=user, with mail)
   OU=Groups          Sales > Sales EMEA > Sales UK (nesting 3 deep), Support,
                      Cycle A > Cycle B > Cycle C > Cycle A (a cycle), and "All Staff"
                      with every bulk user (more than 1,500 members: AD returns
-                     member;range=0-1499 and the client must ask for the rest)
+                     member;range=0-1499 and the client must ask for the rest),
+                     and the distribution group Newsletter
   OU=Service Accounts  svc-dirconnector, a plain domain user (the least-privilege read
                      account: AD lets Authenticated Users read users and groups),
                      also granted List Contents + Read Property on CN=Deleted Objects
@@ -44,8 +45,10 @@ ACCOUNTDISABLE = 0x2
 PASSWD_NOTREQD = 0x20
 NORMAL_ACCOUNT = 0x200
 DONT_EXPIRE_PASSWORD = 0x10000
-# MS-ADTS 2.2.12 groupType: global security group.
+WORKSTATION_TRUST_ACCOUNT = 0x1000
+# MS-ADTS 2.2.12 groupType: global scope (0x2), security (0x80000000).
 GLOBAL_SECURITY = -2147483646
+GLOBAL_DISTRIBUTION = 2
 
 # sAMAccountName, given name, surname, mail (None: no mail), disabled
 NAMED: list[tuple[str, str, str, str | None, bool]] = [
@@ -72,6 +75,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "Cycle C": (["grace"], ["Cycle A"]),
 }
 BIG_GROUP = "All Staff"
+# A distribution (mail-only) group: group_filter on groupType can leave it out.
+DISTRIBUTION_GROUP = ("Newsletter", ["alice", "grace"])
+# A computer: objectClass=user too, with a mail value so that only objectCategory
+# keeps it out of the users.
+COMPUTER = "WS01"
 
 
 def _password(value: str) -> bytes:
@@ -109,7 +117,8 @@ def load(smb_conf: str) -> dict[str, int]:
     groups_ou = f"OU=Groups,{root}"
     service = f"OU=Service Accounts,{root}"
     user_dn: dict[str, str] = {}
-    group_dn = {name: f"CN={name},{groups_ou}" for name in [*GROUPS, BIG_GROUP]}
+    group_dn = {name: f"CN={name},{groups_ou}"
+                for name in [*GROUPS, BIG_GROUP, DISTRIBUTION_GROUP[0]]}
 
     sam.transaction_start()
     try:
@@ -134,20 +143,26 @@ def load(smb_conf: str) -> dict[str, int]:
             uac = NORMAL_ACCOUNT | PASSWD_NOTREQD | (ACCOUNTDISABLE if disabled else 0)
             sam.add(_user(dn, sam_name, "Bulk", f"User {i:04d}", mail, uac, realm, None))
             bulk.append(dn)
+        sam.add({"dn": f"CN={COMPUTER},{people}", "objectClass": "computer",
+                 "sAMAccountName": f"{COMPUTER}$", "mail": f"{COMPUTER.lower()}@dirconn.test",
+                 "userAccountControl": str(WORKSTATION_TRUST_ACCOUNT)})
         # Groups first without members, then members: the cycle needs every DN to exist.
         for name, dn in group_dn.items():
+            kind = GLOBAL_DISTRIBUTION if name == DISTRIBUTION_GROUP[0] else GLOBAL_SECURITY
             sam.add({"dn": dn, "objectClass": "group", "sAMAccountName": name,
-                     "groupType": str(GLOBAL_SECURITY)})
+                     "groupType": str(kind)})
         for name, (members, subgroups) in GROUPS.items():
             values = [user_dn[m] for m in members] + [group_dn[g] for g in subgroups]
             _set_members(sam, group_dn[name], values)
         _set_members(sam, group_dn[BIG_GROUP], bulk)
+        name, members = DISTRIBUTION_GROUP
+        _set_members(sam, group_dn[name], [user_dn[m] for m in members])
         _grant_deleted_objects_read(sam, f"CN={READER},{service}")
         sam.transaction_commit()
     except BaseException:
         sam.transaction_cancel()
         raise
-    return {"users": len(NAMED) + BULK_USERS + 1, "groups": len(group_dn)}
+    return {"users": len(NAMED) + BULK_USERS + 1, "groups": len(group_dn), "computers": 1}
 
 
 def _grant_deleted_objects_read(sam: SamDB, reader_dn: str) -> None:
@@ -179,7 +194,8 @@ def main(argv: list[str]) -> int:
         print("usage: addata.py SMB_CONF", file=sys.stderr)
         return 2
     counts = load(argv[1])
-    print(f"loaded {counts['users']} users and {counts['groups']} groups")
+    print(f"loaded {counts['users']} users, {counts['computers']} computer, "
+          f"{counts['groups']} groups")
     return 0
 
 

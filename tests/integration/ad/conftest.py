@@ -65,8 +65,14 @@ def _need_samba() -> None:
 
 @pytest.fixture(scope="session")
 def ad_server() -> Iterator[AdServer]:
-    """A started Samba AD DC with pristine data; stopped at the end of the session."""
+    """A started Samba AD DC with pristine data.
+
+    Stopped at the end of the session unless it was already running before (someone
+    started it by hand): then it is left running, with the data the tests left.
+    """
     _need_samba()
+    was_running = subprocess.run([sys.executable, str(SCRIPT), "status"],
+                                 capture_output=True).returncode == 0
     start = subprocess.run([sys.executable, str(SCRIPT), "start", "--fresh"],
                            capture_output=True, text=True, timeout=600)
     assert start.returncode == 0, f"scripts/servers/samba start failed: {start.stderr[-2000:]}"
@@ -81,7 +87,8 @@ def ad_server() -> Iterator[AdServer]:
             admin_password=env["DIRCONNECTOR_AD_ADMIN_PASSWORD"],
             smb_conf=env["DIRCONNECTOR_AD_SMB_CONF"])
     finally:
-        subprocess.run([sys.executable, str(SCRIPT), "stop"], timeout=60)
+        if not was_running:
+            subprocess.run([sys.executable, str(SCRIPT), "stop"], timeout=60)
 
 
 @pytest.fixture(scope="session")

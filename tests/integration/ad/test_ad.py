@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from dirconnector.diff import Policy, diff
 from dirconnector.errors import SourceError
 from dirconnector.model import Snapshot, User, flatten
-from dirconnector.plan import AddMembers, Plan, RemoveMembers, RevokeUser
+from dirconnector.plan import AddMembers, Plan, RemoveMembers, RestoreUser, RevokeUser, UpdateUser
 from dirconnector.state_space import ConnectorState
 from dirconnector.testing import FakeTarget, check_connector, managed_refs
 from tests.integration.ad.conftest import AdServer
@@ -35,8 +36,11 @@ def connector(settings: Any) -> Any:
     return LdapConnector(settings)
 
 
-def fetch(settings: Any) -> Snapshot:
-    snap: Snapshot = connector(settings).fetch(ConnectorState())
+def fetch(settings: Any, state: ConnectorState | None = None) -> Snapshot:
+    """One read; a given ``state`` is committed afterwards, as the runner does after a run."""
+    snap: Snapshot = connector(settings).fetch(state if state is not None else ConnectorState())
+    if state is not None:
+        state.commit()
     return snap
 
 
@@ -48,22 +52,21 @@ def group(snap: Snapshot, name: str) -> Any:
     return next(g for g in snap.groups.values() if g.name == name)
 
 
-def sync(settings: Any, target: FakeTarget, policy: Policy = DEFAULT) -> Plan:
+def sync(settings: Any, target: FakeTarget, policy: Policy = DEFAULT,
+         state: ConnectorState | None = None) -> Plan:
     """One run of the pipeline: read, diff against the target, apply; returns the plan."""
-    plan = diff(fetch(settings), target.snapshot(), policy, managed_refs(target))
+    plan = diff(fetch(settings, state), target.snapshot(), policy, managed_refs(target))
     outcomes: list[Any] = []
     target.apply(plan, outcomes.append)
     assert all(o.status == "ok" for o in outcomes), outcomes[:3]
     return plan
 
 
-def converged(settings: Any, policy: Policy = DEFAULT) -> FakeTarget:
-    """A FakeTarget after a first full sync, checked to be converged (second plan empty)."""
+def converged(settings: Any, policy: Policy = DEFAULT,
+              state: ConnectorState | None = None) -> FakeTarget:
+    """A FakeTarget after a first full sync (test_full_sync_converges shows it converges)."""
     target = FakeTarget()
-    first = sync(settings, target, policy)
-    assert first.changes
-    again = diff(fetch(settings), target.snapshot(), policy, managed_refs(target))
-    assert again.empty, again.changes[:5]
+    assert sync(settings, target, policy, state).changes
     return target
 
 
@@ -77,6 +80,18 @@ def test_contract(ad_settings: Callable[..., Any]) -> None:
     check_connector(connector(ad_settings()))
 
 
+def test_full_sync_converges(ad_settings: Callable[..., Any]) -> None:
+    """A full sync from AD creates the active users and groups; the second plan is empty."""
+    settings = ad_settings()
+    target = FakeTarget()
+    plan = sync(settings, target)
+    counts = plan.counts()
+    assert counts["create_user"] == len([u for u in fetch(settings).users.values() if u.active])
+    assert counts["create_group"] == 9
+    again = diff(fetch(settings), target.snapshot(), DEFAULT, managed_refs(target))
+    assert again.empty, again.changes[:5]
+
+
 def test_check_reports_counts(ad_settings: Callable[..., Any]) -> None:
     """check() binds as the read-only account and counts the users and groups selected."""
     report = connector(ad_settings()).check()
@@ -84,7 +99,7 @@ def test_check_reports_counts(ad_settings: Callable[..., Any]) -> None:
     # every user the filter selects (bulk + named + the svc account), 20 of them without mail
     assert report.counts["users"] + report.counts["no_email"] == BULK_USERS + 10 + 1
     assert report.counts["no_email"] == 20
-    assert report.counts["groups"] == 8
+    assert report.counts["groups"] == 9
 
 
 def test_active_directory_autodetected(snap: Snapshot) -> None:
@@ -163,7 +178,7 @@ def test_group_cycle_survives(snap: Snapshot) -> None:
 
 def test_disable_in_ad_revokes_exactly_one(ad_settings: Callable[..., Any],
                                            ad_server: AdServer) -> None:
-    """`samba-tool user disable dave` makes the next run one RevokeUser and nothing else."""
+    """`samba-tool user disable dave` makes the next run one RevokeUser; enable restores."""
     settings = ad_settings()
     target = converged(settings)
     dave = by_login(fetch(settings), "dave").external_id
@@ -171,6 +186,27 @@ def test_disable_in_ad_revokes_exactly_one(ad_settings: Callable[..., Any],
     plan = sync(settings, target)
     assert [type(c) for c in plan.changes] == [RevokeUser]
     assert plan.changes[0].external_id == dave  # type: ignore[union-attr]
+    ad_server.samba_tool("user", "enable", "dave")
+    plan = sync(settings, target)
+    assert [type(c) for c in plan.changes] == [RestoreUser]
+    assert plan.changes[0].user.external_id == dave  # type: ignore[union-attr]
+    assert diff(fetch(settings), target.snapshot(), Policy(), managed_refs(target)).empty
+
+
+def test_rename_and_move_keep_the_account(ad_settings: Callable[..., Any],
+                                         ad_server: AdServer) -> None:
+    """Moving grace to another OU and renaming her is one UpdateUser (objectGUID is stable)."""
+    settings = ad_settings()
+    target = converged(settings)
+    grace = by_login(fetch(settings), "grace").external_id
+    ad_server.samba_tool("user", "move", "grace", "OU=Service Accounts,OU=dirconnector")
+    ad_server.samba_tool("user", "rename", "grace", "--surname=Murray",
+                         "--display-name=Grace Murray", "--force-new-cn=Grace Murray")
+    plan = sync(settings, target)
+    assert [type(c) for c in plan.changes] == [UpdateUser]
+    change = plan.changes[0]
+    assert change.user.external_id == grace  # type: ignore[union-attr]
+    assert set(change.fields) == {"display_name", "family_name"}  # type: ignore[union-attr]
     assert diff(fetch(settings), target.snapshot(), Policy(), managed_refs(target)).empty
 
 
@@ -191,6 +227,29 @@ def test_move_into_nested_group_updates_flat_membership(ad_settings: Callable[..
     assert removes == {"Support": [erin]}
     assert len(plan.changes) == 4
     assert diff(fetch(settings), target.snapshot(), Policy(), managed_refs(target)).empty
+
+
+def test_computers_are_not_users(snap: Snapshot) -> None:
+    """A computer account (objectClass=user, with mail) is not read as a user."""
+    assert not [u for u in snap.users.values() if u.email == "ws01@dirconn.test"]
+    assert not [s for s in snap.skipped if "WS01" in s.ref]
+
+
+def test_user_filter_transitive_membership(ad_settings: Callable[..., Any],
+                                           ad_server: AdServer) -> None:
+    """user_filter with LDAP_MATCHING_RULE_IN_CHAIN selects the members of a nested cycle."""
+    in_chain = f"(memberOf:1.2.840.113556.1.4.1941:=CN=Cycle A,OU=Groups,{ad_server.ou})"
+    snap = fetch(ad_settings(user_filter=in_chain))
+    assert sorted(u.user_name for u in snap.users.values()) == ["alice", "dave", "grace"]
+
+
+def test_group_filter_security_groups_only(ad_settings: Callable[..., Any],
+                                           snap: Snapshot) -> None:
+    """group_filter on groupType's security bit leaves the distribution group out."""
+    security = "(groupType:1.2.840.113556.1.4.803:=2147483648)"
+    names = {g.name for g in fetch(ad_settings(group_filter=security)).groups.values()}
+    assert "Newsletter" in {g.name for g in snap.groups.values()}
+    assert names == {g.name for g in snap.groups.values()} - {"Newsletter"}
 
 
 def test_ldaps_with_samba_ca(ad_settings: Callable[..., Any], ad_server: AdServer) -> None:
@@ -233,18 +292,26 @@ def test_ldap3_backend_reads_the_same(ad_settings: Callable[..., Any],
     assert len(group(portable, "All Staff").member_ids) == BULK_USERS
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ldap connector: include_deleted searches CN=Deleted Objects under base_dn, not under "
-    "the naming context, and drops tombstones because AD strips their mail"))
 def test_deleted_user_revoked_with_include_deleted(ad_settings: Callable[..., Any],
                                                    ad_server: AdServer) -> None:
-    """include_deleted: `samba-tool user delete frank` revokes frank on the next normal run."""
+    """include_deleted: `samba-tool user delete frank` revokes frank on every later run."""
     settings = ad_settings(include_deleted=True)
     policy = Policy(remove_missing=False)      # not a forced/overwrite run
-    target = converged(settings, policy)
-    frank = by_login(fetch(settings), "frank").external_id
+    state = ConnectorState()                   # kept across runs, as the state store does
+    target = converged(settings, policy, state)
+    frank = by_login(fetch(settings, state), "frank").external_id
     ad_server.samba_tool("user", "delete", "frank")
-    plan = sync(settings, target, policy)
+    plan = sync(settings, target, policy, state)
     revokes = [c for c in plan.changes if isinstance(c, RevokeUser)]
     assert [c.external_id for c in revokes] == [frank]
-    assert diff(fetch(settings), target.snapshot(), policy, managed_refs(target)).empty
+    again = diff(fetch(settings, state), target.snapshot(), policy, managed_refs(target))
+    assert again.empty, again.changes[:5]
+    # Someone re-activates the account on the server by hand: the next run revokes it
+    # again, because the tombstone (no mail) is still named from the connector's state.
+    ref = next(u.key for u in target.state.users.values() if u.external_id == frank)
+    users = dict(target.state.users)
+    users[ref] = replace(users[ref], active=True)
+    target.state = Snapshot(users, target.state.groups)
+    plan = sync(settings, target, policy, state)
+    revokes = [c for c in plan.changes if isinstance(c, RevokeUser)]
+    assert len(plan.changes) == 1 and [c.external_id for c in revokes] == [frank]
