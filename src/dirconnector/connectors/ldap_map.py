@@ -9,13 +9,14 @@ with one dict lookup in the common case and a parsed, normalised DN otherwise.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ..model import Group, Skipped, User, normalize_email
 from .ldap_settings import LdapSettings
 from .ldap_syntax import DNError, escape_filter_value, normalize_dn, parse_dn, strip_uid_suffix
+from .ldap_wire import lowered, spelling
 
 Kind = Literal["ad", "openldap", "389", "other"]
 Attrs = Mapping[str, list[bytes]]
@@ -192,31 +193,43 @@ class UserMapper:
             self._by_norm = {normalize_dn(dn): ext for dn, ext in self.by_dn.items()}
         return self._by_norm
 
-    def external_id(self, dn: str, attrs: Attrs) -> str:
+    def external_id(self, dn: str, attrs: Attrs,
+                    names: Mapping[str, str] | None = None) -> str:
+        """The entry's stable id; ``names`` maps lower-case names to the entry's spelling."""
         for name in self.r.id_attrs:
-            values = attrs.get(name)
+            values = attrs.get(names.get(name, name) if names else name)
             if values:
                 return guid_text(values[0]) if name == "objectguid" else _text(values).lower()
         self.dn_ids += 1
         return normalize_dn(dn)
 
-    def add(self, entries: Iterable[tuple[str, Attrs]]) -> None:
-        # The hot loop of a read (100k entries): attribute names and methods are bound
-        # to locals and field extraction is inlined.
+    def add(self, entries: Sequence[tuple[str, Attrs]]) -> None:
+        """Map one page of user entries (attribute names as the server spells them)."""
+        # The hot loop of a read (100k entries): attribute names are resolved once per
+        # page, methods bound to locals, field extraction inlined.
         r = self.r
+        names = spelling(entries)
+        if names is None:
+            entries = [(dn, lowered(a)) for dn, a in entries]
+            names = {}
+        n = names.get
         append, skip = self.users.append, self.skipped.append
         by_dn, by_uid, disabled = self.by_dn, self.by_uid, self.disabled
         external_id = self.external_id
-        email_a, prefix_a, suffix, name_a = r.email, r.prefix, r.suffix, r.user_name
-        display_a, given_a, family_a = r.display, r.given, r.family
-        extra_uid = name_a != "uid"
+        email_a, name_a = n(r.email, r.email), n(r.user_name, r.user_name)
+        prefix_a = n(r.prefix, r.prefix) if r.prefix else None
+        display_a, given_a, family_a = (n(r.display, r.display), n(r.given, r.given),
+                                        n(r.family, r.family))
+        uid_a, cn_a, uac_a = n("uid", "uid"), n("cn", "cn"), n("useraccountcontrol", "")
+        suffix = r.suffix
+        extra_uid = r.user_name != "uid"
         ad = r.ad
         self._by_norm = None
         for dn, a in entries:
-            ext = external_id(dn, a)
+            ext = external_id(dn, a, names)
             by_dn[dn] = ext
             get = a.get
-            for uid in get("uid", ()):
+            for uid in get(uid_a, ()):
                 by_uid[uid.decode("utf-8", "replace").strip().casefold()] = ext
             if extra_uid:
                 for uid in get(name_a, ()):
@@ -231,11 +244,11 @@ class UserMapper:
                 continue
             active = not disabled or normalize_dn(dn) not in disabled
             if ad and active:
-                uac = _text(get("useraccountcontrol"))
+                uac = _text(get(uac_a))
                 active = not (uac.lstrip("-").isdigit() and int(uac) & UAC_ACCOUNTDISABLE)
             v = get(name_a)
             user_name = v[0].decode("utf-8", "replace").strip() if v else ""
-            v = get(display_a) or get("cn")
+            v = get(display_a) or get(cn_a)
             display = v[0].decode("utf-8", "replace").strip() if v else ""
             v = get(given_a)
             given = v[0].decode("utf-8", "replace").strip() if v else ""
@@ -256,6 +269,7 @@ class UserMapper:
         live = {u.external_id for u in self.users} | {s.external_id for s in self.skipped}
         count = 0
         for dn, a in entries:
+            a = lowered(a)
             ext = self.external_id(dn, a)
             if ext in live:
                 continue

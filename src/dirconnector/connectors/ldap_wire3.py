@@ -106,7 +106,7 @@ class Ldap3Wire:
             if code != 0:
                 raise SourceError(f"ldap source: search of {base!r} failed: "
                                   f"{result.get('description')} ({result.get('message')})")
-            yield [(r["dn"], {k.lower(): v for k, v in r["raw_attributes"].items()})
+            yield [(r["dn"], dict(r["raw_attributes"]))
                    for r in self._conn.response or () if r.get("type") == "searchResEntry"]
             if not page_size:
                 return
