@@ -174,7 +174,7 @@ def writer_for(target: Any) -> ExternalIdWriter:
 
 
 @dataclass
-class Outcome:
+class MigrateOutcome:
     """What apply or rollback did: rows done, rows that failed and why."""
 
     map_path: Path
@@ -230,7 +230,7 @@ class Migration:
         return base / f"migrate-{_safe(self.name)}-{stamp}.csv"
 
     def apply(self, idp: str | None, scope_groups: Sequence[str] = (), *,
-              map_path: Path | None = None, force: bool = False) -> Outcome:
+              map_path: Path | None = None, force: bool = False) -> MigrateOutcome:
         frozen = self.store.get_meta(self.name, "frozen")
         if frozen:
             raise ProfileFrozen(f"profile {self.name!r} was already handed to "
@@ -254,7 +254,7 @@ class Migration:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_map(path, rows)
             run_id = self.store.start_run(self.name, "migrate apply")
-            out = Outcome(path, plan=plan)
+            out = MigrateOutcome(path, plan=plan)
             try:
                 self._write(rows, "new", out)
                 if out.done or not out.failed:
@@ -272,7 +272,7 @@ class Migration:
                                       "; ".join(r for _, r in out.failed[:5]))
             return out
 
-    def rollback(self, map_path: Path, *, force: bool = False) -> Outcome:
+    def rollback(self, map_path: Path, *, force: bool = False) -> MigrateOutcome:
         path = map_path.resolve()
         rows = read_map(path)
         frozen = self.store.get_meta(self.name, "frozen") or {}
@@ -281,7 +281,7 @@ class Migration:
                               f"{frozen['map']}", hint="pass that map, or --force")
         with self.store.lock(self.name, self.profile.settings.state.lock_timeout):
             run_id = self.store.start_run(self.name, "migrate rollback")
-            out = Outcome(path)
+            out = MigrateOutcome(path)
             try:
                 current = self.target.snapshot()
                 todo: list[MapRow] = []
@@ -309,7 +309,7 @@ class Migration:
                                       "; ".join(r for _, r in out.failed[:5]))
             return out
 
-    def _write(self, rows: Sequence[MapRow], to: str, out: Outcome) -> None:
+    def _write(self, rows: Sequence[MapRow], to: str, out: MigrateOutcome) -> None:
         """Set each row's ``to`` value, then check every row against a fresh read."""
         if not rows:
             return
@@ -345,5 +345,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-__all__ = ["MAP_HEADER", "MapRow", "Migration", "Outcome", "read_map", "write_map",
-           "writer_for"]
+__all__ = [
+    "MAP_HEADER",
+    "MapRow",
+    "MigrateOutcome",
+    "Migration",
+    "read_map",
+    "write_map",
+    "writer_for",
+]
