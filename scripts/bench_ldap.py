@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -34,12 +35,12 @@ env = json.loads(sys.argv[1])
 s = LdapSettings(type="ldap", url=env["SLAPD_URL"], bind_dn=env["SLAPD_ADMIN_DN"],
                  password=env["SLAPD_ADMIN_PASSWORD"], backend=sys.argv[2], page_size=1000,
                  disabled_filter="(pwdAccountLockedTime=*)", timeout=120)
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 snap = LdapConnector(s).fetch(ConnectorState())
-seconds = time.perf_counter() - t
+seconds, cpu = time.perf_counter() - t, time.process_time() - c
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "users": len(snap.users), "groups": len(snap.groups),
-                  "rss_mb": rss}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "users": len(snap.users),
+                  "groups": len(snap.groups), "rss_mb": rss}))
 """
 
 
@@ -60,7 +61,7 @@ def start(users: int, groups: int) -> dict[str, str]:
     return dict(json.loads(env_file.read_text()))
 
 
-def ldapsearch(env: dict[str, str]) -> float:
+def ldapsearch(env: dict[str, str]) -> dict[str, float]:
     """Dump what the connector reads: users (12 attributes), locked DNs, groups."""
     base = ["ldapsearch", "-x", "-LLL", "-H", env["SLAPD_URL"], "-D", env["SLAPD_ADMIN_DN"],
             "-w", env["SLAPD_ADMIN_PASSWORD"], "-b", env["SLAPD_BASE_DN"],
@@ -72,10 +73,13 @@ def ldapsearch(env: dict[str, str]) -> float:
         ["(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))",
          "entryUUID", "cn", "member", "uniqueMember", "memberUid"],
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     for args in searches:
         subprocess.run(base + args, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return {"seconds": time.perf_counter() - t, "cpu": cpu}
 
 
 def connector(env: dict[str, str], backend: str) -> dict[str, float]:
@@ -92,16 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="python-ldap,ldap3")
     args = parser.parse_args(argv)
     env = start(args.users, args.groups)
-    base = min(ldapsearch(env) for _ in range(args.repeat))
-    print(f"{args.users} users, {args.groups} groups (+16 special groups), page size 1000")
-    print(f"{'reader':<12} {'seconds':>8} {'ratio':>6} {'peak MB':>8}  result")
-    print(f"{'ldapsearch':<12} {base:8.2f} {1.0:6.2f} {'-':>8}")
-    for backend in args.backends.split(","):
-        runs = [connector(env, backend) for _ in range(args.repeat)]
-        best = min(runs, key=lambda r: r["seconds"])
-        print(f"{backend:<12} {best['seconds']:8.2f} {best['seconds'] / base:6.2f} "
-              f"{max(r['rss_mb'] for r in runs):8.0f}  {best['users']:.0f} users, "
-              f"{best['groups']:.0f} groups")
+    backends = args.backends.split(",")
+    runs: dict[str, list[dict[str, float]]] = {"ldapsearch": [], **{b: [] for b in backends}}
+    for _ in range(args.repeat):  # interleaved, so a busy moment hurts every reader alike
+        runs["ldapsearch"].append(ldapsearch(env))
+        for backend in backends:
+            runs[backend].append(connector(env, backend))
+    best = {name: min(r, key=lambda x: x["seconds"]) for name, r in runs.items()}
+    base = best["ldapsearch"]
+    print(f"{args.users} users, {args.groups} groups (+16 special groups), page size 1000, "
+          f"best of {args.repeat}, load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
+    print(f"{'reader':<12} {'seconds':>8} {'ratio':>6} {'client CPU s':>13} {'peak MB':>8}  result")
+    print(f"{'ldapsearch':<12} {base['seconds']:8.2f} {1.0:6.2f} {base['cpu']:13.2f} {'-':>8}")
+    for backend in backends:
+        b = best[backend]
+        print(f"{backend:<12} {b['seconds']:8.2f} {b['seconds'] / base['seconds']:6.2f} "
+              f"{b['cpu']:13.2f} {max(r['rss_mb'] for r in runs[backend]):8.0f}  "
+              f"{b['users']:.0f} users, {b['groups']:.0f} groups")
     return 0
 
 
