@@ -2,13 +2,17 @@
 
     .venv/bin/python -m tests.integration.scim.bench_bulk [USERS]
 
-Each mode gets a fresh scim2-server; the figure is the wall time of ``apply``.
+Each mode gets a fresh scim2-server; the figures are the wall time of ``apply`` and
+the CPU seconds the server and this client spent in it (CPU time does not depend on how
+busy a shared machine is; wall time does).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
 
 from dirconnector.diff import diff
 from dirconnector.model import Snapshot, User
@@ -18,7 +22,13 @@ from dirconnector.targets.scim import ScimSettings, ScimTarget
 from .conftest import TOKEN, start_server
 
 
-def run(n: int, **options: object) -> tuple[float, int, int]:
+def server_cpu(pid: int) -> float:
+    """utime + stime of a process, in seconds (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(n: int, **options: object) -> tuple[float, float, float, int, int]:
     server = start_server()
     try:
         settings = ScimSettings.model_validate(
@@ -28,11 +38,14 @@ def run(n: int, **options: object) -> tuple[float, int, int]:
                       given_name="Bench", family_name=str(i)) for i in range(n)]
         plan = diff(Snapshot.build(users), target.snapshot())
         outcomes: list[Outcome] = []
+        cpu0, srv0 = time.process_time(), server_cpu(server.process.pid)
         start = time.perf_counter()
         target.apply(plan, outcomes.append)
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
+        srv = server_cpu(server.process.pid) - srv0
         ok = sum(o.status == "ok" for o in outcomes)
-        return elapsed, ok, target.bulk_requests
+        return elapsed, srv, cpu, ok, target.bulk_requests
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
@@ -43,8 +56,9 @@ def main() -> None:
     for label, opts in (("bulk (500/request)", {"bulk": "auto", "bulk_size": 500}),
                         ("single POSTs, concurrency 8", {"bulk": "off"}),
                         ("single POSTs, concurrency 1", {"bulk": "off", "concurrency": 1})):
-        elapsed, ok, bulk = run(n, **opts)
-        print(f"{label:30s} {n} creates: {elapsed:6.1f} s, {ok} ok, {bulk} Bulk requests")
+        elapsed, srv, cpu, ok, bulk = run(n, **opts)
+        print(f"{label:28s} {n} creates: {elapsed:6.1f} s wall, server CPU {srv:5.1f} s, "
+              f"client CPU {cpu:5.1f} s, {ok} ok, {bulk} Bulk requests")
 
 
 if __name__ == "__main__":
