@@ -219,6 +219,14 @@ def migrate_plan(desired: Snapshot, current: Snapshot, preset: Preset,
     members = _members(desired, current, preset, users_in, bitwarden)
     groups = _groups(current, preset, groups_in)
     notes = [f"{preset.title} sends {preset.sends}", f"approximation: {preset.approximation}"]
+    if preset.user_name_from == "user_name":
+        bare = sorted(u.email for e, u in desired.users.items()
+                      if e in users_in and u.user_name and "@" not in u.user_name)
+        if bare:
+            notes.append(f"{len(bare)} in-scope user(s) have a directory login without @ "
+                         f"(sAMAccountName or uid, not a UPN), e.g. {bare[0]}: the IdP sends "
+                         f"its own login format; if that is the email, set user_name_from = "
+                         f"\"email\" in [migrate]")
     if bitwarden:
         notes.append("Bitwarden matches userName only against the email and answers no "
                      "result for a userName without @ (reference 3.2); PATCH externalId needs "

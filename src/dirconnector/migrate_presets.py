@@ -59,8 +59,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "groups: displayName <- displayName, externalId <- objectId; matching: userName "
            "(users), displayName (groups)",
            "mailNickname is not read by the azure connector: the UPN prefix (user_name before "
-           "@) stands for it, which is what Entra fills mailNickname with for cloud-created "
-           "users; synced users often carry sAMAccountName instead (set external_id_from)",
+           "@) stands for it, which is what Entra typically fills mailNickname with for "
+           "portal-created users; synced users often carry sAMAccountName (set external_id_from). "
+           "Group externalId = objectId is exact with the azure connector only",
            ("https://learn.microsoft.com/en-us/entra/identity/app-provisioning/"
             "use-scim-to-provision-users-and-groups",
             "https://bitwarden.com/help/microsoft-entra-id-scim-integration/")),

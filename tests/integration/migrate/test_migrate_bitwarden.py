@@ -59,6 +59,8 @@ def test_plan_counts_for_entra_and_okta(bw_profile: Profile, bw_server: Bitwarde
     assert v["carol@example.com"] == v["eve@example.com"] == "unmanaged"
     frank = next(m for m in entra["members"] if m["email"] == "frank@example.com")
     assert "without @" in frank["reason"] and frank["idp_user_name"] == "frank"
+    assert any("1 in-scope user(s) have a directory login without @" in n
+               for n in entra["notes"])
     okta = counts(bw_profile, "okta")["counts"]
     assert (okta["members.adopt_external_id"], okta["members.adopt_user_name"],
             okta["members.conflict"], okta["members.new"], okta["members.unmanaged"]) == (
