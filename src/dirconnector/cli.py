@@ -505,13 +505,15 @@ def migrate_plan_cmd(ctx: Ctx, idp: str | None, scope: tuple[str, ...], fmt: str
 
     with errors_to_exit(ctx):
         profile = ctx.profile()
-        plan = Migration(profile, ctx.store()).plan(idp, scope)
+        migration = Migration(profile, ctx.store())
+        plan = migration.plan(idp, scope)
+        when = migration.schedule
         if fmt == "json":
-            click.echo(render.dumps(render.plan_json(plan, profile.name)))
+            click.echo(render.dumps(render.plan_json(plan, profile.name, when)))
         elif fmt == "markdown":
-            click.echo(render.plan_markdown(plan, profile.name), nl=False)
+            click.echo(render.plan_markdown(plan, profile.name, when), nl=False)
         else:
-            ctx.console.print(render.plan_renderable(plan, profile.name, show_all))
+            ctx.console.print(render.plan_renderable(plan, profile.name, show_all, when))
 
 
 @migrate_group.command("apply")

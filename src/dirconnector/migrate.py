@@ -112,9 +112,14 @@ class MigrationPlan:
     def group_changes(self) -> tuple[GroupVerdict, ...]:
         return tuple(g for g in self.groups if g.change)
 
-    def checklist(self, profile: str) -> list[str]:
-        """What the administrator does around the hand-off, in order."""
-        items = [f"Turn off every scheduled sync of profile {profile!r} elsewhere: the "
+    def checklist(self, profile: str, schedule: str = "") -> list[str]:
+        """What the administrator does around the hand-off, in order.
+
+        ``schedule`` describes the profile's own [schedule] ("every 15m"), if any.
+        """
+        own = (f" (its [schedule] runs it {schedule}: take its config out of the daemon's "
+               f"--config list)") if schedule else ""
+        items = [f"Turn off every scheduled sync of profile {profile!r} elsewhere{own}: the "
                  f"dirconnector daemon or timer, cron jobs, and any Bitwarden Directory "
                  f"Connector (bwdc) still syncing this organization. After `migrate apply` "
                  f"this profile refuses to sync; other tools do not know that."]

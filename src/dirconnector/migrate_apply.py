@@ -206,6 +206,12 @@ class Migration:
     def name(self) -> str:
         return self.profile.name
 
+    @property
+    def schedule(self) -> str:
+        """The profile's own [schedule] in words ("" when the daemon does not run it)."""
+        s = self.profile.settings.schedule
+        return f"every {s.interval}" if s.interval else f"on cron {s.cron!r}" if s.cron else ""
+
     def plan(self, idp: str | None, scope_groups: Sequence[str] = ()) -> MigrationPlan:
         """Read the directory (full, caches not advanced) and the server; plan the hand-off."""
         idp = idp or self.settings.idp

@@ -45,8 +45,8 @@ def _id_change(v: MemberVerdict | GroupVerdict) -> str:
     return v.current_external_id or ""
 
 
-def plan_renderable(plan: MigrationPlan, profile: str, show_all: bool = False
-                    ) -> RenderableType:
+def plan_renderable(plan: MigrationPlan, profile: str, show_all: bool = False,
+                    schedule: str = "") -> RenderableType:
     parts: list[RenderableType] = [Text(
         f"Hand-off of profile {profile!r} to {plan.preset.title} SCIM "
         f"({plan.server} server; scope: "
@@ -70,14 +70,15 @@ def plan_renderable(plan: MigrationPlan, profile: str, show_all: bool = False
     parts.extend(Text(f"Note: {n}", style="dim") for n in plan.notes)
     parts.append(Text(counts_line(plan), style="bold"))
     parts.append(Text("Checklist:", style="bold"))
-    parts.extend(Text(f"  {i}. {item}") for i, item in enumerate(plan.checklist(profile), 1))
+    parts.extend(Text(f"  {i}. {item}")
+                 for i, item in enumerate(plan.checklist(profile, schedule), 1))
     return RichGroup(*parts)
 
 
-def plan_json(plan: MigrationPlan, profile: str) -> dict[str, Any]:
+def plan_json(plan: MigrationPlan, profile: str, schedule: str = "") -> dict[str, Any]:
     out = plan.to_json()
     out["profile"] = profile
-    out["checklist"] = plan.checklist(profile)
+    out["checklist"] = plan.checklist(profile, schedule)
     return out
 
 
@@ -85,7 +86,7 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def plan_markdown(plan: MigrationPlan, profile: str) -> str:
+def plan_markdown(plan: MigrationPlan, profile: str, schedule: str = "") -> str:
     lines = [f"## Hand-off of `{profile}` to {plan.preset.title} SCIM", "",
              f"Scope: {', '.join(plan.scope.groups) or 'every user read'}. "
              f"Server: {plan.server}.", "", counts_line(plan), "",
@@ -98,7 +99,8 @@ def plan_markdown(plan: MigrationPlan, profile: str) -> str:
         lines.append(f"| {LABELS[g.verdict]} | {_md(g.name)} | {_md(_id_change(g))} | "
                      f"{_md(g.reason)} |")
     lines += ["", *[f"> {_md(n)}" for n in plan.notes], "", "### Checklist", ""]
-    lines += [f"{i}. {_md(item)}" for i, item in enumerate(plan.checklist(profile), 1)]
+    lines += [f"{i}. {_md(item)}"
+              for i, item in enumerate(plan.checklist(profile, schedule), 1)]
     return "\n".join(lines) + "\n"
 
 

@@ -113,3 +113,11 @@ def test_markdown_has_counts_and_checklist():
     assert "Turn off every scheduled sync of profile 'prod'" in text
     assert "Assign these groups to the Microsoft Entra ID app: Staff" in text
     assert "b@x.org" in text.split("### Checklist")[1]
+
+
+def test_checklist_names_the_profiles_own_schedule():
+    """A profile the daemon runs is named in the first checklist item with its schedule."""
+    plan = migrate_plan(Snapshot.build([]), snap([], info=BW), PRESETS["okta"])
+    first = plan.checklist("prod", "every 15m")[0]
+    assert "profile 'prod'" in first and "its [schedule] runs it every 15m" in first
+    assert "[schedule]" not in plan.checklist("prod")[0]
