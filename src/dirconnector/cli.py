@@ -348,6 +348,10 @@ def config_validate(ctx: Ctx) -> None:
     """Check the configuration without connecting anywhere."""
     with errors_to_exit(ctx):
         profile = ctx.profile()
+        if profile.settings.migrate:
+            from .migrate_presets import migrate_settings
+
+            migrate_settings(profile.settings.migrate)
         ctx.console.print(f"[green]Configuration is valid[/green] ({profile.path}): "
                           f"profile {profile.name!r}, source {profile.source.type!r}, "
                           f"target {profile.target.type!r}.")

@@ -139,14 +139,17 @@ def result_renderable(result: RunResult) -> RenderableType:
     rep = result.report
     if rep is not None and rep.outcomes:
         ok = sum(1 for o in rep.outcomes if o.status == "ok")
-        failed = rep.failed
-        style = "bold green" if not failed else "bold red"
-        parts.append(Text(f"\nApplied {ok} of {len(result.plan.changes) if result.plan else ok} "
-                          f"change(s); {len(failed)} failed.", style=style))
-        for o in failed[:20]:
-            parts.append(Text(f"  ! {describe(o.change)}: {o.error}", style="red"))
-        if len(failed) > 20:
-            parts.append(Text(f"  … and {len(failed) - 20} more (dirconnector history "
+        undone = [o for o in rep.outcomes if o.status != "ok"]
+        skipped = len(undone) - len(rep.failed)
+        style = "bold green" if not undone else "bold red"
+        total = len(result.plan.changes) if result.plan else ok
+        parts.append(Text(f"\nApplied {ok} of {total} change(s); {len(rep.failed)} failed"
+                          + (f", {skipped} skipped" if skipped else "") + ".", style=style))
+        for o in undone[:20]:
+            mark = "!" if o.status == "failed" else "?"
+            parts.append(Text(f"  {mark} {describe(o.change)}: {o.error}", style="red"))
+        if len(undone) > 20:
+            parts.append(Text(f"  … and {len(undone) - 20} more (dirconnector history "
                               f"--run {result.run_id})", style="red"))
     parts.append(Text(f"run {result.run_id}: {result.status}", style="dim"))
     return RichGroup(*parts)
