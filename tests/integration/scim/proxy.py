@@ -9,7 +9,15 @@ each scheduled fault is used once, in order, by the first matching request:
 - ``Fault.drop_after()``: forward, then close the connection without answering
   (the server acted; the client sees a dropped connection);
 - ``Fault.slow(seconds, after=True)``: forward, then wait before answering (so a
-  client timeout fires after the server acted); ``after=False`` waits before forwarding.
+  client timeout fires after the server acted); ``after=False`` waits before forwarding;
+- ``Fault.reset_before()``: reset the connection (RST) without forwarding (the server never saw it);
+- ``Fault.reset_after()``: forward, then reset the connection (RST) instead of answering;
+- ``Fault.truncate()``: forward, then answer the server's status with half of its body;
+- ``Fault.malformed()``: forward, then answer the server's status with a body that is not JSON.
+
+Besides the schedule, ``proxy.chooser`` may pick a fault for any request the schedule
+leaves alone: it is called with (method, path) in arrival order (the reliability suite
+uses it with a seeded random generator and one change in flight at a time).
 
 ``rewrite`` and ``filter_response`` let a test dress the server up as another one
 (Bitwarden's lower-case /v2/<org>/users routes, groups without members).
@@ -22,6 +30,7 @@ import contextlib
 import http.client
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections import Counter
@@ -59,6 +68,27 @@ class Fault:
     def slow(cls, seconds: float, after: bool = True) -> Fault:
         return cls("slow", seconds=seconds, after=after)
 
+    @classmethod
+    def reset_before(cls) -> Fault:
+        return cls("reset_before")
+
+    @classmethod
+    def reset_after(cls) -> Fault:
+        return cls("reset_after")
+
+    @classmethod
+    def truncate(cls) -> Fault:
+        return cls("truncate")
+
+    @classmethod
+    def malformed(cls) -> Fault:
+        return cls("malformed")
+
+    @property
+    def forwards(self) -> bool:
+        """Whether the upstream server sees (and acts on) the request."""
+        return self.kind not in ("status", "reset_before")
+
 
 class FaultProxy:
     """Start with ``FaultProxy(upstream_port).start()``; ``url`` is its base URL."""
@@ -72,6 +102,10 @@ class FaultProxy:
         """Maps the client's request target (path?query) to the upstream one."""
         self.filter_response: Callable[[str, str, bytes], bytes] | None = None
         """Rewrites an upstream body, given (method, upstream path, body)."""
+        self.chooser: Callable[[str, str], Fault | None] | None = None
+        """Picks a fault for a request no scheduled fault matched, given (method, path)."""
+        self.injected: list[tuple[str, str, Fault]] = []
+        """Every fault used, in order: (method, path, fault)."""
         self._lock = threading.Lock()
         proxy = self
 
@@ -121,8 +155,12 @@ class FaultProxy:
             for i, (m, prefix, fault) in enumerate(self._faults):
                 if m == method and path.startswith(prefix):
                     del self._faults[i]
+                    self.injected.append((method, path, fault))
                     return fault
-        return None
+            chosen = self.chooser(method, path) if self.chooser is not None else None
+            if chosen is not None:
+                self.injected.append((method, path, chosen))
+            return chosen
 
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
         method = h.command
@@ -142,6 +180,10 @@ class FaultProxy:
                          if fault.retry_after else {}, b'{"detail":"injected"}')
             self.log.append((method, path, fault.status))
             return
+        if fault is not None and fault.kind == "reset_before":
+            self.log.append((method, path, 0))
+            self._reset(h)
+            return
         if fault is not None and fault.kind == "slow" and not fault.after:
             time.sleep(fault.seconds)
         status, headers, payload = self._forward(method, target, h.headers, body)
@@ -153,6 +195,15 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
             return
+        if fault is not None and fault.kind == "reset_after":
+            self._reset(h)
+            return
+        if fault is not None and fault.kind == "truncate" and payload:
+            payload = payload[: len(payload) // 2]
+            h.close_connection = True
+        if fault is not None and fault.kind == "malformed" and payload:
+            payload = b'{"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], <html>'
+            h.close_connection = True
         if fault is not None and fault.kind == "status_after":
             status, headers, payload = fault.status, {}, b'{"detail":"injected after forwarding"}'
         if fault is not None and fault.kind == "slow" and fault.after:
@@ -160,6 +211,15 @@ class FaultProxy:
         # OSError: the client gave up (its timeout fired); that was the point.
         with contextlib.suppress(OSError):
             self._answer(h, status, headers, payload)
+
+    @staticmethod
+    def _reset(h: BaseHTTPRequestHandler) -> None:
+        """Close with SO_LINGER 0: the client sees ECONNRESET, not an orderly end."""
+        h.close_connection = True
+        with contextlib.suppress(OSError):
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
+            h.connection.close()
 
     def _forward(self, method: str, target: str, headers: object, body: bytes
                  ) -> tuple[int, dict[str, str], bytes]:
