@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from ..checks import CheckReport
+from ..diff import USER_FIELDS
 from ..errors import AuthError, DirconnectorError, TargetError
 from ..http import HttpClient
 from ..model import Group, Snapshot
@@ -101,6 +102,20 @@ class ScimTarget:
         self._versions: dict[str, str] = {}
         self.bulk_requests = 0
         """Bulk requests the last apply sent (for reports and tests)."""
+
+    @property
+    def user_fields(self) -> tuple[str, ...]:
+        """The user attributes diff may compare (Target.user_fields).
+
+        Bitwarden's SCIM endpoint cannot change names and does not return givenName /
+        familyName (reference 3.2, 3.4), so only the email is compared there: an email
+        change is planned and then refused with its reason, name changes are not planned.
+        """
+        try:
+            flavor = self.capabilities().flavor
+        except DirconnectorError:
+            flavor = "bitwarden" if self.settings.flavor == "bitwarden" else "generic"
+        return ("email",) if flavor == "bitwarden" else USER_FIELDS
 
     # ------------------------------------------------------------ discovery
 

@@ -52,10 +52,11 @@ def target_for(url: str, server: BitwardenServer, **kw: object) -> ScimTarget:
 
 
 def test_converges_with_members_provider(bw: BitwardenServer) -> None:
-    """Users, groups and flattened members converge; the second plan is empty."""
+    """Users (first/last names too), groups and flattened members converge: second plan empty."""
     target = target_for(bw.scim_url, bw, members_provider=provider_for(bw))
     assert target.check().ok
-    users, groups = plain_names(15)
+    assert target.user_fields == ("email",)
+    users, groups = directory(15)
     _, outcomes = sync(target, users, groups)
     assert [o for o in outcomes if o.status != "ok"] == []
     assert next_plan(target, users, groups).empty

@@ -24,7 +24,8 @@ POLICY = Policy(remove_missing=True)
 def sync(target: ScimTarget, users: list[User], groups: list[Group],
          policy: Policy = POLICY) -> tuple[Plan, list[Outcome]]:
     """diff -> apply once; return the plan and the outcomes."""
-    plan = diff(Snapshot.build(users, groups), target.snapshot(), policy, managed_refs(target))
+    plan = diff(Snapshot.build(users, groups), target.snapshot(), policy, managed_refs(target),
+                target.user_fields)
     outcomes: list[Outcome] = []
     target.apply(plan, outcomes.append)
     return plan, outcomes
@@ -32,7 +33,8 @@ def sync(target: ScimTarget, users: list[User], groups: list[Group],
 
 def next_plan(target: ScimTarget, users: list[User], groups: list[Group],
               policy: Policy = POLICY) -> Plan:
-    return diff(Snapshot.build(users, groups), target.snapshot(), policy, managed_refs(target))
+    return diff(Snapshot.build(users, groups), target.snapshot(), policy, managed_refs(target),
+                target.user_fields)
 
 
 def with_oncall(users: list[User], groups: list[Group]) -> list[Group]:
