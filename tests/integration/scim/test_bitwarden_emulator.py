@@ -132,3 +132,22 @@ def test_lost_answers_recover_without_duplicates(bw: BitwardenServer) -> None:
         assert next_plan(target, users, groups).empty
     finally:
         proxy.stop()
+
+
+def test_public_api_members_provider(bw: BitwardenServer) -> None:
+    """The bitwarden target's Public API members_provider makes the SCIM flavor converge."""
+    from dirconnector.targets.bitwarden import BitwardenSettings, members_provider
+    api = BitwardenSettings.model_validate({"type": "bitwarden", "server_url": bw.url,
+                                            "client_id": bw.client_id,
+                                            "client_secret": bw.client_secret})
+    target = target_for(bw.scim_url, bw, members_provider=members_provider(api))
+    users, groups = directory(12)
+    _, outcomes = sync(target, users, groups)
+    assert [o for o in outcomes if o.status != "ok"] == []
+    assert target.snapshot().info["group_members"] == "provider"
+    assert next_plan(target, users, groups).empty
+    smaller = [replace(g, member_ids=g.member_ids - {"ext-001"}) for g in groups]
+    plan, outcomes = sync(target, users, smaller)
+    assert set(plan.counts()) == {"remove_members"} and all(o.status == "ok" for o in outcomes)
+    eng = bw.group_by_external_id("grp-eng")
+    assert eng is not None and bw.member("user001@example.org").id not in eng.member_ids  # type: ignore[union-attr]
