@@ -33,7 +33,6 @@ from .ldap_map import (
     server_info,
 )
 from .ldap_settings import LdapSettings
-from .ldap_syntax import normalize_dn
 from .ldap_wire import SHOW_DELETED_OID, Control, Wire, backend_name, connect, lowered
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ class LdapConnector:
         disabled: frozenset[str] = frozenset()
         if r.disabled_search:
             disabled = frozenset(
-                normalize_dn(dn)
+                dn
                 for entries in wire.search(r.user_base, s.user_scope, r.disabled_search, ["1.1"],
                                            page_size=page)
                 for dn, _ in entries)
@@ -127,6 +126,7 @@ class LdapConnector:
         for entries in wire.search(r.user_base, s.user_scope, r.user_search, r.user_attrs,
                                    page_size=page):
             users.add(entries)
+        users.finish()
         deleted = 0
         if s.include_deleted:
             deleted = self._read_deleted(wire, r, users, state)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ..model import Group, Skipped, User, normalize_email
@@ -142,8 +142,6 @@ def resolve(s: LdapSettings, info: ServerInfo) -> Resolved:
 
 
 def _with_attrs(r: Resolved, users: tuple[str, ...], groups: tuple[str, ...]) -> Resolved:
-    from dataclasses import replace
-
     return replace(r, user_attrs=users, group_attrs=groups)
 
 
@@ -179,7 +177,8 @@ class UserMapper:
 
     def __init__(self, r: Resolved, disabled: frozenset[str] = frozenset()) -> None:
         self.r = r
-        self.disabled = disabled              # normalised DNs
+        self.disabled = disabled              # DNs the disabled search returned, as spelt
+        self._disabled_seen = 0
         self.users: list[User] = []
         self.skipped: list[Skipped] = []
         self.by_dn: dict[str, str] = {}       # raw DN as the server spells it -> external id
@@ -215,7 +214,7 @@ class UserMapper:
         n = names.get
         append, skip = self.users.append, self.skipped.append
         by_dn, by_uid, disabled = self.by_dn, self.by_uid, self.disabled
-        external_id = self.external_id
+        id_keys = [(n(x, x), x == "objectguid") for x in r.id_attrs]
         email_a, name_a = n(r.email, r.email), n(r.user_name, r.user_name)
         prefix_a = n(r.prefix, r.prefix) if r.prefix else None
         display_a, given_a, family_a = (n(r.display, r.display), n(r.given, r.given),
@@ -226,9 +225,16 @@ class UserMapper:
         ad = r.ad
         self._by_norm = None
         for dn, a in entries:
-            ext = external_id(dn, a, names)
-            by_dn[dn] = ext
             get = a.get
+            for key, is_guid in id_keys:
+                v = get(key)
+                if v:
+                    ext = guid_text(v[0]) if is_guid else v[0].decode("utf-8", "replace").lower()
+                    break
+            else:
+                self.dn_ids += 1
+                ext = normalize_dn(dn)
+            by_dn[dn] = ext
             for uid in get(uid_a, ()):
                 by_uid[uid.decode("utf-8", "replace").strip().casefold()] = ext
             if extra_uid:
@@ -242,7 +248,9 @@ class UserMapper:
             if not email:
                 skip(Skipped("user", dn, "no email", f"no {email_a} value", external_id=ext))
                 continue
-            active = not disabled or normalize_dn(dn) not in disabled
+            active = dn not in disabled
+            if not active:
+                self._disabled_seen += 1
             if ad and active:
                 uac = _text(get(uac_a))
                 active = not (uac.lstrip("-").isdigit() and int(uac) & UAC_ACCOUNTDISABLE)
@@ -255,6 +263,17 @@ class UserMapper:
             v = get(family_a)
             family = v[0].decode("utf-8", "replace").strip() if v else ""
             append(User(ext, normalize_email(email), user_name, display, given, family, active))
+
+    def finish(self) -> None:
+        """Match disabled DNs the server spelt differently in the two searches (rare)."""
+        if self._disabled_seen == len(self.disabled):
+            return
+        wanted = {normalize_dn(dn) for dn in self.disabled}
+        lost = {ext for dn, ext in self.by_dn.items()
+                if dn not in self.disabled and normalize_dn(dn) in wanted}
+        self.users = [replace(u, active=False) if u.external_id in lost else u
+                      for u in self.users]
+        self._disabled_seen = len(self.disabled)
 
     def add_deleted(self, entries: Iterable[tuple[str, Attrs]],
                     known: Mapping[str, str]) -> int:

@@ -15,7 +15,7 @@ import unicodedata
 # A DN needs the full parser only when it holds escapes, quotes, multi-valued RDNs,
 # hex values, legacy ';' separators, spaces around separators, or non-ASCII text;
 # everything else normalises to its lower-case spelling (the common case, kept fast).
-_NEEDS_PARSE = re.compile(r'[\\"+#;<>]|\s[,=]|[,=]\s|^\s|\s$')
+_NEEDS_PARSE = re.compile(r'[\\"+#;<>\t\n\r\f\v]')
 _SPECIAL = frozenset(',+"\\<>;')
 
 
@@ -30,7 +30,9 @@ def normalize_dn(dn: str) -> str:
     Case-insensitive values follow the matching rules of the attributes that name
     entries in practice (cn, uid, ou, dc: caseIgnoreMatch).
     """
-    if dn.isascii() and not _NEEDS_PARSE.search(dn):
+    if dn.isascii() and not _NEEDS_PARSE.search(dn) and (" " not in dn or not (
+            " ," in dn or ", " in dn or " =" in dn or "= " in dn
+            or dn.startswith(" ") or dn.endswith(" "))):
         return dn.lower()
     return ",".join("+".join(sorted(f"{t}={_escape(v)}" for t, v in rdn))
                     for rdn in parse_dn(dn))
