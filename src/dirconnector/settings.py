@@ -311,11 +311,17 @@ def _all_keys(model: type[BaseModel]) -> list[str]:
 
 
 def secret_values(profile: Profile) -> set[str]:
-    """The plain values of every secret in a profile (for redaction filters)."""
-    found = set()
-    for model in (profile.source, profile.target):
-        for name in type(model).secret_fields():
+    """The plain values of every secret in a profile, nested tables included."""
+    found: set[str] = set()
+
+    def walk(model: BaseModel) -> None:
+        for name in type(model).model_fields:
             value = getattr(model, name)
             if isinstance(value, SecretStr) and value.get_secret_value():
                 found.add(value.get_secret_value())
+            elif isinstance(value, BaseModel):
+                walk(value)
+
+    walk(profile.source)
+    walk(profile.target)
     return found

@@ -37,6 +37,7 @@ from ..plan import AddMembers, Change, CreateUser, Plan, RemoveMembers, RevokeUs
 from ..settings import HttpPluginSettings
 from . import Record
 from . import scim_wire as wire
+from .bitwarden import BitwardenSettings
 from .scim_bulk import BulkCreator
 from .scim_ops import ScimWriter
 from .scim_pool import run_phase
@@ -63,6 +64,10 @@ class ScimSettings(HttpPluginSettings):
     """Operations per Bulk request (capped at the server's bulk.maxOperations)."""
     member_chunk: int = Field(100, ge=1, le=10000)
     """Members added or removed per PATCH request."""
+    public_api: BitwardenSettings | None = None
+    """Bitwarden only: the organization's Public API key, to read group members
+    (Bitwarden's SCIM endpoint never returns them). Without it, members are only
+    added, never removed."""
     flavor: Literal["auto", "generic", "bitwarden"] = "auto"
     """auto: bitwarden when the URL ends in /v2/<organization id>, or when the server has no
     ServiceProviderConfig and pages the way Bitwarden does; else generic."""
@@ -86,6 +91,10 @@ class ScimTarget:
     def __init__(self, settings: ScimSettings, *,
                  members_provider: MembersProvider | None = None) -> None:
         self.settings = settings
+        if members_provider is None and settings.public_api is not None:
+            from .bitwarden import members_provider as public_api_members
+
+            members_provider = public_api_members(settings.public_api)
         self.members_provider = members_provider
         token = settings.token
         self.http = HttpClient(
