@@ -258,6 +258,16 @@ def test_group_filter_security_groups_only(ad_settings: Callable[..., Any],
     assert names == {g.name for g in snap.groups.values()} - {"Newsletter"}
 
 
+@pytest.mark.parametrize("backend", ["python-ldap", "ldap3"])
+def test_domain_root_skips_referrals(ad_settings: Callable[..., Any], backend: str) -> None:
+    """base_dn unset: the defaultNamingContext is read; its referrals are not chased."""
+    snap = fetch(ad_settings(base_dn=None, backend=backend))
+    names = {g.name for g in snap.groups.values()}
+    assert {"Sales", "Domain Admins", "Domain Users"} <= names
+    assert by_login(snap, "alice").active
+    assert not any(u.user_name.lower() == "administrator" for u in snap.users.values())
+
+
 def test_ldaps_with_samba_ca(ad_settings: Callable[..., Any], ad_server: AdServer) -> None:
     """ldaps:// with the DC's CA as ca_file reads the same users as plain LDAP."""
     tls = fetch(ad_settings(url=ad_server.ldaps_url, ca_file=ad_server.ca_file))
