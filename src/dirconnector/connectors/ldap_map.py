@@ -235,6 +235,9 @@ class UserMapper:
                 self.dn_ids += 1
                 ext = normalize_dn(dn)
             by_dn[dn] = ext
+            active = dn not in disabled
+            if not active:
+                self._disabled_seen += 1
             for uid in get(uid_a, ()):
                 by_uid[uid.decode("utf-8", "replace").strip().casefold()] = ext
             if extra_uid:
@@ -248,9 +251,6 @@ class UserMapper:
             if not email:
                 skip(Skipped("user", dn, "no email", f"no {email_a} value", external_id=ext))
                 continue
-            active = dn not in disabled
-            if not active:
-                self._disabled_seen += 1
             if ad and active:
                 uac = _text(get(uac_a))
                 active = not (uac.lstrip("-").isdigit() and int(uac) & UAC_ACCOUNTDISABLE)
