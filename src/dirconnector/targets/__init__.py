@@ -19,9 +19,39 @@ from ..model import Snapshot
 from ..outcome import Outcome
 from ..plan import Plan
 
-__all__ = ["CheckReport", "Outcome", "Record", "Target"]
+__all__ = ["CheckReport", "DeferredRecord", "Outcome", "Record", "Target"]
 
 Record = Callable[[Outcome], None]
+
+
+class DeferredRecord:
+    """Wraps ``record`` so every outcome reaches it even after it raised once.
+
+    The runner's ``record`` raises RunInterrupted when a signal asks the run to stop.
+    A target must then start nothing new, but the changes already sent (a Bulk
+    response's operations, requests in flight on other threads) still happened and
+    must be journalled: it keeps calling this wrapper for them, checks ``stopped``
+    before starting more, and calls ``raise_pending()`` at the end.
+    """
+
+    def __init__(self, record: Record) -> None:
+        self._record = record
+        self.error: BaseException | None = None
+
+    def __call__(self, outcome: Outcome) -> None:
+        try:
+            self._record(outcome)
+        except BaseException as exc:  # kept and re-raised by raise_pending
+            if self.error is None:
+                self.error = exc
+
+    @property
+    def stopped(self) -> bool:
+        return self.error is not None
+
+    def raise_pending(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 @runtime_checkable

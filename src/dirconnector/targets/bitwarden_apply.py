@@ -29,6 +29,7 @@ from ..plan import (
     RenameGroup,
     UpdateUser,
 )
+from . import DeferredRecord
 from .bitwarden_api import BitwardenApi
 from .bitwarden_import import ImportRequest, Work
 
@@ -48,22 +49,28 @@ class Applier:
         self.concurrency = concurrency
         self._pending: dict[int, Change] = {}
         self._record: Callable[[Outcome], None] = lambda o: None
+        self._journal = DeferredRecord(self._record)
 
     def run(self, plan: Plan, work: Work, record: Callable[[Outcome], None]) -> None:
         self._pending = {id(c): c for c in plan.changes}
-        self._record = record
+        journal = DeferredRecord(record)  # an interrupted run still journals what finished
+        self._journal = journal
+        self._record = journal
         try:
             self._run(work)
         except AuthError as exc:
             for change in list(self._pending.values()):
                 self._done(change, "skipped", f"not attempted: {exc}")
             raise
+        journal.raise_pending()
 
     def _done(self, change: Change, status: Any, error: str = "", ref: str = "") -> None:
         if self._pending.pop(id(change), None) is not None:
             self._record(Outcome(change, status, error, ref))
 
     def _endpoint(self, change: Change, method: str, path: str, body: Any = None) -> bool:
+        if self._journal.stopped:
+            return False                 # interrupted: start nothing new
         try:
             self.api.call(method, path, json=body)
         except AuthError:
@@ -119,6 +126,8 @@ class Applier:
         sent: list[Change] = []
         broken = ""
         for req in requests:
+            if self._journal.stopped:
+                break                    # interrupted: send no further import
             if lost_groups:
                 req = self._without(req, lost_groups)
             if not req.members and not req.groups:

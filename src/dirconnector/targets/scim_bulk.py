@@ -71,6 +71,8 @@ class BulkCreator:
         """Create in Bulk, emitting each outcome; return (change, uncertain) to send singly."""
         leftovers: list[tuple[CreateUser, bool]] = []
         for batch in self.batches(changes):
+            if getattr(emit, "stopped", False):
+                break                    # interrupted: send no further Bulk request
             if self.broken:
                 leftovers.extend((c, False) for c, _ in batch)
                 continue

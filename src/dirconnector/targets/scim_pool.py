@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ..errors import AuthError, DirconnectorError
 from ..outcome import Outcome
 from ..plan import Change, CreateUser
-from . import Record
+from . import DeferredRecord, Record
 from .scim_ops import Attempts, ScimWriter, change_key
 
 
@@ -56,28 +56,32 @@ def run_phase(changes: list[Change], writer: ScimWriter, record: Record,
                 return
 
     abort: BaseException | None = None
+    journal = record if isinstance(record, DeferredRecord) else DeferredRecord(record)
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="scim")
     try:
         futures = [pool.submit(work, group) for group in by_key.values()]
         pending = len(changes)
-        while pending and not (abort and all(f.done() for f in futures)):
+        while pending and not ((abort or journal.stopped) and all(f.done() for f in futures)):
             try:
                 item = results.get(timeout=0.2)
             except queue.Empty:
                 continue
             if isinstance(item, Outcome):
                 pending -= 1
-                record(item)
+                journal(item)
+                if journal.stopped:
+                    stop.set()  # interrupted: start nothing new, journal what is in flight
             elif abort is None:
                 abort = item
     except BaseException:
-        stop.set()  # record() failed or the run was interrupted: start nothing new
+        stop.set()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     while not results.empty():
         item = results.get_nowait()
         if isinstance(item, Outcome):
-            record(item)
+            journal(item)
     if abort is not None:
         raise abort
+    journal.raise_pending()
