@@ -100,7 +100,7 @@ def connect(settings: LdapSettings) -> Wire:
         except Unreachable as exc:
             log.warning("ldap source: %s", exc)
             failures.append(str(exc))
-    raise SourceError("; ".join(failures) if len(failures) > 1 else failures[0],
+    raise SourceError("ldap source: " + "; ".join(failures),
                       hint="check url, the port and the firewall")
 
 
@@ -185,6 +185,8 @@ class PyLdapWire:
             raise SourceError(f"ldap source: {url}: bind as {bind_dn!r} rejected "
                               "(invalid credentials)", hint="check bind_dn and password") from exc
         except (ldap.SERVER_DOWN, ldap.CONNECT_ERROR, ldap.TIMEOUT) as exc:
+            if isinstance(exc, ldap.TIMEOUT):
+                raise Unreachable(f"{url}: no answer within {settings.timeout:g} s") from exc
             tls_problem = diagnose_tls(url, settings)
             if tls_problem:
                 raise SourceError(f"ldap source: {url}: {tls_problem}") from exc

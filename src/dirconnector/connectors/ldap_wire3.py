@@ -61,6 +61,8 @@ class Ldap3Wire:
             if "certificate" in text.lower():
                 raise SourceError(f"ldap source: {url}: {text}") from exc
             raise Unreachable(f"{url}: {text}") from exc
+        except lx.LDAPSocketReceiveError as exc:
+            raise Unreachable(f"{url}: no answer within {settings.timeout:g} s") from exc
         except lx.LDAPException as exc:
             raise Unreachable(f"{url}: {exc}") from exc
         if not ok:

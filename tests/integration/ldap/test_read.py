@@ -224,3 +224,18 @@ def test_base_dn_from_root_dse(make_settings: MakeSettings, snapshot: Snapshot) 
     snap = LdapConnector(make_settings(base_dn=None)).fetch(ConnectorState())
     assert snap.digest() == snapshot.digest()
     assert snap.info["server"] == "openldap"
+
+
+def test_silent_server_times_out(make_settings: MakeSettings) -> None:
+    """A server that accepts the connection but never answers fails within the timeout."""
+    import socket
+    import time
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"ldap://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=r"127\.0\.0\.1:\d+: no answer within 1 s"):
+            LdapConnector(make_settings(url=url, timeout=1)).fetch(ConnectorState())
+        assert time.monotonic() - started < 10
