@@ -196,6 +196,7 @@ class Rig:
     bw: BitwardenServer | None = None
     runs: list[Run] = field(default_factory=list)
     sync_options: dict[str, Any] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
     target_extra: str = ""
     """More TOML lines for [target] (``bulk = "off"``)."""
 
@@ -213,7 +214,7 @@ class Rig:
 
     def env(self) -> dict[str, str]:
         return {"REL_SCIM_TOKEN": SCIM_TOKEN if self.kind == "scim" else BW_SCIM_KEY,
-                "REL_BW_SECRET": BW_CLIENT_SECRET}
+                "REL_BW_SECRET": BW_CLIENT_SECRET, **self.extra_env}
 
     def target_toml(self) -> str:
         if self.kind == "scim":
@@ -228,13 +229,18 @@ class Rig:
                 f'client_id = "{self.bw.client_id}"\nclient_secret_env = "REL_BW_SECRET"\n'
                 f'concurrency = 1\ntimeout = 1.0\n')
 
-    def write(self, directory: Directory, source_extra: str = "", **sync: Any) -> None:
-        self.directory_file.write_text(directory.dump(), encoding="utf-8")
+    def write(self, directory: Directory | None, source_extra: str = "",
+              source: str | None = None, **sync: Any) -> None:
+        """Write the directory file and the config; ``source`` replaces the file source's
+        [source] body (another connector)."""
+        if directory is not None:
+            self.directory_file.write_text(directory.dump(), encoding="utf-8")
         self.sync_options.update(sync)
         lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in self.sync_options.items())
+        if source is None:
+            source = f'type = "file"\nusers = "{self.directory_file}"\n'
         self.config.write_text(
-            f'profile = "rel"\n[source]\ntype = "file"\nusers = "{self.directory_file}"\n'
-            f'{source_extra}\n[target]\n{self.target_toml()}{self.target_extra}\n[sync]\n{lines}\n'
+            f'profile = "rel"\n[source]\n{source}{source_extra}\n[target]\n{self.target_toml()}{self.target_extra}\n[sync]\n{lines}\n'
             f'[state]\npath = "{self.state}"\n', encoding="utf-8")
         self.config.chmod(0o600)
 
@@ -453,3 +459,25 @@ def journal_mismatches(before: ServerView, after: ServerView,
             out.append(f"journal removed {sorted(members & grp.members)} from "
                        f"{r['change']['group_name']}, server still has them")
     return out
+
+
+# ---------------------------------------------------------------------- the pipeline in process
+
+def runner(rig: Rig, connector: Any) -> Any:
+    """sync.Runner for the rig's profile with ``connector`` in place of the file source."""
+    from unittest import mock
+
+    from dirconnector import settings
+    from dirconnector.state import StateStore
+    from dirconnector.sync import Runner
+
+    with mock.patch.dict(os.environ, rig.env()):
+        profile = settings.load(rig.config)
+    return Runner(profile, StateStore(rig.state), connector=connector)
+
+
+NO_LIMITS = {"remove_missing": True, "max_revocations": 100_000, "max_revocation_ratio": 1.0,
+             "min_source_ratio": 0.0}
+"""[sync] with every limit off but the complete-read gate: a partial read that slipped
+through would revoke the missing people, so a test that sees no revocation proves the
+connector raised (or said incomplete)."""
