@@ -34,7 +34,7 @@ def parse_filter(text: str | None, field: str, modes: Iterable[str] = ("include"
     """Parse ``text``; raise ValueError naming ``field`` when it is malformed."""
     if not text or not text.strip():
         return SetFilter()
-    head, bar, native = text.partition("|")
+    head, _, native = text.partition("|")
     head = head.strip()
     native = native.strip()
     if not head:

@@ -75,8 +75,8 @@ class DirectoryClient:
         num_retries: int = INNER_RETRIES,
     ) -> None:
         try:
-            import google_auth_httplib2  # type: ignore[import-untyped]  # no stubs published
-            import httplib2  # type: ignore[import-untyped]  # types-httplib2 not a dependency
+            import google_auth_httplib2
+            import httplib2
             from google.oauth2 import service_account
             from googleapiclient.discovery import build
             from googleapiclient.http import HttpRequest
