@@ -143,6 +143,7 @@ class Runner:
         desired: Snapshot = self.connector.fetch(cstate)
         timings["source_read"] = time.perf_counter() - t0
         cstate.commit()
+        _warn_skipped(desired)
         return desired
 
     def _run(self, run_id: str, mode: Mode, force: bool, full: bool) -> RunResult:
@@ -251,6 +252,21 @@ class Runner:
             self.store.finish_run(run_id, result.status, result.counts(),
                                   "; ".join(result.refused) or result.error)
             return result
+
+
+SKIPPED_SHOWN = 20
+"""Skipped entries named one per log line; the rest are counted (all are in the JSON plan)."""
+
+
+def _warn_skipped(desired: Snapshot) -> None:
+    """Name the records the directory read skipped (duplicate or missing email...), so an
+    administrator can fix them at the source; the report only counts them."""
+    for s in desired.skipped[:SKIPPED_SHOWN]:
+        log.warning("skipped %s %s: %s%s", s.kind, s.ref, s.reason,
+                    f" ({s.detail})" if s.detail else "")
+    if len(desired.skipped) > SKIPPED_SHOWN:
+        log.warning("... and %d more skipped entries (all in `dirconnector plan --format json`)",
+                    len(desired.skipped) - SKIPPED_SHOWN)
 
 
 def refusal(result: RunResult) -> SafetyLimit:
