@@ -269,8 +269,8 @@ class Plan:
             "source_complete": self.source_complete,
             "summary": dict(sorted(self.counts().items())),
             "notes": list(self.notes),
-            "changes": [{"kind": c.kind, **dataclasses.asdict(c)} for c in self.changes],
-            "skipped": [dataclasses.asdict(s) for s in self.skipped],
+            "changes": [{"kind": c.kind, **plain(c)} for c in self.changes],
+            "skipped": [plain(s) for s in self.skipped],
         }
 
     def dumps(self) -> str:
@@ -314,3 +314,28 @@ def sort_changes(changes: Sequence[Change]) -> tuple[Change, ...]:
             ext = c.user.external_id
         return (phase_of(c), c.kind, subject(c), ext)
     return tuple(sorted(changes, key=key))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for the journal and plan files, without its per-value deepcopy.
+
+    Same JSON (field order, nested records and tuples), about five times cheaper:
+    a 100k-change run journals 100k changes. Values are immutable (frozen records,
+    strings, tuples), so nothing needs copying.
+    """
+    kind = type(value)
+    if kind not in _FIELD_NAMES:
+        _FIELD_NAMES[kind] = (tuple(f.name for f in dataclasses.fields(value))
+                              if dataclasses.is_dataclass(value) and not isinstance(value, type)
+                              else None)
+    names = _FIELD_NAMES[kind]
+    if names is not None:
+        return {name: plain(getattr(value, name)) for name in names}
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value

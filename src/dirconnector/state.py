@@ -10,7 +10,6 @@ leaves a stale lock.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -25,7 +24,16 @@ from typing import Any
 
 from .errors import LockHeld, StateError
 from .outcome import Outcome
-from .plan import CreateGroup, CreateUser, DeleteGroup, DeleteUser, LinkGroup, LinkUser, subject
+from .plan import (
+    CreateGroup,
+    CreateUser,
+    DeleteGroup,
+    DeleteUser,
+    LinkGroup,
+    LinkUser,
+    plain,
+    subject,
+)
 from .state_space import ConnectorState
 
 SCHEMA = """
@@ -163,8 +171,7 @@ class StateStore:
     def record(self, run_id: str, profile: str, outcome: Outcome) -> None:
         """Journal one outcome and keep the managed set in step, in one transaction."""
         change = outcome.change
-        payload = json.dumps({"kind": change.kind, **dataclasses.asdict(change)},
-                             ensure_ascii=False)
+        payload = json.dumps({"kind": change.kind, **plain(change)}, ensure_ascii=False)
         with self._mutex:
             self._seq[run_id] = seq = self._seq.get(run_id, 0) + 1
             db = self._db
@@ -255,3 +262,4 @@ class StateStore:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
