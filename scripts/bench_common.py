@@ -1,0 +1,134 @@
+"""Shared helpers of scripts/bench: run a child, measure it, summarise runs, print a table.
+
+Every figure is measured in a child process started with ``subprocess.Popen`` and reaped
+with ``os.wait4``, which gives that child's own user+system CPU time and peak RSS (the
+kernel's ru_maxrss, in KiB on Linux), so one measurement never inherits another's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() \
+    else sys.executable
+
+
+@dataclass
+class Sample:
+    """One measured child process."""
+
+    wall: float
+    cpu: float
+    rss_mb: float
+    out: dict[str, Any] = field(default_factory=dict)
+    """What the child printed as JSON on its last stdout line (its own inner timings)."""
+
+
+def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
+              stdin: bytes | None = None, check: bool = True, timeout: float = 900
+              ) -> Sample:
+    """Run ``cmd`` to completion; wall, CPU (user+sys) and peak RSS of that process alone."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin else None)
+    # communicate() reads the pipes; the exit status is collected by wait4 below, which is
+    # why the Popen object is told the child is gone afterwards.
+    out, err = _communicate(proc, stdin, timeout)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if check and proc.returncode:
+        sys.stderr.write(err.decode(errors="replace")[-4000:])
+        raise SystemExit(f"bench: {' '.join(cmd[:4])} ... exited {proc.returncode}")
+    text = out.decode(errors="replace")
+    parsed: dict[str, Any] = {}
+    try:
+        whole = json.loads(text)              # a program that prints one JSON document
+        parsed = {"document": whole} if not isinstance(whole, dict) else whole
+    except ValueError:
+        lines = [ln for ln in text.splitlines() if ln.startswith("{")]
+        parsed = json.loads(lines[-1]) if lines else {}
+    parsed.setdefault("stdout", text[-2000:])
+    return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, parsed)
+
+
+def _communicate(proc: subprocess.Popen[bytes], stdin: bytes | None, timeout: float
+                 ) -> tuple[bytes, bytes]:
+    """Read stdout/stderr until EOF without reaping the child (wait4 does that)."""
+    import threading
+
+    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+
+    def pump(name: str, stream: Any) -> None:
+        for block in iter(lambda: stream.read(65536), b""):
+            chunks[name].append(block)
+
+    threads = [threading.Thread(target=pump, args=("out", proc.stdout), daemon=True),
+               threading.Thread(target=pump, args=("err", proc.stderr), daemon=True)]
+    for t in threads:
+        t.start()
+    if stdin is not None and proc.stdin is not None:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    for t in threads:
+        t.join(timeout)
+    return b"".join(chunks["out"]), b"".join(chunks["err"])
+
+
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Median, min and max of a series (the figure a table shows is the median)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "runs": len(values)}
+
+
+def summarise(samples: Sequence[Sample], inner: Sequence[str] = ()) -> dict[str, Any]:
+    """Wall/CPU/RSS summaries of several runs, plus the named inner timings the child gave."""
+    out: dict[str, Any] = {
+        "wall_s": summary([s.wall for s in samples]),
+        "cpu_s": summary([s.cpu for s in samples]),
+        "rss_mb": summary([s.rss_mb for s in samples]),
+    }
+    for key in inner:
+        vals = [float(s.out[key]) for s in samples if key in s.out]
+        if vals:
+            out[key] = summary(vals)
+    return out
+
+
+def repeat(n: int, fn: Callable[[], Sample]) -> list[Sample]:
+    return [fn() for _ in range(n)]
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on (they depend on the box and on its load)."""
+    import platform
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "load_at_start": load()}
+
+
+def fmt(stat: dict[str, float] | None, unit: str = "s", digits: int = 2) -> str:
+    """``median [min-max]``."""
+    if not stat:
+        return "-"
+    return (f"{stat['median']:.{digits}f}{unit} [{stat['min']:.{digits}f}-"
+            f"{stat['max']:.{digits}f}]")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg} (load {load()[0]})", file=sys.stderr,
+          flush=True)
