@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -158,7 +159,8 @@ class HttpClient:
                                             headers=hdrs, timeout=self.timeout,
                                             verify=self.session.verify)
             except requests.exceptions.SSLError as exc:
-                raise self._error(f"TLS handshake with {self._where(url)} failed: {_short(exc)}",
+                raise self._error(f"TLS handshake with {self._where(url)} failed: "
+                                  f"{_tls_reason(exc)}",
                                   None, hint="set ca_file to the CA that signed the server's "
                                   "certificate") from exc
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -246,6 +248,29 @@ def _json(resp: requests.Response, label: str) -> Any:
         raise TransientError(
             f"{label}: {resp.request.method} {urlsplit(resp.url).path} answered {resp.status_code} "
             f"with a body that is not JSON ({_short(resp.text, 80)!r})") from exc
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """The ssl module's own words under requests' and urllib3's wrappers.
+
+    requests.SSLError wraps urllib3's MaxRetryError (its ``reason``), which wraps an
+    SSLError wrapping ssl.SSLCertVerificationError: their messages repeat the pool and
+    URL first, so a cut-short line used to lose "certificate verify failed" itself.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        cur = todo.pop(0)
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {cur.verify_message or cur.reason}"
+        if isinstance(cur, ssl.SSLError) and cur.reason:
+            return _short(f"{cur.reason}: {cur.strerror or cur}")
+        nested = [getattr(cur, "reason", None), cur.__cause__, cur.__context__, *cur.args]
+        todo.extend(n for n in nested if isinstance(n, BaseException))
+    return _short(exc)
 
 
 def _short(value: object, limit: int = 200) -> str:

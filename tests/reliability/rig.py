@@ -244,9 +244,11 @@ class Rig:
             f'[state]\npath = "{self.state}"\n', encoding="utf-8")
         self.config.chmod(0o600)
 
-    def cli(self, *args: str) -> Run:
-        """``dirconnector --config FILE ARGS`` in process; output kept for the leak test."""
-        argv = ("-vv", "--config", str(self.config), *args)
+    def cli(self, *args: str, config: Path | None = None) -> Run:
+        """``dirconnector --config FILE ARGS`` in process; output kept for the leak test.
+
+        ``config``: another file (one holding inline secrets lives outside the artifacts)."""
+        argv = ("-vv", "--config", str(config or self.config), *args)
         result = CliRunner().invoke(cli.main, list(argv), env=self.env(),
                                     catch_exceptions=True)
         crash = ""
