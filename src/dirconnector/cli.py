@@ -398,7 +398,10 @@ def daemon(ctx: Ctx, configs: tuple[str, ...], health_addr: str | None,
     with errors_to_exit(ctx):
         paths = [Path(c) for c in configs] or [config_path(ctx.config)]
         for path in paths:
-            logs.add_secrets(secret_values(load(path)))
+            profile = load(path)
+            logs.add_secrets(secret_values(profile))
+            for warning in profile.warnings:   # e.g. inline secrets in a readable file
+                logging.getLogger("dirconnector").warning(warning)
         d = Daemon(paths, health_addr=health_addr, stop_timeout=stop_timeout)
         sys.exit(d.serve())
 

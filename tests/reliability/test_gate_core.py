@@ -55,3 +55,23 @@ def test_ratio_floor_allows_a_small_drop(make_rig_for: MakeRig) -> None:
     result = runner(rig, FakeConnector(users=PEOPLE[:18])).run("sync")
     assert result.status == "ok"
     assert sorted(u.external_id for u in rig.view().users if not u.active) == ["p18", "p19"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
+def test_unreadable_directory_file_changes_nothing(make_rig_for: MakeRig, damage: str) -> None:
+    """The file source cut short, garbled or gone: exit 1, one line, no revocation."""
+    rig = make_rig_for("scim")
+    rig.write(first_directory(6), **OPEN)
+    assert rig.cli("sync").exit_code == 0
+    before = rig.view()
+    text = rig.directory_file.read_text()
+    if damage == "truncate":
+        rig.directory_file.write_text(text[: len(text) // 2])
+    elif damage == "garbage":
+        rig.directory_file.write_text("<html>502 Bad Gateway</html>")
+    else:
+        rig.directory_file.unlink()
+    run = rig.cli("sync")
+    assert run.exit_code == 1 and not run.crash, run.output[-800:]
+    assert len([x for x in run.output.splitlines() if x.startswith("Error:")]) == 1
+    assert rig.view() == before

@@ -235,3 +235,34 @@ def test_server_ids_are_url_encoded_in_paths(make_rig_for: MakeRig) -> None:
     writes = [p for m, p, _ in rig.proxy.log if m in ("PATCH", "PUT")]
     assert writes and all("?" not in p for p in writes)
     assert any("%3F" in p or "%3f" in p for p in writes), writes
+
+
+def test_daemon_warns_about_a_readable_config_with_inline_secret(make_rig_for: MakeRig,
+                                                                 tmp_path: Path) -> None:
+    """`dirconnector daemon` logs the inline-secret warning too, and never the secret."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from .rig import EXE
+
+    rig = make_rig_for("scim")
+    rig.write(first_directory(3))
+    path = inline_config(rig, tmp_path, 0o644)
+    path.write_text(path.read_text() + '\n[schedule]\ninterval = "1h"\n')
+    out = rig.root / "daemon.out"
+    with out.open("w") as fh:
+        proc = subprocess.Popen([EXE, "--log-format", "json", "daemon", "--config", str(path)],
+                                stdout=fh, stderr=subprocess.STDOUT,
+                                env={**os.environ, "DIRCONNECTOR_MIN_INTERVAL_SECONDS": "1"})
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and "holds secrets inline" not in out.read_text():
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    text = out.read_text()
+    assert "holds secrets inline" in text
+    assert SCIM_TOKEN not in text
