@@ -95,7 +95,7 @@ def child(n: int) -> None:
 def run(sizes: list[int], repeat: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for n in sizes:
-        reps = repeat if n < 1_000_000 else max(1, min(repeat, 3))
+        reps = repeat if n < 1_000_000 else max(1, min(repeat, 2))   # ~1 min each
         samples = []
         for r in range(reps):
             log(f"diff {n}: run {r + 1}/{reps}")

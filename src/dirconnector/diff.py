@@ -246,15 +246,14 @@ def _diff_groups(
     # its account's ref, or "ext:<id>" for an account this plan creates. MemberRefs are
     # made only for the keys a group gains (a million of them would cost seconds).
     member_key: dict[str, str] = {}
-    key_user: dict[str, str] = {}        # member key -> directory user id (last one wins)
     users: Iterable[str] = desired.users
     refs = list(map(_ref_of, matched.values()))
     if all(refs) and not (delete and leaving):
-        # Every matched account has a ref (targets key by ref): the matched part of both
-        # maps in C; the loop below then only sees users without an account.
+        # Every matched account has a ref (targets key by ref): that part of the map in
+        # C; the loop below then only sees users without an account.
         member_key = dict(zip(matched, refs, strict=True))
-        key_user = dict(zip(refs, matched, strict=True))
         users = itertools.filterfalse(matched.__contains__, desired.users)
+    del refs
     for uid in users:
         user = desired.users[uid]
         acct = matched.get(uid)
@@ -266,13 +265,18 @@ def _diff_groups(
             key = acct.ref or acct.external_id
             if delete and key in leaving:
                 continue
-        key_user[key] = uid
         member_key[uid] = key
 
-    def member_ref(key: str) -> MemberRef:
-        uid = key_user[key]
-        acct = matched.get(uid)
-        return MemberRef(uid, "" if acct is None else key, desired.users[uid].email)
+    def member_refs(members: frozenset[str], keys: set[str | None]) -> list[MemberRef]:
+        """MemberRefs of the directory users among ``members`` whose key is in ``keys``."""
+        out = []
+        for uid in members:
+            key = member_key.get(uid)
+            if key is not None and key in keys:
+                acct = matched.get(uid)
+                out.append(MemberRef(uid, "" if acct is None else key,
+                                     desired.users[uid].email))
+        return out
 
     for gid, group in desired.groups.items():
         cur = by_ext.get(gid)
@@ -293,7 +297,8 @@ def _diff_groups(
         want = set(map(member_key.get, flat[gid]))
         want.discard(None)               # users that cannot be members
         have = cur.member_ids if cur is not None else frozenset()
-        add = tuple(sorted((member_ref(k) for k in want - have if k), key=_by_email))
+        gained = want - have
+        add = tuple(sorted(member_refs(flat[gid], gained), key=_by_email)) if gained else ()
         remove = [MemberRef(a.external_id, a.key, a.email) for a in
                   (accounts[r] for r in have - want if r in accounts)
                   if _in_scope(a, policy, managed, claimed)
