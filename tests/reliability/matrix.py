@@ -90,6 +90,8 @@ def chooser(fault: str, kind: str) -> tuple[Callable[[str, str], Fault | None], 
         if not writing[0]:
             return None
         rate = READ_RATE if method == "GET" else WRITE_RATE[kind]
+        if used[0] == 0 and method != "GET":
+            rate = 1.0      # the first write is always hit: every cell injects something
         if used[0] >= cap or rng.random() >= rate:
             return None
         used[0] += 1
@@ -121,9 +123,15 @@ class Cell:
         return not (self.lost or self.wrong or self.duplicated or self.journal or self.problems)
 
     @property
+    def only_known_bugs(self) -> bool:
+        """Failing only by journal mismatches that strict-xfail tests already pin down."""
+        return (not (self.lost or self.wrong or self.duplicated or self.problems)
+                and all(known_journal_bug(self, line) for line in self.journal))
+
+    @property
     def outcome(self) -> str:
         if not self.ok:
-            return "FAIL"
+            return "FAIL (known bug**)" if self.only_known_bugs else "FAIL"
         first = self.exits[0] if self.exits else -1
         text = "converged" if first == 0 else "exit 1, rerun converged"
         return text + (" (known residue*)" if self.known else "")
@@ -206,6 +214,27 @@ def _run(rig: Rig, cell: Cell) -> None:
     cell.lost, cell.wrong, cell.duplicated = verdict.lost, verdict.wrong, verdict.duplicated
 
 
+KNOWN_JOURNAL_BUGS = {
+    # bitwarden_apply._endpoint: the retried revoke meets 400 "Already revoked." and is
+    # journalled failed (test_revoke_answer_lost_is_journalled); an import answered 5xx
+    # after the server imported is journalled failed without the re-read that checks
+    # every imported change (test_import_answered_500_after_acting_is_journalled).
+    "bitwarden": ("journal has no ok revoke", "journal has no ok create"),
+    # scim_ops._create: a 5xx after the server created the account is journalled failed
+    # without a lookup (test_create_answered_500_after_acting_is_journalled).
+    "scim": ("journal has no ok create",),
+    "bw-scim": ("journal has no ok create",),
+}
+
+
+def known_journal_bug(cell: Cell, line: str) -> bool:
+    """A journal mismatch one of the strict-xfail tests pins down (see KNOWN_JOURNAL_BUGS)."""
+    if cell.target == "bitwarden" and line.endswith("journal has no ok revoke"):
+        return True
+    return cell.fault in ("500", "502", "503", "504") and line.endswith(
+        KNOWN_JOURNAL_BUGS[cell.target])
+
+
 def known_residue(kind: str, change: dict[str, Any], view: ServerView) -> bool:
     """Changes the bw-scim target re-plans forever (known bugs, see the report).
 
@@ -237,10 +266,15 @@ def table(cells: list[Cell]) -> str:
              f"duplicated {sum(len(c.duplicated) for c in cells)}, journal mismatches "
              f"{sum(len(c.journal) for c in cells)}, failing cells "
              f"{sum(not c.ok for c in cells)}")
-    note = ("* bw-scim: the plan never empties (re-adds every member, re-plans unreadable "
-            "given/family names) and the rerun exits 1 for the skipped name updates; known "
-            "bugs, see tests/reliability/test_faults.py::test_bw_scim_reaches_an_empty_plan\n"
+    note = ("* bw-scim: the plan never empties: without a members provider every plan "
+            "re-adds every group member (known; "
+            "tests/reliability/test_faults.py::test_bw_scim_reaches_an_empty_plan)\n"
             if any(c.known for c in cells) else "")
+    if any(not c.ok and c.only_known_bugs for c in cells):
+        note += ("** journal says failed where the server acted after an ambiguous answer "
+                 "(bitwarden: lost revoke answer, 5xx to an import; scim: 5xx to a create); pinned "
+                 "by strict "
+                 "xfail tests in tests/reliability/test_faults.py\n")
     return "\n".join(lines) + "\n" + total + "\n" + note
 
 

@@ -11,7 +11,7 @@ from tests.integration.scim.conftest import ScimServer
 from tests.integration.scim.proxy import Fault
 
 from .conftest import MakeRig
-from .matrix import FAULTS, run_cell, table
+from .matrix import FAULTS, known_journal_bug, run_cell, table
 from .rig import TARGETS, Directory, Rig, first_directory, journal_mismatches, second_directory
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -26,8 +26,10 @@ def test_fault_cell(fault: str, kind: str, artifacts: Path, scim_process: ScimSe
     print(table([cell]))
     assert cell.injected > 0, "the seed injected no fault; pick another"
     assert cell.problems == []
-    assert cell.journal == []
     assert (cell.lost, cell.wrong, cell.duplicated) == ([], [], [])
+    # Journal lines the strict-xfail tests below pin down are tolerated here (they show
+    # in scripts/faults as "FAIL (known bug)"); any other disagreement fails the cell.
+    assert [line for line in cell.journal if not known_journal_bug(cell, line)] == []
 
 
 @pytest.mark.xfail(strict=True, reason="bw-scim never reaches an empty plan: Bitwarden's SCIM "
@@ -103,4 +105,17 @@ def test_revoke_answer_lost_is_journalled(make_rig_for: MakeRig) -> None:
     rig.proxy.inject("POST", "/api/public/members/", Fault.slow(1.3, after=True))
     before = rig.view()
     rig.cli("sync")
+    assert journal_mismatches(before, rig.view(), rig.journal(rig.last_run_id())) == []
+
+
+@pytest.mark.xfail(strict=True, reason="bitwarden_apply: an import answered 5xx (after the "
+                   "server imported) marks its creates failed without the fresh read that "
+                   "checks every imported change")
+def test_import_answered_500_after_acting_is_journalled(make_rig_for: MakeRig) -> None:
+    """POST organization/import applied but answered 500: the journal says who was created."""
+    rig, _ = _synced(make_rig_for, "bitwarden")
+    rig.proxy.inject("POST", "/api/public/organization/import", Fault.status_after(500))
+    before = rig.view()
+    run = rig.cli("sync")
+    assert run.exit_code in (0, 1)
     assert journal_mismatches(before, rig.view(), rig.journal(rig.last_run_id())) == []

@@ -35,11 +35,15 @@ def test_no_secret_in_any_artifact(artifacts: Path) -> None:
         pytest.skip("run with the rest of tests/reliability: too few artifacts to judge")
     hits = []
     for path in files:
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:      # a -wal/-shm file removed as its database closed
+            continue
         hits += [f"{path.relative_to(path.parents[1])}: {s.decode()[:6]}…"
                  for s in secrets if s in data]
     assert hits == [], f"secrets found in {len(hits)} place(s): {hits[:10]}"
     # The grep did read the configs (they name the variables that hold the secrets).
-    assert any(b"REL_SCIM_TOKEN" in p.read_bytes() for p in files if p.suffix == ".toml")
+    assert any(b"REL_SCIM_TOKEN" in p.read_bytes() for p in files
+               if p.suffix == ".toml" and p.exists())
     kinds = {p.suffix or p.name for p in files}
     assert {".out", ".db", ".toml"} <= kinds, kinds
