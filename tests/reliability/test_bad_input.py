@@ -232,6 +232,7 @@ def test_over_long_external_id_for_bitwarden(make_rig_for: MakeRig) -> None:
     assert r.view() == before
 
 
+@pytest.mark.slow
 def test_group_with_50000_members(make_rig_for: MakeRig) -> None:
     """A 50,000-member group plans in seconds and applies to Bitwarden in batched imports."""
     r = make_rig_for("bitwarden")
