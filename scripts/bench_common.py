@@ -1,8 +1,8 @@
 """Shared helpers of scripts/bench: run a child, measure it, summarise runs, print a table.
 
-Every figure is measured in a child process started with ``subprocess.Popen`` and reaped
-with ``os.wait4``, which gives that child's own user+system CPU time and peak RSS (the
-kernel's ru_maxrss, in KiB on Linux), so one measurement never inherits another's memory.
+Every figure is measured in a child process reaped with ``os.wait4`` by a tiny launcher
+(LAUNCHER below), which gives that child's own wall time, user+system CPU time and peak
+RSS (the kernel's ru_maxrss), so one measurement never inherits another's memory.
 """
 
 from __future__ import annotations
@@ -34,19 +34,41 @@ class Sample:
     """What the child printed as JSON on its last stdout line (its own inner timings)."""
 
 
+# The measured program is started by this small launcher, not forked from the benchmark
+# itself: Linux carries a process's peak RSS across exec (ru_maxrss keeps the forked
+# image's), so a child forked from a benchmark holding a test server would report the
+# benchmark's memory. The launcher is tiny (python -S); it forks, execs the command,
+# reaps it with wait4 and writes wall seconds, CPU seconds and peak RSS (KiB).
+LAUNCHER = r"""
+import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump([time.perf_counter() - t0, ru.ru_utime + ru.ru_stime, ru.ru_maxrss], fh)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT,
               stdin: bytes | None = None, check: bool = True, timeout: float = 900
               ) -> Sample:
     """Run ``cmd`` to completion; wall, CPU (user+sys) and peak RSS of that process alone."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin else None)
-    # communicate() reads the pipes; the exit status is collected by wait4 below, which is
-    # why the Popen object is told the child is gone afterwards.
-    out, err = _communicate(proc, stdin, timeout)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="bench-usage-", suffix=".json") as usage_file:
+        proc = subprocess.Popen([sys.executable, "-S", "-c", LAUNCHER, usage_file.name,
+                                 *cmd], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                stdin=subprocess.PIPE if stdin else None)
+        out, err = _communicate(proc, stdin, timeout)
+        proc.wait()
+        try:
+            wall, cpu, maxrss_kib = json.loads(Path(usage_file.name).read_text())
+        except ValueError:
+            wall = cpu = maxrss_kib = 0.0
     if check and proc.returncode:
         sys.stderr.write(err.decode(errors="replace")[-4000:])
         raise SystemExit(f"bench: {' '.join(cmd[:4])} ... exited {proc.returncode}")
@@ -59,7 +81,7 @@ def run_child(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Pat
         lines = [ln for ln in text.splitlines() if ln.startswith("{")]
         parsed = json.loads(lines[-1]) if lines else {}
     parsed.setdefault("stdout", text[-2000:])
-    return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, parsed)
+    return Sample(wall, cpu, maxrss_kib / 1024, parsed)
 
 
 def _communicate(proc: subprocess.Popen[bytes], stdin: bytes | None, timeout: float
