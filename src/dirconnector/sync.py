@@ -8,6 +8,7 @@ checking the server still holds what the plan was computed against.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import threading
 import time
@@ -213,9 +214,15 @@ class Runner:
 
         self.progress(f"applying {len(plan.changes)} change(s)")
         t0 = time.perf_counter()
+        # The snapshots and the plan (millions of objects at 100k users, all acyclic and
+        # alive until the run ends) move to the collector's permanent generation, so the
+        # collections that the apply's own allocations trigger do not walk them again and
+        # again (measured: a fifth of the apply time of a 10k-user sync to SCIM).
+        gc.freeze()
         try:
             self.target.apply(plan, record)
         finally:
+            gc.unfreeze()
             result.timings["apply"] = time.perf_counter() - t0
         if interrupted:
             raise interrupted[0]
