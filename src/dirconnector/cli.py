@@ -295,7 +295,10 @@ def _finish(ctx: Ctx, result: RunResult, fmt: str) -> None:
 def history(ctx: Ctx, limit: int, profile_name: str | None, all_profiles: bool,
             run_id: str | None, fmt: str) -> None:
     """Past runs with their counts and failures, from the state store."""
+    from rich.markup import escape
+
     from . import report
+    from .report import printable
 
     with errors_to_exit(ctx):
         store = ctx.store()
@@ -307,8 +310,9 @@ def history(ctx: Ctx, limit: int, profile_name: str | None, all_profiles: bool,
             for r in rows:
                 mark = {"ok": "[green]ok[/green]", "failed": "[red]FAILED[/red]"}.get(
                     r["status"], r["status"])
-                ctx.console.print(f"{r['seq']:>5} {mark} {r['kind']} {r['subject']} "
-                                  f"{r['error']}")
+                ctx.console.print(f"{r['seq']:>5} {mark} {r['kind']} "
+                                  f"{escape(printable(r['subject']))} "
+                                  f"{escape(printable(r['error']))}")
             return
         name = None if all_profiles else (profile_name or ctx.profile().name)
         runs = store.runs(name, limit)

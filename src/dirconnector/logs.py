@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 _SECRETS: set[str] = set()
+# Terminal control characters (a name from the directory must not drive the terminal).
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 run_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="")
 profile_var: contextvars.ContextVar[str] = contextvars.ContextVar("profile", default="")
 
@@ -64,7 +67,8 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         run = getattr(record, "run_id", "")
         prefix = f"[{run}] " if run else ""
-        line = f"{record.levelname.lower()}: {prefix}{record.getMessage()}"
+        message = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", record.getMessage())
+        line = f"{record.levelname.lower()}: {prefix}{message}"
         if record.exc_text:
             line += "\n" + record.exc_text
         return line

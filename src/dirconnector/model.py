@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import hashlib
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -58,10 +59,16 @@ def clean_text(value: str | None) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch) != "Cc").strip()
 
 
+_UNSAFE_IN_EMAIL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def looks_like_email(value: str) -> bool:
-    """A cheap syntax check: one @, a non-empty local part and a dotted-or-local domain."""
+    """A cheap syntax check: one @, non-empty local part and domain, no whitespace or
+    control characters (a newline or ESC inside an address must never reach a server)."""
     local, at, domain = value.rpartition("@")
-    return bool(at and local and domain and " " not in value and "@" not in local.strip('"'))
+    return bool(at and local and domain and "@" not in local.strip('"')
+                and not _UNSAFE_IN_EMAIL.search(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +193,13 @@ class Snapshot:
                 skips.append(Skipped("user", user.external_id, "invalid email", email,
                                      external_id=user.external_id))
                 continue
+            if _CONTROL.search(f"{user.user_name}{user.display_name}{user.given_name}"
+                               f"{user.family_name}"):
+                # Normalised once, here: servers strip control characters on their side,
+                # and a name that differs only by them would be re-sent on every run.
+                user = User(user.external_id, raw, clean_text(user.user_name),
+                            clean_text(user.display_name), clean_text(user.given_name),
+                            clean_text(user.family_name), user.active, user.ref)
             if email != raw:
                 user = User(user.external_id, email, user.user_name, user.display_name,
                             user.given_name, user.family_name, user.active, user.ref)
@@ -210,7 +224,9 @@ class Snapshot:
                     continue
                 skips.append(Skipped("user", u.external_id, "duplicate email", email,
                                      external_id=u.external_id))
-        group_map = {g.external_id: g for g in groups}
+        group_map = {g.external_id: g if not _CONTROL.search(g.name) else
+                     Group(g.external_id, clean_text(g.name), g.member_ids, g.subgroup_ids, g.ref)
+                     for g in groups}
         # Sorting the keys alone is cheaper than sorting (key, record) pairs.
         return cls({k: kept[k] for k in sorted(kept)},
                    {k: group_map[k] for k in sorted(group_map)}, tuple(skips), complete,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -46,8 +47,20 @@ VERBS = {
 PER_KIND_LIMIT = 200
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Control characters shown as escapes: a name never drives the operator's terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def describe(change: Change) -> str:
-    """One line saying what a change does, in the operator's words."""
+    """One line saying what a change does, in the operator's words (terminal-safe)."""
+    return printable(_describe(change))
+
+
+def _describe(change: Change) -> str:
     verb = VERBS[change.kind]
     what = subject(change)
     if isinstance(change, CreateUser):
@@ -147,7 +160,8 @@ def result_renderable(result: RunResult) -> RenderableType:
                           + (f", {skipped} skipped" if skipped else "") + ".", style=style))
         for o in undone[:20]:
             mark = "!" if o.status == "failed" else "?"
-            parts.append(Text(f"  {mark} {describe(o.change)}: {o.error}", style="red"))
+            parts.append(Text(f"  {mark} {describe(o.change)}: {printable(o.error)}",
+                              style="red"))
         if len(undone) > 20:
             parts.append(Text(f"  … and {len(undone) - 20} more (dirconnector history "
                               f"--run {result.run_id})", style="red"))
@@ -224,7 +238,7 @@ def history_table(rows: Iterable[RunRow], show_profile: bool = False) -> Table:
             r.status, "")
         cells: list[str | Text] = [r.id, *([r.profile] if show_profile else []), r.command,
                                    _when(r.started), took, Text(r.status, style=style), changes,
-                                   r.error[:80]]
+                                   printable(r.error[:80])]
         table.add_row(*cells)
     return table
 

@@ -223,8 +223,12 @@ class Rig:
                     f'token_env = "REL_SCIM_TOKEN"\nconcurrency = 1\ntimeout = 1.0\n')
         assert self.bw is not None
         if self.kind == "bw-scim":
+            # Group members come from the Public API (Bitwarden's SCIM never returns them).
             return (f'type = "scim"\nurl = "{self.proxy.url}/v2/{self.bw.org_id}"\n'
-                    f'token_env = "REL_SCIM_TOKEN"\nconcurrency = 1\ntimeout = 1.0\n')
+                    f'token_env = "REL_SCIM_TOKEN"\nconcurrency = 1\ntimeout = 1.0\n'
+                    f'public_api = {{ server_url = "{self.proxy.url}", '
+                    f'client_id = "{self.bw.client_id}", client_secret_env = "REL_BW_SECRET", '
+                    f'timeout = 1.0 }}\n')
         return (f'type = "bitwarden"\nserver_url = "{self.proxy.url}"\n'
                 f'client_id = "{self.bw.client_id}"\nclient_secret_env = "REL_BW_SECRET"\n'
                 f'concurrency = 1\ntimeout = 1.0\n')

@@ -32,9 +32,6 @@ def test_fault_cell(fault: str, kind: str, artifacts: Path, scim_process: ScimSe
     assert [line for line in cell.journal if not known_journal_bug(cell, line)] == []
 
 
-@pytest.mark.xfail(strict=True, reason="bw-scim never reaches an empty plan: Bitwarden's SCIM "
-                   "groups carry no members and the CLI cannot configure a members provider "
-                   "(sync.build_target passes none), so every plan re-adds every member")
 def test_bw_scim_reaches_an_empty_plan(make_rig_for: MakeRig) -> None:
     """scim (flavor bitwarden) via the CLI: after one clean sync the next plan is empty."""
     rig = make_rig_for("bw-scim")
@@ -82,9 +79,6 @@ def test_target_read_fault_fails_without_changes(make_rig_for: MakeRig, kind: st
 
 
 @pytest.mark.parametrize("kind", ["scim", "bw-scim"])
-@pytest.mark.xfail(strict=True, reason="scim_ops._create: a 5xx answer to POST /Users is "
-                   "recorded as failed without looking up the externalId, though the server "
-                   "may have created the account (ambiguous outcome)")
 def test_create_answered_500_after_acting_is_journalled(make_rig_for: MakeRig,
                                                         kind: str) -> None:
     """POST /Users created the account but a gateway answered 500: the journal says created."""
@@ -96,9 +90,6 @@ def test_create_answered_500_after_acting_is_journalled(make_rig_for: MakeRig,
     assert journal_mismatches(before, rig.view(), rig.journal(rig.last_run_id())) == []
 
 
-@pytest.mark.xfail(strict=True, reason="bitwarden_apply._endpoint: a revoke whose answer was "
-                   "lost is retried, the server answers 400 'Already revoked.', and the "
-                   "journal records a failed revoke the server did")
 def test_revoke_answer_lost_is_journalled(make_rig_for: MakeRig) -> None:
     """POST members/{id}/revoke timed out after the server revoked: the journal says revoked."""
     rig, _ = _synced(make_rig_for, "bitwarden")
@@ -108,9 +99,6 @@ def test_revoke_answer_lost_is_journalled(make_rig_for: MakeRig) -> None:
     assert journal_mismatches(before, rig.view(), rig.journal(rig.last_run_id())) == []
 
 
-@pytest.mark.xfail(strict=True, reason="bitwarden_apply: an import answered 5xx (after the "
-                   "server imported) marks its creates failed without the fresh read that "
-                   "checks every imported change")
 def test_import_answered_500_after_acting_is_journalled(make_rig_for: MakeRig) -> None:
     """POST organization/import applied but answered 500: the journal says who was created."""
     rig, _ = _synced(make_rig_for, "bitwarden")

@@ -10,10 +10,11 @@ email, a missing seat), so every imported change is checked against a fresh read
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import AuthError, DirconnectorError
+from ..errors import AuthError, DirconnectorError, TransientError
 from ..model import Snapshot
 from ..outcome import Outcome
 from ..plan import (
@@ -27,10 +28,12 @@ from ..plan import (
     Plan,
     RemoveMembers,
     RenameGroup,
+    RestoreUser,
+    RevokeUser,
     UpdateUser,
 )
 from . import DeferredRecord
-from .bitwarden_api import BitwardenApi
+from .bitwarden_api import REVOKED, BitwardenApi
 from .bitwarden_import import ImportRequest, Work
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class Applier:
         self.invite_users = invite_users
         self.concurrency = concurrency
         self._pending: dict[int, Change] = {}
+        self._import_errors: dict[int, str] = {}
         self._record: Callable[[Outcome], None] = lambda o: None
         self._journal = DeferredRecord(self._record)
 
@@ -76,10 +80,31 @@ class Applier:
         except AuthError:
             raise
         except DirconnectorError as exc:
-            self._done(change, "failed", str(exc))
-            return False
+            if not self._already_done(change):
+                self._done(change, "failed", str(exc))
+                return False
         self._done(change, "ok", ref=getattr(change, "ref", ""))
         return True
+
+    def _already_done(self, change: Change) -> bool:
+        """After an error, does the server already hold the change's effect?
+
+        A revoke whose answer was lost is retried and answered 400 "Already revoked.";
+        the member's status, read back, tells what really happened.
+        """
+        if not isinstance(change, RevokeUser | RestoreUser):
+            return False
+        member: Any = None
+        for attempt in range(3):         # the read-back may meet the same flaky gateway
+            try:
+                member = self.api.get(f"public/members/{change.ref}")
+                break
+            except AuthError:
+                raise
+            except DirconnectorError:
+                time.sleep(0.2 * (attempt + 1))
+        revoked = isinstance(member, dict) and member.get("status") == REVOKED
+        return revoked if isinstance(change, RevokeUser) else not revoked
 
     def _run(self, work: Work) -> None:
         for change, reason in work.refused:
@@ -143,8 +168,17 @@ class Applier:
                 raise
             except DirconnectorError as exc:
                 broken = str(exc)
-                for change in req.changes:
-                    self._done(change, "failed", broken)
+                status = getattr(exc, "status", None)
+                if isinstance(exc, TransientError) or (status is not None and status >= 500):
+                    # Ambiguous: the server may have imported before failing; the fresh
+                    # read after the imports decides each change, with this error as the
+                    # reason for those that did not happen.
+                    for change in req.changes:
+                        self._import_errors[id(change)] = broken
+                    sent.extend(req.changes)
+                else:
+                    for change in req.changes:
+                        self._done(change, "failed", broken)
                 continue
             log.info("bitwarden: import of %d member(s) and %d group(s) accepted",
                      len(req.members), len(req.groups))
@@ -181,13 +215,16 @@ class Applier:
         except AuthError:
             raise
         except DirconnectorError as exc:
-            log.warning("bitwarden: imports were accepted but could not be verified: %s", exc)
+            log.warning("bitwarden: imports were sent but could not be verified: %s", exc)
             for change in changes:
-                self._done(change, "ok")
+                error = self._import_errors.get(id(change), "")
+                self._done(change, "failed" if error else "ok", error)
             return
         index = Index(after)
         for change in changes:
             reason, ref = verify(change, index)
+            if reason and id(change) in self._import_errors:
+                reason = self._import_errors[id(change)]
             self._done(change, "failed" if reason else "ok", reason, ref)
 
 

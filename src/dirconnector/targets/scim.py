@@ -259,9 +259,16 @@ class ScimTarget:
             if attributes:
                 params["attributes"] = attributes
             body = self.http.get_json(path, params=params)
-            if not isinstance(body, dict):
-                raise TargetError(f"SCIM: GET {path} did not return a ListResponse")
-            page = [r for r in body.get("Resources") or () if isinstance(r, dict)]
+            resources = body.get("Resources", []) if isinstance(body, dict) else None
+            if not isinstance(resources, list) or not _valid_total(body):
+                # An answer of another shape must not read as an empty server: the plan
+                # would re-create everyone (RFC 7644 3.4.2: ListResponse).
+                raise TargetError(f"SCIM: GET {path} did not return a ListResponse "
+                                  f"(Resources a list, totalResults a number)",
+                                  hint="is url the SCIM base URL of the service?")
+            page = [r for r in resources if isinstance(r, dict)]
+            if len(page) != len(resources):
+                raise TargetError(f"SCIM: GET {path} returned resources that are not objects")
             total = _total(body, len(page) + start - 1)
             new = 0
             for res in page:
@@ -363,6 +370,12 @@ def _describe_caps(caps: wire.Capabilities) -> str:
     if caps.bulk:
         feats.append(f"Bulk (max {caps.bulk_max_operations or '?'} operations)")
     return "flavor generic; " + (", ".join(feats) or "no optional features")
+
+
+def _valid_total(body: dict[str, Any]) -> bool:
+    value = body.get("totalResults", 0)
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.isdigit())
 
 
 def _total(body: Any, default: int = 0) -> int:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -96,14 +97,54 @@ class ScimWriter:
         except AuthError:
             raise
         except TargetError as exc:
+            if exc.status is not None and exc.status >= 500 and self._landed(change):
+                return Outcome(change, "ok", ref=getattr(change, "ref", ""),
+                               attempts=tries.retries + 1)
             return Outcome(change, "failed", f"{subject(change)}: {exc}",
                            attempts=tries.retries + 1)
-        except Exception as exc:  # TransientError and any bug: record it, go on
+        except TransientError as exc:
+            if self._landed(change):
+                return Outcome(change, "ok", ref=getattr(change, "ref", ""),
+                               attempts=tries.retries + 1)
+            return Outcome(change, "failed", f"{subject(change)}: {exc}",
+                           attempts=tries.retries + 1)
+        except Exception as exc:  # any bug: record it, go on
             if not isinstance(exc, DirconnectorError):
                 log.exception("unexpected error applying %s", change.kind)
             return Outcome(change, "failed", f"{subject(change)}: {exc}",
                            attempts=tries.retries + 1)
         return Outcome(change, "ok", ref=ref, attempts=tries.retries + 1)
+
+    def _landed(self, change: Change) -> bool:
+        """After an ambiguous failure (5xx, lost answer): does the server show the change?
+
+        A gateway can fail after the server acted; reading the resource back tells the
+        journal what really happened. Only single-attribute changes are checked; the
+        read-back is tried three times, as it may meet the same flaky gateway.
+        """
+        if isinstance(change, RevokeUser | RestoreUser | LinkUser):
+            path, ref = self.caps.users_path, change.ref
+        elif isinstance(change, LinkGroup | RenameGroup):
+            path, ref = self.caps.groups_path, change.ref
+        else:
+            return False
+        for attempt in range(3):
+            try:
+                body, _ = self._read(path, ref)
+                break
+            except AuthError:
+                raise
+            except DirconnectorError:
+                time.sleep(0.2 * (attempt + 1))
+        else:
+            return False
+        if isinstance(change, RevokeUser | RestoreUser):
+            return bool(body.get("active", True)) == isinstance(change, RestoreUser)
+        if isinstance(change, LinkUser):
+            return str(body.get("externalId") or "") == change.user.external_id
+        if isinstance(change, LinkGroup):
+            return str(body.get("externalId") or "") == change.external_id
+        return str(body.get("displayName") or "") == change.name
 
     def _dispatch(self, change: Change, t: Attempts) -> str:
         users, groups = self.caps.users_path, self.caps.groups_path
@@ -128,7 +169,7 @@ class ScimWriter:
         if isinstance(change, DeleteUser | DeleteGroup):
             path = users if isinstance(change, DeleteUser) else groups
             # 404: already gone is the outcome we wanted (RFC 7644 3.6).
-            self.http.request("DELETE", f"{path}/{change.ref}", ok=(200, 204, 404),
+            self.http.request("DELETE", f"{path}/{_seg(change.ref)}", ok=(200, 204, 404),
                               on_retry=t.on_retry)
             return change.ref
         if isinstance(change, CreateGroup):
@@ -241,6 +282,14 @@ class ScimWriter:
                 return wire.id_from(_body(resp), resp.headers.get("Location"))
             except Conflict as exc:
                 return recover(uncertain or t.uncertain, exc)
+            except TargetError as exc:
+                # A 5xx answer to a POST is ambiguous: a gateway may have failed after the
+                # server created the object. Look before reporting a failure.
+                if exc.status is not None and exc.status >= 500:
+                    found = find_own()
+                    if found is not None:
+                        return str(found["id"])
+                raise
             except TransientError:
                 if attempt >= self.http.retry.attempts:
                     raise
@@ -321,11 +370,11 @@ class ScimWriter:
         for attempt in (1, 2):
             try:
                 if self.caps.patch or not self.caps.advertised:
-                    resp = self._send("PATCH", f"{path}/{ref}", wire.patch_body(ops), t,
+                    resp = self._send("PATCH", f"{path}/{_seg(ref)}", wire.patch_body(ops), t,
                                       ok=(200, 204), version=self._version(ref))
                 else:
                     current, version = self._read(path, ref)
-                    resp = self._send("PUT", f"{path}/{ref}",
+                    resp = self._send("PUT", f"{path}/{_seg(ref)}",
                                       wire.apply_patch_locally(current, ops), t,
                                       ok=(200,), version=version)
             except TargetError as exc:
@@ -345,7 +394,7 @@ class ScimWriter:
             return self._versions.get(ref)
 
     def _read(self, path: str, ref: str) -> tuple[dict[str, Any], str | None]:
-        resp = self.http.request("GET", f"{path}/{ref}", ok=(200,))
+        resp = self.http.request("GET", f"{path}/{_seg(ref)}", ok=(200,))
         body = _body(resp)
         if not isinstance(body, dict):
             raise TargetError(f"GET {path}/{ref} did not return a resource")
@@ -395,3 +444,8 @@ def change_key(change: Change) -> str:
 
 
 Emit = Callable[[Outcome], None]
+
+
+def _seg(ref: str) -> str:
+    """A server id as one URL path segment: a '/', '?' or '#' in it must not change the URL."""
+    return quote(ref, safe="")
