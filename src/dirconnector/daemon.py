@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import logs
 from . import settings as settings_mod
 from .errors import ConfigError, DirconnectorError, LockHeld, RunInterrupted
 from .health import HealthServer, Metrics
@@ -220,6 +221,7 @@ class Daemon:
             try:
                 profile = settings_mod.load(job.path)
                 self._schedule_of(profile)
+                logs.add_secrets(settings_mod.secret_values(profile))  # rotated secrets too
             except DirconnectorError as exc:
                 log.error("reload of %s failed, keeping the running configuration: %s",
                           job.path, exc)

@@ -98,7 +98,7 @@ class BitwardenApi:
             resp = self.identity.request("POST", "connect/token", data=form, ok=(200, 400, 401))
         except TargetError as exc:
             raise AuthError(f"bitwarden: could not get a token from {self.identity_url}: "
-                            f"{exc}") from exc
+                            f"{exc}", hint=exc.hint) from exc
         if resp.status_code != 200:
             code = error_detail(resp) or f"HTTP {resp.status_code}"
             raise AuthError(
