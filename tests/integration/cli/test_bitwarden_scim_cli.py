@@ -54,7 +54,7 @@ path = "{tmp_path / 's.db'}"
         sales = next(g for g in data["groups"] if g["name"] == "Sales")
         sales["members"] = sales["members"][:-1]   # the last one is in no other group
         directory.write_text(json.dumps(data))
-        out = json.loads(run("sync", "--format", "json").output)
+        out = json.loads(run("sync", "--format", "json").stdout)
         assert sorted((c["kind"], c["group_name"]) for c in out["plan"]["changes"]) == [
             ("remove_members", "Everyone"), ("remove_members", "Sales")]
         group = next(g for g in bw.org.groups.values() if g.name == "Sales")

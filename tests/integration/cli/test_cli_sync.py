@@ -41,7 +41,7 @@ def test_name_change_is_one_update(env: Env):
     env.user(data, "alovelace")["display_name"] = "Ada King"
     env.save(data)
     result = env.run("sync", "--format", "json")
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert [c["kind"] for c in out["plan"]["changes"]] == ["update_user"]
     assert env.server_user("alovelace@example.com")["displayName"] == "Ada King"
 
@@ -53,7 +53,7 @@ def test_disable_is_one_revoke(env: Env):
     env.user(data, "ghopper")["active"] = False
     env.save(data)
     result = env.run("sync", "--format", "json")
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert [(c["kind"], c["email"]) for c in out["plan"]["changes"]] == [
         ("revoke_user", "ghopper@example.com")]
     assert env.server_user("ghopper@example.com")["active"] is False
@@ -69,7 +69,7 @@ def test_removing_from_a_group_is_one_patch(env: Env):
     sales["members"].remove(victim["id"])
     env.save(data)
     result = env.run("sync", "--format", "json")
-    changes = json.loads(result.output)["plan"]["changes"]
+    changes = json.loads(result.stdout)["plan"]["changes"]
     assert sorted((c["kind"], c["group_name"]) for c in changes) == [
         ("remove_members", "Everyone"), ("remove_members", "Sales")]
     groups = {g["displayName"]: g for g in env.server.all("Groups")}
@@ -106,9 +106,9 @@ def test_saved_plan_applies_later_and_stale_plan_is_refused(env: Env):
 def test_history_lists_runs_and_journal(env: Env):
     """history shows the runs; --run shows one run's journalled changes."""
     env.run("sync")
-    out = json.loads(env.run("history", "--format", "json").output)
+    out = json.loads(env.run("history", "--format", "json").stdout)
     assert out[0]["status"] == "ok" and out[0]["command"] == "sync"
-    journal = json.loads(env.run("history", "--run", out[0]["id"], "--format", "json").output)
+    journal = json.loads(env.run("history", "--run", out[0]["id"], "--format", "json").stdout)
     assert len(journal) == 47 and {j["status"] for j in journal} == {"ok"}
 
 
