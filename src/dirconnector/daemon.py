@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import signal
 import threading
 import time
@@ -35,17 +34,16 @@ from .sync import Runner, RunResult
 
 log = logging.getLogger(__name__)
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL = 60.0
 MAX_BACKOFF = 3600.0
 
 
 def parse_duration(text: str, field_name: str) -> float:
     """Seconds in "90s", "15m", "1h30m", "2d"; a ConfigError naming the field otherwise."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", text.strip().lower())
-    if not parts or "".join(f"{n}{u}" for n, u in parts) != re.sub(r"\s+", "", text.lower()):
-        raise ConfigError(f"{field_name}: {text!r} is not a duration like '90s', '15m' or '1h30m'")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+    try:
+        return settings_mod.parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"{field_name}: {exc}") from exc
 
 
 @dataclass

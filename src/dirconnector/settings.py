@@ -14,19 +14,51 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 import tomllib
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
 ENV_PREFIX = "DIRCONNECTOR_"
 DEFAULT_FILE = "dirconnector.toml"
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """ "90s", "15m", "1h30m", "1d" (a bare number is seconds); ValueError otherwise."""
+    compact = re.sub(r"\s+", "", str(text).lower())
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r} is not a duration like '90s', '30m', '1h30m' or '1d'")
+    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+def _duration_before(value: object) -> object:
+    return parse_duration(str(value)) if isinstance(value, str | int | float) and not isinstance(
+        value, bool) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration_before)]
+"""A settings field written as "24h", "15m", "1h30m" or a number of seconds."""
 
 
 class PluginSettings(BaseModel):

@@ -132,3 +132,15 @@ def test_config_path_resolution(monkeypatch):
     monkeypatch.delenv("DIRCONNECTOR_CONFIG")
     assert settings.config_path(None) == Path("dirconnector.toml")
     assert os.sep not in str(settings.config_path(None))
+
+
+def test_durations_parse_one_way_everywhere():
+    """One parser for every duration option: compound units, bare seconds, clear errors."""
+    from datetime import timedelta
+
+    assert settings.parse_duration("1h30m") == timedelta(minutes=90)
+    assert settings.parse_duration("90") == timedelta(seconds=90)
+    assert settings.parse_duration("1d") == timedelta(days=1)
+    for bad in ("soon", "1y", "", "5m later"):
+        with pytest.raises(ValueError, match="is not a duration"):
+            settings.parse_duration(bad)

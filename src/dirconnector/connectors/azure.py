@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from ..checks import CheckReport
 from ..errors import DirconnectorError, SourceError
 from ..http import HttpClient
 from ..model import Group, Skipped, Snapshot, User
-from ..settings import HttpPluginSettings
+from ..settings import HttpPluginSettings, parse_duration
 from ..state_space import ConnectorState
 from ._filters import SetFilter, parse_filter
 from .azure_auth import TokenSource
@@ -39,7 +38,6 @@ USER_SELECT = "id,mail,userPrincipalName,displayName,givenName,surname,accountEn
 GROUP_SELECT = "id,displayName"
 GROUP_DELTA_SELECT = "displayName,members"
 CACHE_VERSION = 1
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 
 
 class AzureSettings(HttpPluginSettings):
@@ -124,11 +122,7 @@ class AzureSettings(HttpPluginSettings):
 
 def parse_interval(text: str) -> float:
     """Seconds in ``"90s"``, ``"30m"``, ``"24h"``, ``"7d"`` or a bare number of seconds."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"expected a duration like 24h, 30m or 7d, got {text!r}")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[
-        match.group(2)]
+    return parse_duration(text).total_seconds()
 
 
 class AzureConnector:

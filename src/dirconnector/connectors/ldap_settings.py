@@ -7,7 +7,6 @@ object classes, member attributes and the stable id attribute.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -15,11 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ..settings import PluginSettings
+from ..settings import Duration, PluginSettings
 from .ldap_syntax import DNError, FilterError, check_filter, parse_dn
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class LdapSettings(PluginSettings):
@@ -85,7 +81,7 @@ class LdapSettings(PluginSettings):
     """Treat the server as Active Directory; ``auto`` reads the root DSE's capabilities."""
     include_deleted: bool = False
     """AD: also read deleted users (show-deleted control) so they are revoked every run."""
-    full_read_interval: timedelta = timedelta(hours=24)
+    full_read_interval: Duration = timedelta(hours=24)
     """Longest time between full reads (every read is full today; see connectors/ldap.md)."""
     backend: Literal["auto", "ldap3", "python-ldap"] = "auto"
     """Wire library: python-ldap (C libldap, fast) when importable, else ldap3 (pure Python)."""
@@ -115,15 +111,6 @@ class LdapSettings(PluginSettings):
     def _classes(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
 
-    @field_validator("full_read_interval", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> object:
-        if isinstance(value, str):
-            m = _DURATION.match(value)
-            if not m:
-                raise ValueError(f"{value!r} is not a duration like 30m, 24h or 1d")
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-        return value
 
     @field_validator("user_filter", "group_filter", "disabled_filter")
     @classmethod

@@ -9,13 +9,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ..settings import HttpPluginSettings
+from ..settings import Duration, HttpPluginSettings
 from ._filters import parse_filter
 
 DEFAULT_SCOPES = ("okta.users.read", "okta.groups.read")
 _ATTRIBUTE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class OktaSettings(HttpPluginSettings):
@@ -47,7 +45,7 @@ class OktaSettings(HttpPluginSettings):
     incremental: Literal["off", "memberships", "users"] = "memberships"
     """What a run may reuse from the previous one (okta_cache): nothing; group members of
     groups whose membership did not change; or also users via ``lastUpdated gt``."""
-    full_read_interval: timedelta = timedelta(hours=24)
+    full_read_interval: Duration = timedelta(hours=24)
     """Read everything afresh at least this often (30m, 24h, 1d; 0s = every run)."""
     rate_limit_reserve: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of each minute's request budget left to other integrations: wait for the
@@ -84,15 +82,6 @@ class OktaSettings(HttpPluginSettings):
                              f"(got {value!r})")
         return value
 
-    @field_validator("full_read_interval", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> object:
-        if isinstance(value, str):
-            m = _DURATION.match(value)
-            if not m:
-                raise ValueError(f"{value!r} is not a duration like 30m, 24h or 1d")
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> OktaSettings:
