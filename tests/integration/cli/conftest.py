@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from dirconnector import cli
-from tests.integration.scim.conftest import TOKEN, ScimServer, start_server
+from tests.integration.scim.conftest import TOKEN, ScimServer
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "directory.json"
-
-
-@pytest.fixture(scope="session")
-def scim_session() -> Iterator[ScimServer]:
-    server = start_server("--dynamic-tenants")
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(timeout=10)
 
 
 @dataclass
@@ -79,8 +68,8 @@ path = "{self.tmp / 'state.db'}"
 
 
 @pytest.fixture
-def env(tmp_path: Path, scim_session: ScimServer) -> Env:
-    server = ScimServer(scim_session.port, scim_session.process, f"c{uuid.uuid4().hex[:12]}")
+def env(tmp_path: Path, scim_process: ScimServer) -> Env:
+    server = ScimServer(scim_process.port, scim_process.process, f"c{uuid.uuid4().hex[:12]}")
     directory = tmp_path / "directory.json"
     shutil.copy(EXAMPLES, directory)
     e = Env(tmp_path, server, directory, tmp_path / "dirconnector.toml")

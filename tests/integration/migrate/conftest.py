@@ -25,7 +25,7 @@ from tests.integration.azure.conftest import (  # noqa: F401  # the Graph emulat
     emulator,
     tenant,
 )
-from tests.integration.scim.conftest import TOKEN, ScimServer, start_server
+from tests.integration.scim.conftest import TOKEN, ScimServer
 
 USERS = [
     # id, email, user_name (the UPN / login), in the "Staff" group
@@ -157,19 +157,9 @@ token_env = "SCIM_KEY"
     return p
 
 
-@pytest.fixture(scope="session")
-def scim_session() -> Iterator[ScimServer]:
-    server = start_server("--dynamic-tenants")
-    try:
-        yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(timeout=10)
-
-
 @pytest.fixture
-def scim_server(scim_session: ScimServer) -> ScimServer:
-    return ScimServer(scim_session.port, scim_session.process, f"m{uuid.uuid4().hex[:12]}")
+def scim_server(scim_process: ScimServer) -> ScimServer:
+    return ScimServer(scim_process.port, scim_process.process, f"m{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture
