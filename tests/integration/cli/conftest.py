@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from dirconnector import cli
 from tests.integration.scim.conftest import TOKEN, ScimServer
+from tests.integration.scim.conftest import scim_process as scim_process  # a shared fixture
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "directory.json"
 

@@ -26,6 +26,7 @@ from tests.integration.azure.conftest import (  # noqa: F401  # the Graph emulat
     tenant,
 )
 from tests.integration.scim.conftest import TOKEN, ScimServer
+from tests.integration.scim.conftest import scim_process as scim_process  # a shared fixture
 
 USERS = [
     # id, email, user_name (the UPN / login), in the "Staff" group
