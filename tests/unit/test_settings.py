@@ -144,3 +144,13 @@ def test_durations_parse_one_way_everywhere():
     for bad in ("soon", "1y", "", "5m later"):
         with pytest.raises(ValueError, match="is not a duration"):
             settings.parse_duration(bad)
+
+
+def test_config_example_is_valid(monkeypatch):
+    """config.example.toml, as shipped, loads with its safe defaults."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("SCIM_TOKEN", "example-token")
+    profile = settings.load(root / "config.example.toml")
+    assert profile.source.type == "file" and profile.target.type == "scim"
+    assert profile.settings.sync.remove_missing is False

@@ -1,0 +1,79 @@
+"""Suite-wide secret-leak check.
+
+Every secret any test hands to dirconnector passes through pydantic's ``SecretStr``;
+this records each value (8 characters or more) for the session. After every test, its
+captured stdout, stderr and log records, and the failure report with its traceback,
+are searched for every recorded value; any hit fails the session, naming the test.
+Tests that deliberately show a value (a bad token they assert is *not* echoed) only
+pass when it is indeed absent, so this adds no exceptions.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import pydantic
+import pytest
+from click.testing import CliRunner, Result
+
+_SECRETS: set[str] = set()
+_HITS: list[str] = []
+_original_init = pydantic.SecretStr.__init__
+
+
+def _recording_init(self: pydantic.SecretStr, secret_value: str) -> None:
+    _original_init(self, secret_value)
+    if isinstance(secret_value, str) and len(secret_value) >= 8:
+        _SECRETS.add(secret_value)
+
+
+pydantic.SecretStr.__init__ = _recording_init  # type: ignore[method-assign]
+
+_original_invoke = CliRunner.invoke
+
+
+def _checked_invoke(self: CliRunner, *args: Any, **kwargs: Any) -> Result:
+    """Every CLI run's output (stdout and stderr, tracebacks included) is checked too."""
+    result = _original_invoke(self, *args, **kwargs)
+    text = result.output
+    if result.exc_info is not None:
+        text += "".join(traceback.format_exception(*result.exc_info))
+    for secret in _SECRETS:
+        if secret in text:
+            _HITS.append(f"CLI {' '.join(map(str, args[1] if len(args) > 1 else []))[:80]}: "
+                         f"{secret[:4]}…")
+    return result
+
+
+CliRunner.invoke = _checked_invoke  # type: ignore[method-assign]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not _SECRETS:
+        return
+    texts = [content for _, content in report.sections]
+    if report.longrepr is not None:
+        texts.append(str(report.longrepr))
+    blob = "\n".join(texts)
+    for secret in _SECRETS:
+        if secret in blob:
+            _HITS.append(f"{report.nodeid} ({report.when}): {secret[:4]}…")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
+    if _HITS:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _HITS:
+        terminalreporter.section("secret leak check", sep="=", red=True)
+        for hit in _HITS[:50]:
+            terminalreporter.write_line(f"secret value in output: {hit}")
+        terminalreporter.write_line(f"{len(_HITS)} hit(s); no test may show a secret value")
+    elif _SECRETS:
+        terminalreporter.write_line(
+            f"secret leak check: {len(_SECRETS)} secret value(s) never appeared in any "
+            f"captured output, log or traceback")
