@@ -265,15 +265,22 @@ SKIPPED_SHOWN = 20
 """Skipped entries named one per log line; the rest are counted (all are in the JSON plan)."""
 
 
+DATA_PROBLEMS = frozenset({"no email", "invalid email", "duplicate email"})
+"""Skip reasons an administrator must fix at the source. Skips the configuration asked
+for (filtered out, a status not synced, external members) are counted, not warned about,
+so a scheduled run stays quiet when nothing is wrong."""
+
+
 def _warn_skipped(desired: Snapshot) -> None:
-    """Name the records the directory read skipped (duplicate or missing email...), so an
+    """Name the records skipped for bad data (duplicate or missing email...), so an
     administrator can fix them at the source; the report only counts them."""
-    for s in desired.skipped[:SKIPPED_SHOWN]:
+    problems = [s for s in desired.skipped if s.reason in DATA_PROBLEMS]
+    for s in problems[:SKIPPED_SHOWN]:
         log.warning("skipped %s %s: %s%s", s.kind, s.ref, s.reason,
                     f" ({s.detail})" if s.detail else "")
-    if len(desired.skipped) > SKIPPED_SHOWN:
+    if len(problems) > SKIPPED_SHOWN:
         log.warning("... and %d more skipped entries (all in `dirconnector plan --format json`)",
-                    len(desired.skipped) - SKIPPED_SHOWN)
+                    len(problems) - SKIPPED_SHOWN)
 
 
 def refusal(result: RunResult) -> SafetyLimit:
