@@ -66,7 +66,7 @@ def _value(value: Any) -> str:
         return str(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_value(v) for v in value) + "]"
-    # A JSON string is a valid TOML basic string (same escapes, \uXXXX included).
+    # A JSON string is a valid TOML basic string (the same escapes, unicode ones included).
     return json.dumps(str(value))
 
 
