@@ -12,7 +12,7 @@ from tests import conftest as leak
 def test_a_secret_in_captured_output_is_reported():
     """A SecretStr value found in a test's captured output becomes a hit naming the test."""
     SecretStr("leak-check-canary-1234")
-    report = SimpleNamespace(nodeid="t::x", when="call", longrepr=None,
+    report = SimpleNamespace(nodeid="t::x", when="call", longrepr=None, skipped=False,
                              sections=[("Captured stdout call", "token=leak-check-canary-1234")])
     before = len(leak._HITS)
     leak.pytest_runtest_logreport(report)
