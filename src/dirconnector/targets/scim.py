@@ -342,7 +342,9 @@ class ScimTarget:
                          f"{self.settings.member_chunk} members")
         if caps.flavor == "bitwarden":
             notes.extend(_bitwarden_notes(plan))
-        elif caps.etag:
+        elif caps.etag and any(c.kind in ("update_user", "link_user", "restore_user",
+                                          "revoke_user", "rename_group", "link_group")
+                               for c in plan.changes):
             notes.append("updates carry If-Match with the version read (ETags)")
         return tuple(notes)
 
