@@ -1,76 +1,18 @@
-"""Carrying out a plan: phase order, bounded concurrency, per-change outcomes.
+"""ApplyReport: the outcomes of one apply, tallied for the report and the exit code.
 
-``run_phases`` is the loop a target uses when it applies changes one request at a
-time: phases in plan order (users, then groups, then memberships, removals last),
-changes within a phase in parallel up to ``concurrency``, every outcome recorded
-as soon as it is known, a failed change recorded and the rest continued. An
-AuthError stops everything: every further request would fail the same way.
-
-``ApplyReport`` tallies what happened for the report and the exit code.
+The apply loop itself belongs to each target (``Target.apply``): the order comes from
+``Plan.by_phase()`` (users before memberships, removals last), retries from
+``dirconnector.http``, and ``targets.DeferredRecord`` keeps the journal true when a
+run is interrupted.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from .errors import AuthError, DirconnectorError
 from .outcome import Outcome
-from .plan import Change, Plan
-
-log = logging.getLogger(__name__)
-
-DoOne = Callable[[Change], Outcome]
-
-
-def run_phases(
-    plan: Plan | Sequence[Sequence[Change]],
-    do_one: DoOne,
-    record: Callable[[Outcome], None],
-    concurrency: int = 8,
-    stop: threading.Event | None = None,
-) -> None:
-    """Apply changes phase by phase; ``do_one`` returns an Outcome or raises."""
-    phases = list(plan.by_phase()) if isinstance(plan, Plan) else [list(p) for p in plan]
-    stop = stop or threading.Event()
-    fatal: list[BaseException] = []
-
-    def one(change: Change) -> Outcome:
-        if stop.is_set():
-            return Outcome(change, "skipped", "run stopped before this change")
-        try:
-            return do_one(change)
-        except AuthError as exc:
-            stop.set()
-            fatal.append(exc)
-            return Outcome(change, "failed", str(exc))
-        except DirconnectorError as exc:
-            return Outcome(change, "failed", str(exc))
-        except Exception as exc:  # a bug must not lose the journal of the other changes
-            log.exception("unexpected error applying %s", change.kind)
-            return Outcome(change, "failed", f"internal error: {type(exc).__name__}: {exc}")
-
-    workers = max(1, concurrency)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply") as pool:
-        for batch in phases:
-            if workers == 1:
-                for change in batch:
-                    record(one(change))
-                continue
-            pending: set[Future[Outcome]] = set()
-            queue = list(reversed(batch))
-            while queue or pending:
-                while queue and len(pending) < workers * 2:
-                    pending.add(pool.submit(one, queue.pop()))
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    record(fut.result())
-    if fatal:
-        raise fatal[0]
 
 
 @dataclass

@@ -3,8 +3,9 @@
 ``snapshot`` returns what the server holds (users and groups keyed by the server's
 own ids, in ``ref``). ``apply`` carries out a plan's changes and reports each
 outcome through ``record`` as soon as it is known, so the journal is right even if
-the process dies half-way. Ordering, concurrency and retries are shared helpers in
-``dirconnector.apply`` and ``dirconnector.http``.
+the process dies half-way. The order comes from ``Plan.by_phase()``, retries from
+``dirconnector.http``, and ``DeferredRecord`` (below) keeps the journal true when the
+runner interrupts an apply.
 """
 
 from __future__ import annotations
