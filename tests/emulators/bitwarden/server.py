@@ -211,6 +211,7 @@ def error_json(message: str, errors: dict[str, list[str]] | None = None) -> dict
 class _Handler(BaseHTTPRequestHandler):
     server_state: BitwardenServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet test output
         pass
