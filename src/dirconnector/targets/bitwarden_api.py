@@ -162,14 +162,18 @@ class BitwardenApi:
             found = list(pool.map(lambda g: self.get(f"public/groups/{g}/member-ids"), ids))
         return {g: [str(m) for m in members or ()] for g, members in zip(ids, found, strict=True)}
 
-    def read(self, *, only_groups: set[str] | None = None, concurrency: int = 8) -> Snapshot:
-        """Members and groups with their member ids (for ``only_groups`` external ids, if set)."""
+    def read(self, *, members_for: set[str] | None = None, concurrency: int = 8) -> Snapshot:
+        """Members and groups with their member ids.
+
+        ``members_for``: read the member ids only of the groups with these external ids
+        (one request per group); the other groups come back with no member ids.
+        """
         members = self.list_all("public/members")
         groups = self.list_all("public/groups")
-        if only_groups is not None:
-            groups = [g for g in groups if g.get("externalId") in only_groups]
-        members_of = self.group_members([str(g["id"]) for g in groups], concurrency)
-        ids = [members_of[str(g["id"])] for g in groups]
+        wanted = [g for g in groups
+                  if members_for is None or g.get("externalId") in members_for]
+        members_of = self.group_members([str(g["id"]) for g in wanted], concurrency)
+        ids = [members_of.get(str(g["id"]), ()) for g in groups]
         users = [User(external_id=str(m.get("externalId") or ""),
                       email=normalize_email(m.get("email")),
                       display_name=str(m.get("name") or ""),

@@ -4,7 +4,10 @@ Order follows DESIGN (users before memberships, removals last): restores, group
 adoptions, the import (member batches, then group batches), membership repairs,
 revokes, the removal import, member and group deletions. An import answer of 200
 is not taken on trust: the server skips some entries without saying so (a known
-email, a missing seat), so every imported change is checked against a fresh read.
+email, a missing seat), so every imported change is checked against a fresh read of
+the members and groups. Group member ids are read back only after an ambiguous
+answer: an accepted import sets a group's members to those sent that the
+organization knows by external id (reference 2.6, step 7).
 """
 
 from __future__ import annotations
@@ -209,9 +212,14 @@ class Applier:
                         len(refs), group_ref, exc)
 
     def _verify(self, changes: list[Change]) -> None:
-        groups = {g for g in map(_group_ext, changes) if g}
+        # A group in an import answered 200 holds exactly the members sent that the
+        # organization knows by external id (reference 2.6, step 7): its membership
+        # follows from the member list, read once. Only groups of an ambiguous import
+        # (5xx, lost answer) have their member ids read back, one request each.
+        unsure = {g for c in changes if id(c) in self._import_errors
+                  and (g := _group_ext(c))}
         try:
-            after = self.api.read(only_groups=groups, concurrency=self.concurrency)
+            after = self.api.read(members_for=unsure, concurrency=self.concurrency)
         except AuthError:
             raise
         except DirconnectorError as exc:
@@ -220,7 +228,7 @@ class Applier:
                 error = self._import_errors.get(id(change), "")
                 self._done(change, "failed" if error else "ok", error)
             return
-        index = Index(after)
+        index = Index(after, inferred={g for c in changes if (g := _group_ext(c))} - unsure)
         for change in changes:
             reason, ref = verify(change, index)
             if reason and id(change) in self._import_errors:
@@ -239,8 +247,10 @@ def _group_ext(change: Change) -> str:
 class Index:
     """A server snapshot indexed for checking many changes against it."""
 
-    def __init__(self, after: Snapshot) -> None:
+    def __init__(self, after: Snapshot, inferred: set[str] | None = None) -> None:
         self.after = after
+        self.inferred = inferred or set()
+        """External ids of groups whose member ids were not read (imported with a 200)."""
         self.users_by_ext = {u.external_id: u for u in after.users.values() if u.external_id}
         self.users_by_email = {u.email: u for u in after.users.values()}
         self.groups_by_ext = {g.external_id: g for g in after.groups.values() if g.external_id}
@@ -278,10 +288,10 @@ def verify(change: Change, index: Index) -> tuple[str, str]:
     if isinstance(change, AddMembers):
         missing = [m.email for m in change.members
                    if (u := users_by_ext.get(m.external_id)) is None
-                   or u.key not in group.member_ids]
+                   or (gext not in index.inferred and u.key not in group.member_ids)]
         if missing:
             return f"not added: {', '.join(missing[:5])}", group.key
-    if isinstance(change, RemoveMembers):
+    if isinstance(change, RemoveMembers) and gext not in index.inferred:
         left = [m.email for m in change.members if m.ref in group.member_ids]
         if left:
             return f"still members: {', '.join(left[:5])}", group.key

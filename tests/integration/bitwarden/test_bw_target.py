@@ -292,3 +292,45 @@ def test_shared_external_id_on_server_refused(bw_server: BitwardenServer,
     with pytest.raises(TargetError, match=r"'dup' on a@example.com, b@example.com"):
         sync(target, Snapshot.build(USERS[:1]))
     assert bw_server.imports() == []
+
+
+def test_accepted_import_checked_without_reading_group_members(
+        bw_server: BitwardenServer, target: BitwardenTarget) -> None:
+    """After a 200 import, group members follow from the member list: no per-group reads.
+
+    A member the server skipped (its email already held under another external id) is
+    still reported as not added to its groups.
+    """
+    bw_server.org.seats = 10**6
+    current = target.snapshot()
+    bw_server.add_member("user1@example.com", external_id="other")  # appears after the plan
+    plan = diff(Snapshot.build(USERS, GROUPS), current)
+    bw_server.clear_log()
+    outcomes: list[Outcome] = []
+    target._last = current
+    target.apply(plan, outcomes.append)
+    assert bw_server.calls("GET", "member-ids") == []
+    failed = {o.change.kind: o.error for o in outcomes if o.status == "failed"}
+    assert failed.keys() == {"create_user", "add_members"}
+    assert "not added: user1@example.com" in failed["add_members"]
+    assert sum(o.status == "ok" for o in outcomes) == len(plan.changes) - 3  # u1, g-eng, g-all
+
+
+def test_ambiguous_import_reads_back_only_its_groups(bw_server: BitwardenServer,
+                                                    target: BitwardenTarget) -> None:
+    """An import answered 500 has the member ids of its groups read back, and no others."""
+    sync(target, Snapshot.build(USERS, GROUPS))
+    moved = [GROUPS[0], replace(GROUPS[1], member_ids=frozenset({"u3", "u4"})), GROUPS[2]]
+    current = target.snapshot()
+    plan = diff(Snapshot.build(USERS, moved), current)
+    assert [c.kind for c in plan.changes] == ["add_members", "add_members"]  # ops, eng
+    bw_server.fail_next.append(("organization/import", 500, "An unhandled error."))
+    bw_server.clear_log()
+    outcomes: list[Outcome] = []
+    target.apply(plan, outcomes.append)
+    ops = bw_server.group_by_external_id("g-ops")
+    eng = bw_server.group_by_external_id("g-eng")
+    assert ops is not None and eng is not None
+    reads = {r.path.split("/")[-2] for r in bw_server.calls("GET", "member-ids")}
+    assert reads == {ops.id, eng.id}
+    assert all(o.status == "failed" and "unhandled" in o.error for o in outcomes)
