@@ -1,16 +1,22 @@
 """StateStore: runs, the per-change journal, managed ids, connector state, the lock.
 
-SQLite in WAL mode (stdlib ``sqlite3``). Every journal row is committed as soon as
-its change's outcome is known, so a process killed half-way leaves a journal that
-says exactly what happened. The per-profile lock is an ``flock`` on a file beside
-the database: the kernel releases it when the process dies, so a crash never
-leaves a stale lock.
+SQLite in WAL mode (stdlib ``sqlite3``). Journal rows are written in groups, one
+transaction each: a group is written when it holds 1,000 rows, when a row arrives
+0.2 s or more after the group's first one, and before anything else touches the
+database (the end of the run included). A transaction per row cost 0.19 ms of wall
+time (1.9 s for 10k changes). A process killed half-way loses the open group at
+most: the journal may then miss changes the server holds, which the next run's read
+of the server repairs, but it never holds a row that did not happen.
+
+The per-profile lock is an ``flock`` on a file beside the database: the kernel
+releases it when the process dies, so a crash never leaves a stale lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import sqlite3
@@ -74,6 +80,9 @@ class RunRow:
     counts: dict[str, int]
     error: str
 
+GROUP_ROWS = 1000
+GROUP_SECONDS = 0.2
+
 
 class StateStore:
     """One SQLite database; safe to share between threads of one process."""
@@ -91,9 +100,44 @@ class StateStore:
             raise StateError(f"state.path: cannot open {self.path}: {exc}") from exc
         self._mutex = threading.Lock()
         self._seq: dict[str, int] = {}
+        self._group: list[tuple[str, tuple[Any, ...]]] = []
+        """Statements of the journal group not yet written (module docstring)."""
+        self._group_rows = 0
+        self._group_since = 0.0
 
     def close(self) -> None:
+        self.flush()
         self._db.close()
+
+    def flush(self) -> None:
+        """Write and commit the open group of journal rows now."""
+        with self._mutex:
+            self._commit_group()
+
+    def _commit_group(self) -> None:
+        """One transaction; runs of one statement go through ``executemany``, in order."""
+        if not self._group:
+            return
+        group, self._group, self._group_rows = self._group, [], 0
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for sql, rows in itertools.groupby(group, key=lambda item: item[0]):
+                db.executemany(sql, [params for _, params in rows])
+            db.execute("COMMIT")
+        except BaseException as exc:
+            db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StateError(f"state.path: cannot write the journal to {self.path}: "
+                                 f"{exc}") from exc
+            raise
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The mutex, with the open group committed first (other writes are autocommit)."""
+        with self._mutex:
+            self._commit_group()
+            yield
 
     # ------------------------------------------------------------------ lock
     @contextlib.contextmanager
@@ -128,14 +172,14 @@ class StateStore:
 
     def _close_orphans(self, profile: str) -> None:
         """Runs left 'running' by a process that died are marked interrupted."""
-        with self._mutex:
+        with self._locked():
             self._db.execute("UPDATE runs SET status='interrupted', finished=? "
                              "WHERE profile=? AND status='running'", (time.time(), profile))
 
     # ------------------------------------------------------------------ runs
     def start_run(self, profile: str, command: str) -> str:
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        with self._mutex:
+        with self._locked():
             self._db.execute("INSERT INTO runs(id, profile, command, started, status, pid) "
                              "VALUES (?,?,?,?,?,?)",
                              (run_id, profile, command, time.time(), "running", os.getpid()))
@@ -144,7 +188,7 @@ class StateStore:
 
     def finish_run(self, run_id: str, status: str, counts: dict[str, int] | None = None,
                    error: str = "") -> None:
-        with self._mutex:
+        with self._locked():
             self._db.execute("UPDATE runs SET finished=?, status=?, counts=?, error=? WHERE id=?",
                              (time.time(), status, json.dumps(counts or {}), error, run_id))
 
@@ -155,12 +199,12 @@ class StateStore:
             sql += " WHERE profile=?"
             args = (profile,)
         sql += " ORDER BY started DESC LIMIT ?"
-        with self._mutex:
+        with self._locked():
             rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in rows]
 
     def journal(self, run_id: str) -> list[dict[str, Any]]:
-        with self._mutex:
+        with self._locked():
             rows = self._db.execute(
                 "SELECT seq, at, kind, subject, ref, status, error FROM journal "
                 "WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
@@ -169,63 +213,46 @@ class StateStore:
 
     # ------------------------------------------------------------------ journal
     def record(self, run_id: str, profile: str, outcome: Outcome) -> None:
-        """Journal one outcome and keep the managed set in step, in one transaction."""
+        """Journal one outcome and keep the managed set in step (module docstring: groups).
+
+        The row and its managed-set update are written in the same transaction.
+        """
         change = outcome.change
         payload = json.dumps({"kind": change.kind, **plain(change)}, ensure_ascii=False)
         with self._mutex:
             self._seq[run_id] = seq = self._seq.get(run_id, 0) + 1
-            db = self._db
-            db.execute("BEGIN")
-            try:
-                db.execute("INSERT INTO journal VALUES (?,?,?,?,?,?,?,?,?)",
-                           (run_id, seq, time.time(), change.kind, subject(change),
-                            outcome.ref, outcome.status, outcome.error, payload))
-                if outcome.status == "ok":
-                    self._track(db, profile, outcome)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
-    @staticmethod
-    def _track(db: sqlite3.Connection, profile: str, outcome: Outcome) -> None:
-        change = outcome.change
-        now = time.time()
-        if isinstance(change, CreateUser | LinkUser):
-            ref = outcome.ref or getattr(change, "ref", "")
-            if ref:
-                db.execute("INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)",
-                           (profile, "user", ref, change.user.external_id, now))
-        elif isinstance(change, CreateGroup | LinkGroup):
-            ref = outcome.ref or getattr(change, "ref", "")
-            if ref:
-                db.execute("INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)",
-                           (profile, "group", ref, change.external_id, now))
-        elif isinstance(change, DeleteUser | DeleteGroup):
-            kind = "user" if isinstance(change, DeleteUser) else "group"
-            db.execute("DELETE FROM managed WHERE profile=? AND kind=? AND ref=?",
-                       (profile, kind, change.ref))
+            if not self._group:
+                self._group_since = time.monotonic()
+            self._group.append((_JOURNAL_ROW, (
+                run_id, seq, time.time(), change.kind, subject(change), outcome.ref,
+                outcome.status, outcome.error, payload)))
+            if outcome.status == "ok":
+                self._group.extend(_managed_updates(profile, outcome))
+            self._group_rows += 1
+            if (self._group_rows >= GROUP_ROWS
+                    or time.monotonic() - self._group_since >= GROUP_SECONDS):
+                self._commit_group()
 
     def managed(self, profile: str) -> frozenset[str]:
         """Server ids of accounts and groups this tool created or linked."""
-        with self._mutex:
+        with self._locked():
             rows = self._db.execute("SELECT ref FROM managed WHERE profile=?", (profile,))
             return frozenset(r[0] for r in rows)
 
     def add_managed(self, profile: str, kind: str, ref: str, external_id: str) -> None:
-        with self._mutex:
+        with self._locked():
             self._db.execute("INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)",
                              (profile, kind, ref, external_id, time.time()))
 
     # ------------------------------------------------------------------ meta & connector state
     def get_meta(self, profile: str, key: str, default: Any = None) -> Any:
-        with self._mutex:
+        with self._locked():
             row = self._db.execute("SELECT value FROM meta WHERE profile=? AND key=?",
                                    (profile, key)).fetchone()
         return json.loads(row[0]) if row else default
 
     def set_meta(self, profile: str, key: str, value: Any) -> None:
-        with self._mutex:
+        with self._locked():
             if value is None:
                 self._db.execute("DELETE FROM meta WHERE profile=? AND key=?", (profile, key))
             else:
@@ -233,13 +260,13 @@ class StateStore:
                                  (profile, key, json.dumps(value)))
 
     def connector_state(self, profile: str, force_full: bool = False) -> ConnectorState:
-        with self._mutex:
+        with self._locked():
             rows = self._db.execute("SELECT key, value FROM connector_state WHERE profile=?",
                                     (profile,)).fetchall()
         values = {k: json.loads(v) for k, v in rows}
 
         def save(staged: dict[str, Any]) -> None:
-            with self._mutex:
+            with self._locked():
                 self._db.execute("BEGIN")
                 for k, v in staged.items():
                     if v is None:
@@ -254,10 +281,32 @@ class StateStore:
 
     def clear_cache(self, profile: str) -> None:
         """Forget connector caches and the no-change hash (bwdc's clear-cache)."""
-        with self._mutex:
+        with self._locked():
             self._db.execute("DELETE FROM connector_state WHERE profile=?", (profile,))
             self._db.execute("DELETE FROM meta WHERE profile=? AND key='applied_source_digest'",
                              (profile,))
+
+
+_JOURNAL_ROW = "INSERT INTO journal VALUES (?,?,?,?,?,?,?,?,?)"
+_MANAGED_ADD = "INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)"
+_MANAGED_DEL = "DELETE FROM managed WHERE profile=? AND kind=? AND ref=?"
+
+
+def _managed_updates(profile: str, outcome: Outcome) -> list[tuple[str, tuple[Any, ...]]]:
+    """The managed-set statements an applied change calls for."""
+    change = outcome.change
+    if isinstance(change, CreateUser | LinkUser):
+        ref = outcome.ref or getattr(change, "ref", "")
+        return [(_MANAGED_ADD, (profile, "user", ref, change.user.external_id,
+                                time.time()))] if ref else []
+    if isinstance(change, CreateGroup | LinkGroup):
+        ref = outcome.ref or getattr(change, "ref", "")
+        return [(_MANAGED_ADD, (profile, "group", ref, change.external_id,
+                                time.time()))] if ref else []
+    if isinstance(change, DeleteUser | DeleteGroup):
+        kind = "user" if isinstance(change, DeleteUser) else "group"
+        return [(_MANAGED_DEL, (profile, kind, change.ref))]
+    return []
 
 
 def _safe(name: str) -> str:
