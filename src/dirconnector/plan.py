@@ -317,6 +317,7 @@ def sort_changes(changes: Sequence[Change]) -> tuple[Change, ...]:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def plain(value: Any) -> Any:
@@ -327,13 +328,21 @@ def plain(value: Any) -> Any:
     strings, tuples), so nothing needs copying.
     """
     kind = type(value)
+    if kind in _SCALARS:
+        return value
     if kind not in _FIELD_NAMES:
         _FIELD_NAMES[kind] = (tuple(f.name for f in dataclasses.fields(value))
                               if dataclasses.is_dataclass(value) and not isinstance(value, type)
                               else None)
     names = _FIELD_NAMES[kind]
     if names is not None:
-        return {name: plain(getattr(value, name)) for name in names}
+        out = {}
+        for name in names:
+            # Scalars (most fields) are taken as they are, without a call: a 100k-change
+            # run goes through 2.5 million fields here, twice (journal and report).
+            field = getattr(value, name)
+            out[name] = field if type(field) in _SCALARS else plain(field)
+        return out
     if isinstance(value, tuple | list):
         return [plain(v) for v in value]
     if isinstance(value, dict):
