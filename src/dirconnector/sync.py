@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import hashlib
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Literal
 
 from . import logs, registry
@@ -24,10 +27,13 @@ from .guard import Limits, guard
 from .model import Snapshot
 from .outcome import Outcome
 from .plan import Plan
-from .settings import Profile
+from .settings import Profile, parse_duration
 from .state import StateStore
 
 log = logging.getLogger(__name__)
+
+SOURCE_MARKER = "source_marker"
+"""Meta key: the connector's change marker taken before the last good full read."""
 
 Mode = Literal["plan", "sync"]
 Status = Literal["ok", "no-changes", "planned", "refused", "partial", "failed", "unchanged"]
@@ -149,11 +155,18 @@ class Runner:
 
     def _run(self, run_id: str, mode: Mode, force: bool, full: bool) -> RunResult:
         timings: dict[str, float] = {}
+        config = self._config_digest()
+        marker = self._change_marker() if mode == "sync" else None
+        if marker is not None and not full and self._unchanged_since_good_run(marker, config):
+            log.info("the directory has not changed since the last good run (%s); "
+                     "nothing to do, nothing read", marker)
+            return RunResult(run_id, self.name, "unchanged", timings=timings)
         desired = self._read(full, timings)
-        digest = desired.digest()
+        digest = f"{config}:{desired.digest()}"
         if (mode == "sync" and not full and desired.complete
                 and self.store.get_meta(self.name, "applied_source_digest") == digest):
             log.info("directory unchanged since the last good run; nothing to do")
+            self._keep_marker(marker, config)
             return RunResult(run_id, self.name, "unchanged", desired=desired, timings=timings)
 
         self.progress("reading the server")
@@ -172,11 +185,56 @@ class Runner:
             result.refused = reasons
             result.status = "refused"
             return result
+        self.store.set_meta(self.name, SOURCE_MARKER, None)
         self._apply(plan, run_id, result)
-        if result.status == "ok":
+        if result.status in ("ok", "no-changes"):   # the server now matches the directory
             self.store.set_meta(self.name, "applied_source_digest", digest)
             self.store.set_meta(self.name, "last_source_users", len(desired.users))
+            self._keep_marker(marker if desired.complete else None, config)
         return result
+
+    # ------------------------------------------------------------ skipping unchanged reads
+
+    def _config_digest(self) -> str:
+        """Changes with any setting (secrets excepted): a new setting means a new plan.
+
+        Part of the no-change hash, so that turning on ``remove_disabled`` (say) is
+        acted on at the next run although the directory did not change.
+        """
+        text = json.dumps(self.profile.redacted(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _marker_max_age(self) -> float:
+        """Seconds a marker is trusted: the source's ``full_read_interval`` (0: never)."""
+        interval = getattr(self.profile.source, "full_read_interval", None)
+        if isinstance(interval, str):
+            interval = parse_duration(interval)
+        return interval.total_seconds() if isinstance(interval, timedelta) else 0.0
+
+    def _change_marker(self) -> str | None:
+        """The connector's change marker (``change_marker()``, optional), or None."""
+        read_marker = getattr(self.connector, "change_marker", None)
+        if read_marker is None or self._marker_max_age() <= 0:
+            return None
+        try:
+            marker = read_marker()
+        except DirconnectorError as exc:
+            log.debug("no change marker (%s); reading the directory in full", exc)
+            return None
+        return str(marker) if marker else None
+
+    def _unchanged_since_good_run(self, marker: str, config: str) -> bool:
+        saved = self.store.get_meta(self.name, SOURCE_MARKER)
+        if not isinstance(saved, dict) or saved.get("marker") != marker \
+                or saved.get("config") != config:
+            return False
+        age = time.time() - float(saved.get("read_at", 0))
+        return 0 <= age < self._marker_max_age()
+
+    def _keep_marker(self, marker: str | None, config: str) -> None:
+        """After a good full read: the marker taken before it, and when it was read."""
+        self.store.set_meta(self.name, SOURCE_MARKER, None if marker is None else {
+            "marker": marker, "config": config, "read_at": time.time()})
 
     def make_plan(self, desired: Snapshot, current: Snapshot) -> Plan:
         if not desired.complete:

@@ -2,6 +2,7 @@
 
 import threading
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,14 @@ from dirconnector.testing import FakeConnector, FakeTarget
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "directory.json"
 
 
-def profile(tmp_path: Path, **sync: object):
+def profile(tmp_path: Path, marker_age: int = 3600, **sync: object):
+    """A profile; ``marker_age``: seconds a change marker is trusted (full_read_interval)."""
     data = {"source": {"type": "file", "users": str(EXAMPLES)},
             "target": {"type": "scim", "url": "http://127.0.0.1:9", "token": "t0ken"},
             "sync": {"remove_missing": True, **sync}, "state": {"path": str(tmp_path / "s.db")}}
-    return settings.load(data=data)
+    loaded = settings.load(data=data)
+    source = loaded.source.model_copy(update={"full_read_interval": timedelta(seconds=marker_age)})
+    return loaded.model_copy(update={"source": source})
 
 
 USERS = [User(f"e{i}", f"u{i}@x.com", display_name=f"U{i}") for i in range(40)]
@@ -157,3 +161,81 @@ def test_records_from_many_threads_are_all_journalled(tmp_path, store):
     for t in threads:
         t.join()
     assert len(store.journal(run)) == 400 and len(store.managed("p")) == 400
+
+
+class MarkedConnector(FakeConnector):
+    """A fake directory with a change marker, like OpenLDAP's contextCSN."""
+
+    def __init__(self, **kw):
+        super().__init__(users=USERS, groups=GROUPS, **kw)
+        self.marker: str | None = "csn-1"
+        self.marker_reads = 0
+
+    def change_marker(self):
+        self.marker_reads += 1
+        return self.marker
+
+
+def marked(tmp_path, store, target=None, **sync):
+    conn = MarkedConnector()
+    tgt = target or FakeTarget()
+    return Runner(profile(tmp_path, **sync), store, connector=conn, target=tgt), conn, tgt
+
+
+def test_unchanged_marker_skips_the_directory_read(tmp_path, store):
+    """Same marker as before the last good read: nothing is read, from either side."""
+    runner, conn, target = marked(tmp_path, store)
+    assert runner.run("sync").status == "ok" and conn.fetches == 1
+    applied = len(target.applied)
+    result = runner.run("sync")
+    assert result.status == "unchanged" and conn.fetches == 1 and result.desired is None
+    assert "source_read" not in result.timings and len(target.applied) == applied
+
+
+def test_new_marker_reads_and_applies(tmp_path, store):
+    runner, conn, _ = marked(tmp_path, store)
+    runner.run("sync")
+    conn.marker = "csn-2"
+    conn.users = [*USERS, User("e99", "new@x.com")]
+    result = runner.run("sync")
+    assert conn.fetches == 2 and [c.kind for c in result.plan.changes] == ["create_user"]
+    assert runner.run("sync").status == "unchanged" and conn.fetches == 2
+
+
+def test_marker_is_not_trusted_past_full_read_interval(tmp_path, store):
+    runner, conn, _ = marked(tmp_path, store)
+    runner.run("sync")
+    saved = store.get_meta("default", "source_marker")
+    store.set_meta("default", "source_marker", {**saved, "read_at": saved["read_at"] - 3601})
+    assert runner.run("sync").status == "unchanged" and conn.fetches == 2  # read, same digest
+    assert runner.run("sync").status == "unchanged" and conn.fetches == 2  # trusted again
+
+
+def test_no_full_read_interval_never_asks_for_a_marker(tmp_path, store):
+    runner, conn, _ = marked(tmp_path, store)
+    runner.profile = profile(tmp_path, marker_age=0)
+    runner.run("sync")
+    runner.run("sync")
+    assert conn.marker_reads == 0 and conn.fetches == 2
+
+
+def test_no_marker_after_a_partial_run(tmp_path, store):
+    """A run that left changes undone keeps reading until one succeeds."""
+    target = FakeTarget(fail=lambda c: "boom" if c.kind == "create_group" else None)
+    runner, conn, _ = marked(tmp_path, store, target=target)
+    assert runner.run("sync").status == "partial"
+    runner.run("sync")
+    assert conn.fetches == 2
+
+
+def test_changed_setting_is_acted_on_although_the_directory_is_unchanged(tmp_path, store):
+    """The no-change hash and the marker carry the configuration: a new policy plans."""
+    conn = FakeConnector(users=USERS, groups=GROUPS)
+    target = FakeTarget()
+    users_only = Runner(profile(tmp_path, sync_groups=False), store, connector=conn,
+                        target=target)
+    users_only.run("sync")
+    assert users_only.run("sync").status == "unchanged"
+    with_groups = Runner(profile(tmp_path), store, connector=conn, target=target)
+    result = with_groups.run("sync")
+    assert sorted(c.kind for c in result.plan.changes) == ["add_members", "create_group"]

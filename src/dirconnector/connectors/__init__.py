@@ -34,3 +34,8 @@ class Connector(Protocol):
     def fetch(self, state: ConnectorState) -> Snapshot:
         """The complete desired state. Raise SourceError (or IncompleteRead) when it cannot."""
         ...
+
+    # Optional: ``change_marker(self) -> str | None``, a cheap value that changes with
+    # every write to the directory (LDAP: contextCSN, highestCommittedUSN). When it
+    # equals the one taken before the last good run, the runner skips the read, for at
+    # most the source's ``full_read_interval`` after the last full read (sync.py).

@@ -33,10 +33,12 @@ from .ldap_map import (
     server_info,
 )
 from .ldap_settings import LdapSettings
+from .ldap_syntax import normalize_dn
 from .ldap_wire import SHOW_DELETED_OID, Control, Wire, backend_name, connect, lowered
 
 log = logging.getLogger(__name__)
 
+MARKER_DSE_ATTRS = ("highestCommittedUSN", "dsServiceName")
 KNOWN_EMAILS = "known_emails"
 """State key: external id -> email of every user of the last read (include_deleted only)."""
 
@@ -57,6 +59,44 @@ class LdapConnector:
         try:
             with _gc_paused():
                 return self._read(wire, self._resolve(wire), state)
+        finally:
+            wire.close()
+
+    def change_marker(self) -> str | None:
+        """A value that changes whenever anything in the directory is written, or None.
+
+        OpenLDAP with the syncprov overlay (what replication uses) keeps ``contextCSN``
+        on each database's suffix entry, and advances it on every add, modify, rename
+        and delete. Active Directory's root DSE has ``highestCommittedUSN``, which a
+        domain controller advances on every write it holds; it is only comparable on
+        the same DC, so ``dsServiceName`` is part of the marker. Other servers, and
+        OpenLDAP without syncprov, give None: every run reads everything. The runner
+        compares the marker with the one taken before the last good read (sync.py).
+        """
+        wire = connect(self.settings)
+        try:
+            dse: dict[str, list[bytes]] = {}
+            for page in wire.search("", "base", "(objectClass=*)",
+                                    [*ROOT_DSE_ATTRS, *MARKER_DSE_ATTRS], page_size=0):
+                for _, attrs in page:
+                    dse = lowered(attrs)
+            r = self._resolved(dse)
+            if r.ad:
+                usn, dc = _first(dse.get("highestcommittedusn")), _first(dse.get("dsservicename"))
+                return f"ad:{dc}:{usn}" if usn and dc else None
+            contexts = [nc for nc in {_context_of(base, server_info(dse).naming_contexts)
+                                      for base in (r.user_base, r.group_base)} if nc]
+            if r.kind != "openldap" or not contexts:
+                return None
+            csns: list[str] = []
+            for nc in sorted(contexts):
+                for page in wire.search(nc, "base", "(objectClass=*)", ["contextCSN"],
+                                        page_size=0):
+                    for _, attrs in page:
+                        csns += sorted(v.decode() for v in lowered(attrs).get("contextcsn", ()))
+                if not csns:
+                    return None          # no syncprov on this database
+            return f"openldap:{wire.url}:{'|'.join(csns)}"
         finally:
             wire.close()
 
@@ -103,6 +143,9 @@ class LdapConnector:
         for page in wire.search("", "base", "(objectClass=*)", ROOT_DSE_ATTRS, page_size=0):
             for _, attrs in page:
                 dse = lowered(attrs)
+        return self._resolved(dse)
+
+    def _resolved(self, dse: dict[str, list[bytes]]) -> Resolved:
         try:
             r = resolve(self.settings, server_info(dse))
         except ValueError as exc:
@@ -221,6 +264,14 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _context_of(base: str, contexts: tuple[str, ...]) -> str:
+    """The naming context (database suffix) that holds ``base``, or ""."""
+    key = normalize_dn(base)
+    holders = [nc for nc in contexts
+               if key == (k := normalize_dn(nc)) or key.endswith("," + k)]
+    return max(holders, key=len, default="")
 
 
 def _first(values: list[bytes] | None) -> str:

@@ -82,7 +82,9 @@ class LdapSettings(PluginSettings):
     include_deleted: bool = False
     """AD: also read deleted users (show-deleted control) so they are revoked every run."""
     full_read_interval: Duration = timedelta(hours=24)
-    """Longest time between full reads (every read is full today; see connectors/ldap.md)."""
+    """Longest time between full reads. In between, a run whose directory proves that
+    nothing was written since the last good run (OpenLDAP contextCSN with syncprov, AD
+    highestCommittedUSN) reads nothing else (connectors/ldap.md). "0s": read every run."""
     backend: Literal["auto", "ldap3", "python-ldap"] = "auto"
     """Wire library: python-ldap (C libldap, fast) when importable, else ldap3 (pure Python)."""
 
@@ -147,8 +149,8 @@ class LdapSettings(PluginSettings):
         if (self.email_prefix_attribute is None) != (self.email_suffix is None):
             raise ValueError("email_suffix: set both email_prefix_attribute and email_suffix, "
                              "or neither")
-        if self.full_read_interval <= timedelta(0):
-            raise ValueError("full_read_interval: must be positive")
+        if self.full_read_interval < timedelta(0):
+            raise ValueError("full_read_interval: must not be negative (0s: read every run)")
         if self.include_deleted and self.active_directory is False:
             raise ValueError("include_deleted: only Active Directory keeps deleted objects")
         return self

@@ -331,3 +331,19 @@ def test_deleted_user_revoked_with_include_deleted(ad_settings: Callable[..., An
     plan = sync(settings, target, policy, state)
     revokes = [c for c in plan.changes if isinstance(c, RevokeUser)]
     assert len(plan.changes) == 1 and [c.external_id for c in revokes] == [frank]
+
+
+def test_change_marker_is_highest_committed_usn(ad_settings: Callable[..., Any],
+                                                ad_server: AdServer) -> None:
+    """The marker holds the DC's identity and USN, and moves with any write to the domain."""
+    conn = connector(ad_settings())
+    before = conn.change_marker()
+    assert before is not None and before.startswith("ad:CN=NTDS Settings,")
+    assert conn.change_marker() == before
+    ad_server.samba_tool("user", "disable", "dave")
+    try:
+        after = conn.change_marker()
+        assert after != before
+        assert int(after.rsplit(":", 1)[1]) > int(before.rsplit(":", 1)[1])
+    finally:
+        ad_server.samba_tool("user", "enable", "dave")
