@@ -228,8 +228,8 @@ def _pretty(value: Any, pad: str) -> str:
     return _flat(value)
 
 
-def _flat(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+_flat = json.JSONEncoder(ensure_ascii=False, default=str).encode
+"""One value on one line (one encoder: ``json.dumps`` with options builds one per call)."""
 
 
 def check_renderable(title: str, report: CheckReport) -> RenderableType:

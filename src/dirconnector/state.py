@@ -100,9 +100,10 @@ class StateStore:
             raise StateError(f"state.path: cannot open {self.path}: {exc}") from exc
         self._mutex = threading.Lock()
         self._seq: dict[str, int] = {}
-        self._group: list[tuple[str, tuple[Any, ...]]] = []
-        """Statements of the journal group not yet written (module docstring)."""
-        self._group_rows = 0
+        self._group: list[tuple[Any, ...]] = []
+        """Journal rows of the group not yet written (module docstring)."""
+        self._group_managed: list[tuple[str, tuple[Any, ...]]] = []
+        """The group's managed-set statements, in the order they must run."""
         self._group_since = 0.0
 
     def close(self) -> None:
@@ -118,12 +119,14 @@ class StateStore:
         """One transaction; runs of one statement go through ``executemany``, in order."""
         if not self._group:
             return
-        group, self._group, self._group_rows = self._group, [], 0
+        rows, managed = self._group, self._group_managed
+        self._group, self._group_managed = [], []
         db = self._db
         db.execute("BEGIN")
         try:
-            for sql, rows in itertools.groupby(group, key=lambda item: item[0]):
-                db.executemany(sql, [params for _, params in rows])
+            db.executemany(_JOURNAL_ROW, rows)
+            for sql, params in itertools.groupby(managed, key=lambda item: item[0]):
+                db.executemany(sql, [p for _, p in params])
             db.execute("COMMIT")
         except BaseException as exc:
             db.execute("ROLLBACK")
@@ -218,18 +221,16 @@ class StateStore:
         The row and its managed-set update are written in the same transaction.
         """
         change = outcome.change
-        payload = json.dumps({"kind": change.kind, **plain(change)}, ensure_ascii=False)
+        payload = _ENCODE({"kind": change.kind, **plain(change)})
         with self._mutex:
             self._seq[run_id] = seq = self._seq.get(run_id, 0) + 1
             if not self._group:
                 self._group_since = time.monotonic()
-            self._group.append((_JOURNAL_ROW, (
-                run_id, seq, time.time(), change.kind, subject(change), outcome.ref,
-                outcome.status, outcome.error, payload)))
+            self._group.append((run_id, seq, time.time(), change.kind, subject(change),
+                                outcome.ref, outcome.status, outcome.error, payload))
             if outcome.status == "ok":
-                self._group.extend(_managed_updates(profile, outcome))
-            self._group_rows += 1
-            if (self._group_rows >= GROUP_ROWS
+                self._group_managed.extend(_managed_updates(profile, outcome))
+            if (len(self._group) >= GROUP_ROWS
                     or time.monotonic() - self._group_since >= GROUP_SECONDS):
                 self._commit_group()
 
@@ -287,6 +288,8 @@ class StateStore:
                              (profile,))
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+"""One encoder for every row (``json.dumps`` with options builds a new one per call)."""
 _JOURNAL_ROW = "INSERT INTO journal VALUES (?,?,?,?,?,?,?,?,?)"
 _MANAGED_ADD = "INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)"
 _MANAGED_DEL = "DELETE FROM managed WHERE profile=? AND kind=? AND ref=?"
