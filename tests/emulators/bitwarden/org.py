@@ -9,8 +9,8 @@ the real server answers with.
 
 from __future__ import annotations
 
+import random
 import threading
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +72,9 @@ class GroupRecord:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID string, five times cheaper than ``str(uuid.uuid4())``."""
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class Organization:
@@ -173,11 +175,24 @@ class Organization:
         gext = [g["externalId"] for g in groups]
         if len(set(gext)) != len(gext):
             raise ApiError(500, UNHANDLED)
-        existing_ext = [m.external_id for m in self.members.values() if m.external_id]
-        if len(set(existing_ext)) != len(existing_ext):
+        # One pass over the organization for every view the steps below need (a
+        # 100k-member organization is imported in 50 requests).
+        by_ext: dict[str, Member] = {}
+        no_ext: dict[str, Member] = {}
+        known_emails: set[str] = set()
+        shared_ext = False
+        for m in self.members.values():
+            low = m.email.lower()
+            known_emails.add(low)
+            if m.external_id:
+                shared_ext = shared_ext or m.external_id in by_ext
+                by_ext[m.external_id] = m
+            else:
+                no_ext[low] = m
+        if shared_ext:
             raise ApiError(500, UNHANDLED)
 
-        by_ext = {m.external_id: m for m in self.members.values() if m.external_id}
+        removed = False
         imported_ext = {m["externalId"] for m in imported}
         if overwrite and any(not m.has_master_password for ext, m in by_ext.items()
                              if ext not in imported_ext and m.type != OWNER):
@@ -191,6 +206,7 @@ class Organization:
                 continue
             self.remove_member(victim.id)
             del by_ext[ext]
+            removed = True
         # 4. overwriteExisting: every external member not imported, owners excepted.
         if overwrite:
             doomed = [m for ext, m in by_ext.items()
@@ -198,8 +214,9 @@ class Organization:
             for m in doomed:
                 self.remove_member(m.id)
                 del by_ext[m.external_id or ""]
-        # 5. Link by email: members without an external id get the imported one.
-        no_ext = {m.email.lower(): m for m in self.members.values() if not m.external_id}
+                removed = True
+        # 5. Link by email: members without an external id get the imported one (the
+        # removals above only took members with one: ``no_ext`` still holds).
         for entry in imported:
             if entry["externalId"] in by_ext:
                 continue
@@ -208,7 +225,8 @@ class Organization:
                 target.external_id = entry["externalId"]
                 by_ext[entry["externalId"]] = target
         # 6. New members; emails already in the organization are skipped silently.
-        known_emails = {m.email.lower() for m in self.members.values()}
+        if removed:
+            known_emails = {m.email.lower() for m in self.members.values()}
         new = [e for e in imported if e["externalId"] not in by_ext
                and e["email"].lower() not in known_emails]
         if self.seats is not None and self.occupied_seats() + len(new) > self.seats:
