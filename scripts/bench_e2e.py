@@ -156,7 +156,8 @@ def _sync(config: Path, side: Any, ldap_env: dict[str, str]) -> Sample:
     import os
 
     env = dict(os.environ, BENCH_LDAP_PASSWORD=ldap_env["SLAPD_ADMIN_PASSWORD"], **side.env())
-    s = run_child([DIRCONNECTOR, "--config", str(config), "sync", "--format", "json"], env=env)
+    # The command a scheduler runs: default output (a bounded summary, not a TTY).
+    s = run_child([DIRCONNECTOR, "--config", str(config), "sync"], env=env)
     s.out.pop("stdout", None)
     s.out.update(side.requests())
     return s

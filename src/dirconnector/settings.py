@@ -12,11 +12,14 @@ forbids unknown keys and resolves secrets given as ``name``, ``name_env`` or
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import json
 import os
 import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,7 +34,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError
 
@@ -171,11 +173,10 @@ class ScheduleSettings(BaseModel):
     full_reconcile: str = "24h"
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """The whole configuration of one profile."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
-                                      extra="forbid", frozen=True, case_sensitive=False)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     profile: str = "default"
     source: dict[str, Any] = Field(default_factory=dict)
@@ -185,17 +186,44 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     migrate: dict[str, Any] = Field(default_factory=dict)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment overrides the file (the file arrives as init values).
-        return (env_settings, init_settings)
+
+def environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``DIRCONNECTOR_<KEY>__<KEY>`` overrides as a nested table (names lower-cased).
+
+    Only names whose first key is a top-level section or key count, so the tool's
+    other variables (``DIRCONNECTOR_CONFIG``) are not mistaken for settings. A value
+    that looks like a JSON list or object is decoded (``'["ldaps://a", "ldaps://b"]'``);
+    every other value stays a string, which validation converts (``"7"``, ``"true"``).
+    """
+    out: dict[str, Any] = {}
+    for name, value in (os.environ if environ is None else environ).items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        keys = name[len(ENV_PREFIX):].lower().split("__")
+        if keys[0] not in Settings.model_fields or not all(keys):
+            continue
+        parsed: Any = value
+        if value[:1] in "[{":
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(value)
+        table = out
+        for key in keys[:-1]:
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"{name}: {'.'.join(keys)} mixes a value and a table")
+        table[keys[-1]] = parsed
+    return out
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` laid on top, table by table (the environment wins)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 class Profile(BaseModel):
@@ -256,6 +284,7 @@ def load(path: str | os.PathLike[str] | None = None,
     file = config_path(path) if data is None else None
     raw = read_toml(file) if file is not None else dict(data or {})
     env_names = {k for k in os.environ if k.upper().startswith(ENV_PREFIX)}
+    raw = _merged(raw, environment())
     try:
         settings = Settings(**raw)
     except ValidationError as exc:

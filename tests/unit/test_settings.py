@@ -82,6 +82,24 @@ def test_environment_overrides_file(tmp_path, monkeypatch):
     assert profile.target.url == "http://127.0.0.1:10"
 
 
+def test_environment_tables_lists_and_other_variables():
+    """Nested keys, JSON lists, case folding; the tool's own variables are not settings."""
+    env = {"DIRCONNECTOR_SOURCE__URL": '["ldaps://a:636", "ldaps://b:636"]',
+           "dirconnector_sync__remove_missing": "true", "DIRCONNECTOR_CONFIG": "/etc/dc.toml",
+           "DIRCONNECTOR_MIN_INTERVAL_SECONDS": "1", "DIRCONNECTOR_TARGET__NAME": "[not json",
+           "OTHER_SYNC__X": "1"}
+    assert settings.environment(env) == {
+        "source": {"url": ["ldaps://a:636", "ldaps://b:636"]},
+        "sync": {"remove_missing": "true"}, "target": {"name": "[not json"}}
+
+
+def test_environment_overrides_nested_table_key_by_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIRCONNECTOR_SYNC__REMOVE_MISSING", "true")
+    profile = settings.load(write(tmp_path, BASE + "\n[sync]\nmax_revocations = 3\n"))
+    assert profile.settings.sync.remove_missing is True
+    assert profile.settings.sync.max_revocations == 3
+
+
 def test_secret_from_env_and_file(tmp_path, monkeypatch):
     """token_env and token_file both fill the token; the value is a SecretStr."""
     monkeypatch.setenv("MY_TOKEN", "from-env-123")
