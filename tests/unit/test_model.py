@@ -1,5 +1,9 @@
 """Records, normalisation, skips and flattening."""
 
+from dataclasses import replace
+
+import pytest
+
 from dirconnector.model import Group, Snapshot, User, flatten, normalize_email
 
 
@@ -49,6 +53,80 @@ def test_digest_is_stable_and_sensitive():
     c = Snapshot.build([User("1", "a@x.com", display_name="A"), User("2", "b@x.com")],
                        [g("g", {"1"})])
     assert a.digest() == b.digest() != c.digest()
+
+
+def _server(users: list[User], groups: list[Group]) -> Snapshot:
+    """A target-style snapshot: keyed by ref, in whatever order the server listed them."""
+    return Snapshot({u.key: u for u in users}, {x.key: x for x in groups})
+
+
+BASE_USERS = [User(f"e{i}", f"u{i}@x.com", f"u{i}", f"User {i}", f"Given{i}", f"Family{i}",
+                   i % 3 != 0, f"r{i}") for i in range(6)]
+BASE_GROUPS = [Group("g1", "One", frozenset({"r0", "r1"}), frozenset({"g2"}), "s1"),
+               Group("g2", "Two", frozenset({"r2"}), frozenset(), "s2"),
+               Group("g3", "Three", frozenset(), frozenset({"g1", "g2"}), "s3")]
+
+
+def test_digest_does_not_depend_on_record_or_member_order():
+    """Records listed in another order, and sets built in another order, hash the same."""
+    base = _server(BASE_USERS, BASE_GROUPS).digest()
+    shuffled_groups = [Group(x.external_id, x.name, frozenset(sorted(x.member_ids, reverse=True)),
+                             frozenset(sorted(x.subgroup_ids, reverse=True)), x.ref)
+                       for x in reversed(BASE_GROUPS)]
+    assert _server(BASE_USERS[::-1], shuffled_groups).digest() == base
+    assert _server(BASE_USERS[3:] + BASE_USERS[:3], BASE_GROUPS).digest() == base
+
+
+@pytest.mark.parametrize("field", ["external_id", "email", "user_name", "display_name",
+                                   "given_name", "family_name", "active", "ref"])
+def test_digest_changes_with_every_user_field(field):
+    """Changing any one field of one user changes the digest."""
+    users = list(BASE_USERS)
+    old = users[4]
+    new_value = (not old.active) if field == "active" else getattr(old, field) + "x"
+    users[4] = replace(old, **{field: new_value})
+    assert _server(users, BASE_GROUPS).digest() != _server(BASE_USERS, BASE_GROUPS).digest()
+
+
+@pytest.mark.parametrize("field", ["external_id", "name", "ref"])
+def test_digest_changes_with_every_group_field(field):
+    """Changing a group's id, name or ref changes the digest."""
+    groups = list(BASE_GROUPS)
+    groups[1] = replace(groups[1], **{field: getattr(groups[1], field) + "x"})
+    assert _server(BASE_USERS, groups).digest() != _server(BASE_USERS, BASE_GROUPS).digest()
+
+
+def test_digest_changes_with_membership_and_nesting():
+    """Adding, removing or moving a member, or changing a nesting, changes the digest."""
+    base = _server(BASE_USERS, BASE_GROUPS).digest()
+    one, two, three = BASE_GROUPS
+
+    def with_(*groups: Group) -> str:
+        return _server(BASE_USERS, list(groups)).digest()
+
+    added = replace(two, member_ids=two.member_ids | {"r5"})
+    removed = replace(one, member_ids=frozenset({"r0"}))
+    moved_from = replace(one, member_ids=frozenset({"r0"}))
+    moved_to = replace(two, member_ids=frozenset({"r1", "r2"}))
+    unnested = replace(three, subgroup_ids=frozenset({"g1"}))
+    renested = replace(one, subgroup_ids=frozenset({"g3"}))
+    members_as_subgroups = replace(two, member_ids=frozenset(), subgroup_ids=frozenset({"r2"}))
+    digests = {base, with_(one, added, three), with_(removed, two, three),
+               with_(moved_from, moved_to, three), with_(one, two, unnested),
+               with_(renested, two, three), with_(one, members_as_subgroups, three)}
+    assert len(digests) == 7
+
+
+def test_digest_tells_where_a_value_sits():
+    """The same values in other records or other fields are another snapshot."""
+    a, b = BASE_USERS[1], BASE_USERS[2]
+    swapped = [*BASE_USERS[:1], replace(a, display_name=b.display_name),
+               replace(b, display_name=a.display_name), *BASE_USERS[3:]]
+    shifted = [*BASE_USERS[:1], replace(a, given_name=a.family_name, family_name=a.given_name),
+               *BASE_USERS[2:]]
+    digests = {_server(users, BASE_GROUPS).digest() for users in (BASE_USERS, swapped, shifted)}
+    assert len(digests) == 3
+    assert _server([], []).digest() != _server(BASE_USERS[:1], []).digest()
 
 
 def test_flatten_nesting_diamond_cycle_and_dangling():
