@@ -306,13 +306,19 @@ def _replace_user(user: User, **changes: object) -> User:
     return replace(user, **changes)  # type: ignore[arg-type]  # dataclass kwargs checked at runtime
 
 
-def flatten(groups: Mapping[str, Group]) -> dict[str, frozenset[str]]:
+def flatten(groups: Mapping[str, Group], members: Mapping[str, frozenset[str]] | None = None
+            ) -> dict[str, frozenset[str]]:
     """Transitive user members of every group, following nested groups.
 
     Linear in groups + edges: strongly connected components (Tarjan, iterative) make
     every group of a cycle share one member set; diamonds are computed once;
-    subgroup ids that name no group are ignored.
+    subgroup ids that name no group are ignored. ``members``, when given, holds each
+    group's direct members in place of its ``member_ids`` (diff passes them already
+    translated into server keys, so a nested user is translated once, not once per
+    enclosing group).
     """
+    direct = members if members is not None else {
+        gid: group.member_ids for gid, group in groups.items()}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     on_stack: set[str] = set()
@@ -363,19 +369,19 @@ def flatten(groups: Mapping[str, Group]) -> dict[str, frozenset[str]]:
     comp_members: list[frozenset[str]] = []
     for comp in comps:
         if len(comp) == 1 and not kids[comp[0]]:
-            own = groups[comp[0]].member_ids    # a leaf: its own frozenset, no copy
+            own = direct[comp[0]]    # a leaf: its own frozenset, no copy
             comp_members.append(own if type(own) is frozenset else frozenset(own))
             continue
-        members: set[str] = set()
+        union: set[str] = set()
         seen_children: set[int] = set()
         for gid in comp:
-            members.update(groups[gid].member_ids)
+            union.update(direct[gid])
             for child in kids[gid]:
                 c = comp_of[child]
                 if c != comp_of[gid] and c not in seen_children:
                     seen_children.add(c)
-                    members.update(comp_members[c])
-        comp_members.append(frozenset(members))
+                    union.update(comp_members[c])
+        comp_members.append(frozenset(union))
     return {gid: comp_members[comp_of[gid]] for gid in groups}
 
 

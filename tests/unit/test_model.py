@@ -157,3 +157,10 @@ def test_flatten_self_loop_and_deep_chain():
     assert flatten(groups)["s"] == {"x"}
     flat = flatten(chain)
     assert len(flat["g0"]) == 5000 and flat["g4999"] == {"u4999"}
+
+
+def test_flatten_with_direct_members_given():
+    """Given direct members (diff's translated keys) replace the groups' own member_ids."""
+    groups = {x.external_id: x for x in [g("top", {"u0"}, {"sub"}), g("sub", {"u1"})]}
+    flat = flatten(groups, {"top": frozenset({"r0"}), "sub": frozenset({"r1"})})
+    assert flat == {"top": {"r0", "r1"}, "sub": {"r1"}}
