@@ -3,9 +3,11 @@
 The child generates N users and N/20 groups (shallow nesting, 5% disabled, 2% without
 mail), the server's view of the same organisation after an earlier sync (refs instead
 of external ids as keys, disabled users already revoked) plus a little drift (0.1%
-renamed, 0.1% new, 0.1% newly disabled, a few membership changes), then times:
+renamed, 0.1% new, 0.1% newly disabled, a few membership changes; accounts and groups
+in an order of the server's own, revoked users still in their groups), then times:
 ``Snapshot.build`` of the source, ``diff()`` (which flattens the nesting and computes
-both digests, as a real run does), and ``digest()`` of a fresh source snapshot (the
+the directory's digest, as a sync does; the server's digest is only worked out when a
+plan is saved or printed as JSON), and ``digest()`` of a fresh source snapshot (the
 no-op run's only core cost). Peak RSS is the whole child, both snapshots included.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import random
 import sys
 import time
 from typing import Any
@@ -58,12 +61,17 @@ def synthetic(n: int) -> tuple[list[Any], list[Any], Any]:
     server_groups = {}
     for gid, grp in source.groups.items():
         k = int(gid[1:])
-        refs = {ref_of[m] for m in flat[gid] if m in ref_of and server_users[ref_of[m]].active}
+        # Revoked members stay in their groups (diff keeps them there, as Bitwarden does).
+        refs = {ref_of[m] for m in flat[gid] if m in ref_of}
         if k % 100 == 5 and refs:
             refs.discard(min(refs))                    # a member added since: one add
         ref = f"s{k:06d}"
         server_groups[ref] = Group(gid, grp.name, frozenset(refs), frozenset(), ref)
-    server = Snapshot(server_users, server_groups)
+    # A server lists its accounts in its own order, not the directory's.
+    shuffled_users, shuffled_groups = list(server_users.items()), list(server_groups.items())
+    random.Random(7).shuffle(shuffled_users)
+    random.Random(8).shuffle(shuffled_groups)
+    server = Snapshot(dict(shuffled_users), dict(shuffled_groups))
     return users, groups, server
 
 

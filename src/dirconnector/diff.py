@@ -248,12 +248,13 @@ def _diff(desired: Snapshot, current: Snapshot, policy: Policy, managed: frozens
 
     return Plan(
         changes=sort_changes(changes),
-        target_digest=current.digest(),
+        _target_digest="",
         source_digest=desired.digest(),
         skipped=desired.skipped,
         managed_active=managed_active,
         source_users=len(want_users),
         source_complete=desired.complete,
+        computed_from=current,
     )
 
 

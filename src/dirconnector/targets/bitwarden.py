@@ -165,7 +165,8 @@ class BitwardenTarget:
 
     def _current(self, plan: Plan) -> Snapshot:
         """The server state the plan was computed against (read again if not cached)."""
-        if self._last is not None and self._last.digest() == plan.target_digest:
+        if self._last is not None and (plan.computed_from is self._last
+                                       or self._last.digest() == plan.target_digest):
             return self._last
         fresh = self.snapshot()
         if fresh.digest() != plan.target_digest:
