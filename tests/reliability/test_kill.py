@@ -19,8 +19,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KILLS = 3
 SEED = 20261128
-SLOW = {"scim": 0.05, "bw-scim": 0.05, "bitwarden": 0.2}
-"""Seconds added to every request, so an apply lasts long enough to be cut."""
+SLOW = {"scim": 0.05, "bw-scim": 0.05, "bitwarden": 0.4}
+"""Seconds added to every request, so an apply lasts long enough to be cut (a bitwarden
+sync of the 40-user directory is about six requests: 6 x 0.4 s outlasts the longest delay)."""
 
 
 def runs_now(rig: Rig) -> list[tuple[str, str, str]]:
