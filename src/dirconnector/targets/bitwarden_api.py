@@ -162,8 +162,20 @@ class BitwardenApi:
             found = list(pool.map(lambda g: self.get(f"public/groups/{g}/member-ids"), ids))
         return {g: [str(m) for m in members or ()] for g, members in zip(ids, found, strict=True)}
 
-    def read(self, *, members_for: set[str] | None = None, concurrency: int = 8) -> Snapshot:
-        """Members and groups with their member ids.
+    def read(self, *, concurrency: int = 8) -> Snapshot:
+        """Members and groups with their member ids."""
+        members, groups = self.read_raw(concurrency=concurrency)
+        users = [User(external_id=str(m.get("externalId") or ""),
+                      email=normalize_email(m.get("email")),
+                      display_name=str(m.get("name") or ""),
+                      active=m.get("status") != REVOKED, ref=str(m["id"])) for m in members]
+        owners = sorted(str(m["id"]) for m in members if m.get("type") == OWNER)
+        return Snapshot({u.ref: u for u in users}, {g.ref: g for g in groups},
+                        info={"server": "bitwarden", "owners": ",".join(owners)})
+
+    def read_raw(self, *, members_for: set[str] | None = None, concurrency: int = 8
+                 ) -> tuple[list[dict[str, Any]], list[Group]]:
+        """The members as the API lists them, and the groups with their member ids.
 
         ``members_for``: read the member ids only of the groups with these external ids
         (one request per group); the other groups come back with no member ids.
@@ -173,14 +185,7 @@ class BitwardenApi:
         wanted = [g for g in groups
                   if members_for is None or g.get("externalId") in members_for]
         members_of = self.group_members([str(g["id"]) for g in wanted], concurrency)
-        ids = [members_of.get(str(g["id"]), ()) for g in groups]
-        users = [User(external_id=str(m.get("externalId") or ""),
-                      email=normalize_email(m.get("email")),
-                      display_name=str(m.get("name") or ""),
-                      active=m.get("status") != REVOKED, ref=str(m["id"])) for m in members]
         out_groups = [Group(external_id=str(g.get("externalId") or ""), name=str(g["name"]),
-                            member_ids=frozenset(str(i) for i in member_ids or ()),
-                            ref=str(g["id"])) for g, member_ids in zip(groups, ids, strict=True)]
-        owners = sorted(str(m["id"]) for m in members if m.get("type") == OWNER)
-        return Snapshot({u.ref: u for u in users}, {g.ref: g for g in out_groups},
-                        info={"server": "bitwarden", "owners": ",".join(owners)})
+                            member_ids=frozenset(map(str, members_of.get(str(g["id"]), ()))),
+                            ref=str(g["id"])) for g in groups]
+        return members, out_groups

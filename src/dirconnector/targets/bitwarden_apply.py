@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import AuthError, DirconnectorError, TransientError
-from ..model import Snapshot
+from ..model import Group, Snapshot, normalize_email
 from ..outcome import Outcome
 from ..plan import (
     AddMembers,
@@ -219,7 +219,7 @@ class Applier:
         unsure = {g for c in changes if id(c) in self._import_errors
                   and (g := _group_ext(c))}
         try:
-            after = self.api.read(members_for=unsure, concurrency=self.concurrency)
+            members, groups = self.api.read_raw(members_for=unsure, concurrency=self.concurrency)
         except AuthError:
             raise
         except DirconnectorError as exc:
@@ -228,7 +228,8 @@ class Applier:
                 error = self._import_errors.get(id(change), "")
                 self._done(change, "failed" if error else "ok", error)
             return
-        index = Index(after, inferred={g for c in changes if (g := _group_ext(c))} - unsure)
+        index = Index(members, groups,
+                      inferred={g for c in changes if (g := _group_ext(c))} - unsure)
         for change in changes:
             reason, ref = verify(change, index)
             if reason and id(change) in self._import_errors:
@@ -245,37 +246,49 @@ def _group_ext(change: Change) -> str:
 
 
 class Index:
-    """A server snapshot indexed for checking many changes against it."""
+    """The server after the imports, indexed for checking many changes against it.
 
-    def __init__(self, after: Snapshot, inferred: set[str] | None = None) -> None:
-        self.after = after
+    Built from the member list as the API returns it: a verification looks up a few
+    fields of each member, and making 100k User records for it cost 0.4 s.
+    """
+
+    def __init__(self, members: list[dict[str, Any]], groups: list[Group],
+                 inferred: set[str] | None = None) -> None:
+        self.external_id = {str(m["id"]): str(m.get("externalId") or "") for m in members}
+        """Member id -> its external id ("" when it has none)."""
+        self.by_external_id = {ext: ref for ref, ext in self.external_id.items() if ext}
+        self.groups_by_ext = {g.external_id: g for g in groups if g.external_id}
         self.inferred = inferred or set()
         """External ids of groups whose member ids were not read (imported with a 200)."""
-        self.users_by_ext = {u.external_id: u for u in after.users.values() if u.external_id}
-        self.users_by_email = {u.email: u for u in after.users.values()}
-        self.groups_by_ext = {g.external_id: g for g in after.groups.values() if g.external_id}
+        self._members = members
+        self._by_email: dict[str, str] | None = None
+
+    def by_email(self, email: str) -> str | None:
+        """The id of the member with this (normalised) email; indexed on first use."""
+        if self._by_email is None:
+            self._by_email = {normalize_email(m.get("email")): str(m["id"])
+                              for m in self._members}
+        return self._by_email.get(email)
 
 
 def verify(change: Change, index: Index) -> tuple[str, str]:
     """Why ``change`` did not take effect ("" if it did), and the touched ref."""
-    after = index.after
-    users_by_ext = index.users_by_ext
+    by_external_id = index.by_external_id
     if isinstance(change, CreateUser):
-        user = users_by_ext.get(change.user.external_id)
-        if user is not None:
-            return "", user.key
-        holder = index.users_by_email.get(change.user.email)
+        ref = by_external_id.get(change.user.external_id)
+        if ref is not None:
+            return "", ref
+        holder = index.by_email(change.user.email)
         if holder is not None:
             return (f"the server skipped it: {change.user.email} is already a member "
-                    f"(external id {holder.external_id or 'none'})", holder.key)
+                    f"(external id {index.external_id[holder] or 'none'})", holder)
         return "the server accepted the import but did not create the member (seats?)", ""
     if isinstance(change, LinkUser):
-        acct = after.users.get(change.ref)
-        if acct is not None and acct.external_id == change.user.external_id:
+        if index.external_id.get(change.ref) == change.user.external_id:
             return "", change.ref
         return "the server did not link the member by email", change.ref
     if isinstance(change, DeleteUser):
-        if change.ref in after.users:
+        if change.ref in index.external_id:
             return "still a member after the import (owners and members without an external "\
                    "id are never removed by it)", change.ref
         return "", change.ref
@@ -287,8 +300,8 @@ def verify(change: Change, index: Index) -> tuple[str, str]:
         return f"group is named {group.name!r}, not {change.name!r}", group.key
     if isinstance(change, AddMembers):
         missing = [m.email for m in change.members
-                   if (u := users_by_ext.get(m.external_id)) is None
-                   or (gext not in index.inferred and u.key not in group.member_ids)]
+                   if (ref := by_external_id.get(m.external_id)) is None
+                   or (gext not in index.inferred and ref not in group.member_ids)]
         if missing:
             return f"not added: {', '.join(missing[:5])}", group.key
     if isinstance(change, RemoveMembers) and gext not in index.inferred:

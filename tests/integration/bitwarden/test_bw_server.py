@@ -136,3 +136,16 @@ def test_scim_patch_active_and_put_ignores_email(bw_server: BitwardenServer) -> 
     body = {"userName": "new@x.org", "active": True}
     assert requests.put(url, json=body, headers=h, timeout=5).json()["userName"] == "a@x.org"
     assert a.status == CONFIRMED
+
+
+def test_import_sees_member_changes_made_between_imports(bw_server: BitwardenServer,
+                                                         api: PublicApi) -> None:
+    """The server reuses what its last import indexed only while no member changed: an
+    external id cleared in the web vault in between makes the next import link again."""
+    assert api.import_([{"email": "a@example.com", "externalId": "a"}]).status_code == 200
+    member = bw_server.member("a@example.com")
+    assert member is not None
+    member.external_id = None
+    assert api.import_([{"email": "a@example.com", "externalId": "a2"}]).status_code == 200
+    assert bw_server.member("a@example.com").external_id == "a2"  # type: ignore[union-attr]
+    assert len(bw_server.org.members) == 1
