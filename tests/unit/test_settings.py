@@ -172,3 +172,15 @@ def test_config_example_is_valid(monkeypatch):
     profile = settings.load(root / "config.example.toml")
     assert profile.source.type == "file" and profile.target.type == "scim"
     assert profile.settings.sync.remove_missing is False
+
+
+def test_builtin_plugins_are_the_installed_entry_points():
+    """registry.BUILTIN (found without a metadata scan) matches pyproject's entry points."""
+    from dirconnector import registry
+
+    for group, names in registry.BUILTIN.items():
+        installed = {n: p.value for n, p in registry.available(group).items()
+                     if p.distribution == "dirconnector"}
+        assert installed == names
+        for name in names:
+            assert registry.find(group, name).load().__name__ == names[name].rsplit(":")[1]
