@@ -218,7 +218,8 @@ class Runner:
             return None
         try:
             marker = read_marker()
-        except DirconnectorError as exc:
+        except (DirconnectorError, ValueError, OSError) as exc:
+            # Only a shortcut: the full read that follows reports any real problem.
             log.debug("no change marker (%s); reading the directory in full", exc)
             return None
         return str(marker) if marker else None
