@@ -23,6 +23,21 @@ FAKE_GOOGLE_KEY = json.dumps({
     "private_key_id": "k1", "token_uri": "https://oauth2.googleapis.com/token"})
 
 
+def _secrets_for(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip if the converted profile's connector is not installed; set every secret the
+    converted profiles name by environment variable."""
+    from dirconnector.registry import CONNECTORS, find
+
+    try:
+        find(CONNECTORS, kind).load()
+    except ConfigError as exc:
+        pytest.skip(f"the {kind} connector is not importable yet: {exc}")
+    for name in ("LDAP_BIND_PASSWORD", "ENTRA_CLIENT_SECRET", "OKTA_API_TOKEN",
+                 "ONELOGIN_CLIENT_SECRET", "BW_CLIENTSECRET"):
+        monkeypatch.setenv(name, "dummy-secret")
+    monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_JSON", FAKE_GOOGLE_KEY)
+
+
 def load_sample(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
@@ -109,18 +124,10 @@ def test_not_a_bwdc_file_is_a_config_error() -> None:
 def test_output_passes_config_validation(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The converted profile validates with settings.load once its connector is installed."""
     from dirconnector import settings
-    from dirconnector.registry import CONNECTORS, find
 
     data = load_sample(path)
     kind = EXPECTED_TYPE[data["directoryType"]]
-    try:
-        find(CONNECTORS, kind).load()
-    except ConfigError as exc:
-        pytest.skip(f"the {kind} connector is not importable yet: {exc}")
-    for name in ("LDAP_BIND_PASSWORD", "ENTRA_CLIENT_SECRET", "OKTA_API_TOKEN",
-                 "ONELOGIN_CLIENT_SECRET", "BW_CLIENTSECRET"):
-        monkeypatch.setenv(name, "dummy-secret")
-    monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_JSON", FAKE_GOOGLE_KEY)
+    _secrets_for(kind, monkeypatch)
     text, _ = convert(data)
     profile = settings.load(data=tomllib.loads(text))
     assert profile.source.type == kind
@@ -134,17 +141,9 @@ def test_cli_import_then_config_validate(path: Path, tmp_path: Path,
     from click.testing import CliRunner
 
     from dirconnector.cli import main
-    from dirconnector.registry import CONNECTORS, find
 
     kind = EXPECTED_TYPE[load_sample(path)["directoryType"]]
-    try:
-        find(CONNECTORS, kind).load()
-    except ConfigError as exc:
-        pytest.skip(f"the {kind} connector is not importable yet: {exc}")
-    for name in ("LDAP_BIND_PASSWORD", "ENTRA_CLIENT_SECRET", "OKTA_API_TOKEN",
-                 "ONELOGIN_CLIENT_SECRET", "BW_CLIENTSECRET"):
-        monkeypatch.setenv(name, "dummy-secret")
-    monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT_JSON", FAKE_GOOGLE_KEY)
+    _secrets_for(kind, monkeypatch)
     out = tmp_path / "dirconnector.toml"
     result = CliRunner().invoke(main, ["import-bwdc", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output

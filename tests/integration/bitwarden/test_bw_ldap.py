@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -24,40 +16,20 @@ from dirconnector.targets.scim import ScimSettings, ScimTarget
 from dirconnector.testing import managed_refs
 from tests.emulators.bitwarden.org import REVOKED
 from tests.emulators.bitwarden.server import BitwardenServer
+from tests.integration.ldap.conftest import ldapdata, ldapmodify, running_slapd
 
 from .conftest import target_for
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "scripts" / "servers" / "slapd"
 USERS, GROUPS = 2300, 20          # more than 2,000: the import must be batched
 POLICY = Policy(remove_missing=True)
-
-
-def _ldapdata() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bw_ldapdata",
-                                                  ROOT / "scripts" / "servers" / "ldapdata.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A throwaway slapd with generated people and nested groups, for this module."""
-    if not Path(os.environ.get("SLAPD", "/usr/sbin/slapd")).exists() or not shutil.which(
-            "ldapmodify"):
-        pytest.skip("slapd and ldap-utils are not installed (apt-get install slapd ldap-utils)")
-    run_dir = tmp_path_factory.mktemp("bw-slapd")
-    subprocess.run([sys.executable, str(SCRIPT), "start", "--fresh", "--run-dir", str(run_dir),
-                    "--users", str(USERS), "--groups", str(GROUPS)],
-                   check=True, capture_output=True)
-    try:
-        yield json.loads((run_dir / "env.json").read_text())
-    finally:
-        subprocess.run([sys.executable, str(SCRIPT), "stop", "--run-dir", str(run_dir)],
-                       check=False, capture_output=True)
+    with running_slapd(tmp_path_factory.mktemp("bw-slapd"), USERS, GROUPS) as env:
+        yield env
 
 
 def connector(slapd: dict[str, str]) -> LdapConnector:
@@ -80,7 +52,7 @@ def apply(target: BitwardenTarget | ScimTarget, plan: Plan) -> list[Outcome]:
 
 def test_ldap_to_bitwarden(slapd: dict[str, str], bw_server: BitwardenServer) -> None:
     """Batched first sync, an empty second plan, a lock revokes exactly one."""
-    data = _ldapdata()
+    data = ldapdata
     source, target = connector(slapd), target_for(bw_server)
     first = apply(target, plan_for(source, target))
     assert first and [o for o in first if o.status != "ok"] == []
@@ -95,11 +67,8 @@ def test_ldap_to_bitwarden(slapd: dict[str, str], bw_server: BitwardenServer) ->
     assert plan_for(source, target).empty
 
     victim = next(i for i in range(100, USERS) if data.has_mail(i) and not data.is_disabled(i))
-    subprocess.run(["ldapmodify", "-x", "-H", slapd["SLAPD_URL"], "-D", slapd["SLAPD_ADMIN_DN"],
-                    "-w", slapd["SLAPD_ADMIN_PASSWORD"]], check=True, capture_output=True,
-                   input=(f"dn: {data.user_dn(victim)}\nchangetype: modify\n"
-                          f"add: pwdAccountLockedTime\npwdAccountLockedTime: {data.LOCKED}\n"
-                          ).encode())
+    ldapmodify(slapd, f"dn: {data.user_dn(victim)}\nchangetype: modify\n"
+                      f"add: pwdAccountLockedTime\npwdAccountLockedTime: {data.LOCKED}\n")
     locked = plan_for(source, target)
     assert [c.kind for c in locked.changes] == ["revoke_user"]
     assert all(o.status == "ok" for o in apply(target, locked))

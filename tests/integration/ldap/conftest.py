@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -44,22 +45,29 @@ def _python_ldap() -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Start slapd once per session with the generated directory; stop it at the end."""
+@contextlib.contextmanager
+def running_slapd(run_dir: Path, users: int, groups: int) -> Iterator[dict[str, str]]:
+    """A fresh slapd in ``run_dir`` with the generated directory, stopped at the end;
+    skips the test when slapd or ldap-utils are missing."""
     if not Path(os.environ.get("SLAPD", "/usr/sbin/slapd")).exists():
         pytest.skip("slapd is not installed (apt-get install slapd ldap-utils)")
     if shutil.which("ldapmodify") is None:
         pytest.skip("ldap-utils is not installed (apt-get install ldap-utils)")
-    run_dir = tmp_path_factory.mktemp("slapd")
     subprocess.run([sys.executable, str(SCRIPT), "start", "--fresh", "--run-dir", str(run_dir),
-                    "--users", str(USERS), "--groups", str(GROUPS)],
+                    "--users", str(users), "--groups", str(groups)],
                    check=True, capture_output=True)
     try:
         yield json.loads((run_dir / "env.json").read_text())
     finally:
         subprocess.run([sys.executable, str(SCRIPT), "stop", "--run-dir", str(run_dir)],
                        check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Start slapd once per session with the generated directory; stop it at the end."""
+    with running_slapd(tmp_path_factory.mktemp("slapd"), USERS, GROUPS) as env:
+        yield env
 
 
 @pytest.fixture(params=["python-ldap", "ldap3"], scope="session")
