@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() \
-    else sys.executable
+PYTHON = sys.executable
+"""The project's environment: scripts/bench re-executes itself there before importing this."""
 
 
 @dataclass

@@ -44,8 +44,30 @@ print(json.dumps({"seconds": seconds, "cpu": cpu, "users": len(snap.users),
 """
 
 
+STARTED: list[Path] = []
+"""Run directories of the slapd servers this process started (not found running)."""
+
+
+def running(run_dir: Path) -> bool:
+    try:
+        os.kill(int((run_dir / "slapd.pid").read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def stop_started() -> None:
+    """Stop the slapd servers this process started; their data stays for the next run."""
+    while STARTED:
+        run_dir = STARTED.pop()
+        subprocess.run([sys.executable, str(SLAPD), "stop", "--keep", "--run-dir",
+                        str(run_dir)], check=False, capture_output=True)
+
+
 def start(users: int, groups: int) -> dict[str, str]:
     run_dir = Path(os.environ.get("DIRCONNECTOR_RUN_DIR", "/tmp")) / f"bench-slapd-{users}"
+    if not running(run_dir) and run_dir not in STARTED:
+        STARTED.append(run_dir)
     env_file = run_dir / "env.json"
     if env_file.is_file():
         env = json.loads(env_file.read_text())

@@ -56,13 +56,22 @@ def connector_sample(env: dict[str, str], backend: str) -> Sample:
     return s
 
 
+BACKENDS = (("python-ldap", "ldap"), ("ldap3", "ldap3"))
+
+
 def backends() -> list[str]:
-    """The installed LDAP backends (python-ldap is an optional extra)."""
+    """Both LDAP backends; one that does not import stops the benchmark, with the reason
+    (a table without its row would read as if the backend had been measured)."""
     import subprocess
 
-    return [name for name, module in (("python-ldap", "ldap"), ("ldap3", "ldap3"))
-            if subprocess.run([PYTHON, "-c", f"import {module}"],
-                              capture_output=True).returncode == 0]
+    for name, module in BACKENDS:
+        res = subprocess.run([PYTHON, "-c", f"import {module}, dirconnector"],
+                             capture_output=True, text=True)
+        if res.returncode:
+            last = (res.stderr.strip().splitlines() or ["no message"])[-1]
+            raise SystemExit(f"bench ldap: cannot measure {name}: {PYTHON} cannot import "
+                             f"{module}: {last} (scripts/_venv.sh dev,all,ldap-fast installs it)")
+    return [name for name, _ in BACKENDS]
 
 
 def run(sizes: list[int], repeat: int) -> dict[str, Any]:

@@ -55,8 +55,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--e2e-latency-ms", type=float, default=0.0,
                         help="e2e: scimlat latency per request")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--keep-servers", action="store_true",
+                        help="leave the slapd servers this run started running (the next "
+                             "run reuses them); by default they are stopped at the end")
     args = parser.parse_args(argv)
+    import bench_ldap
 
+    try:
+        return _main(args)
+    finally:
+        if not args.keep_servers:
+            bench_ldap.stop_started()
+
+
+def _main(args: argparse.Namespace) -> int:
     sizes = _ints(args.sizes) if args.sizes else [10_000, 100_000]
     diff_sizes = (_ints(args.diff_sizes) if args.diff_sizes
                   else sizes if args.part == "diff" and args.sizes else [100_000, 1_000_000])
