@@ -298,7 +298,7 @@ class OktaEmulator:
         server.host = f"127.0.0.1:{server.server_address[1]}"
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="okta-emulator",
-                                        daemon=True)
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 

@@ -126,7 +126,8 @@ class FaultProxy:
             self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
         scheme = "https" if ssl_context is not None else "http"
         self.url = f"{scheme}://localhost:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
 
     def start(self) -> FaultProxy:
         self._thread.start()
