@@ -1,4 +1,4 @@
-"""Suite-wide secret-leak check.
+"""Suite-wide secret-leak check, and retry back-off that does not wait.
 
 Every secret any test hands to dirconnector passes through pydantic's ``SecretStr``;
 this records each value (8 characters or more) for the session. After every test, its
@@ -6,6 +6,10 @@ captured stdout, stderr and log records, and the failure report with its traceba
 are searched for every recorded value; any hit fails the session, naming the test.
 Tests that deliberately show a value (a bad token they assert is *not* echoed) only
 pass when it is indeed absent, so this adds no exceptions.
+
+``dirconnector.http`` runs in testing mode (back-off waits return at once) except in
+tests marked ``real_backoff``; the wait each retry asks for is still logged and handed
+to a ``sleep`` a test injects.
 
 Under CI (``DIRCONNECTOR_CI_NO_SKIP``, set by scripts/test when ``CI`` is set) a skipped
 test fails the session: CI installs every server the tests need.
@@ -15,11 +19,16 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import pydantic
 import pytest
 from click.testing import CliRunner, Result
+
+from dirconnector import http
+
+http.set_testing(True)  # session fixtures too; _instant_backoff decides per test
 
 _SECRETS: set[str] = set()
 _HITS: list[str] = []
@@ -51,6 +60,20 @@ def _checked_invoke(self: CliRunner, *args: Any, **kwargs: Any) -> Result:
 
 
 CliRunner.invoke = _checked_invoke  # type: ignore[method-assign]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_backoff: retry back-off really waits (dirconnector.http testing "
+                   "mode off), for tests that measure the timing of retries")
+
+
+@pytest.fixture(autouse=True)
+def _instant_backoff(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Back-off waits return at once unless the test is marked real_backoff."""
+    http.set_testing(request.node.get_closest_marker("real_backoff") is None)
+    yield
+    http.set_testing(True)
 
 
 _CI_SKIPS: list[str] = []

@@ -13,11 +13,11 @@ organization knows by external id (reference 2.6, step 7).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import AuthError, DirconnectorError, TransientError
+from ..http import pause
 from ..model import Group, Snapshot, normalize_email
 from ..outcome import Outcome
 from ..plan import (
@@ -105,7 +105,7 @@ class Applier:
             except AuthError:
                 raise
             except DirconnectorError:
-                time.sleep(0.2 * (attempt + 1))
+                pause(0.2 * (attempt + 1))
         revoked = isinstance(member, dict) and member.get("status") == REVOKED
         return revoked if isinstance(change, RevokeUser) else not revoked
 

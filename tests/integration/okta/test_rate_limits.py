@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 Make = Callable[..., OktaConnector]
 
 
+@pytest.mark.real_backoff  # waits out the emulator's real one-second window
 def test_429_window_is_waited_out_and_the_read_completes(org: Org, make: Make) -> None:
     """Meeting 429 E0000047 (budget spent by others), the read waits for the reset and finishes."""
     expected = make().fetch(ConnectorState()).digest()
@@ -31,6 +32,7 @@ def test_429_window_is_waited_out_and_the_read_completes(org: Org, make: Make) -
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.real_backoff  # pauses until the emulator's real one-second window resets
 def test_slows_down_before_the_budget_reaches_zero(org: Org, make: Make) -> None:
     """With a reserve the connector pauses for the reset and is never answered 429."""
     org.state.rate.limit, org.state.rate.window = 6, 1
