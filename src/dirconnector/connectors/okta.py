@@ -72,7 +72,7 @@ class OktaConnector:
         self.auth_mode = auth.description
         self.api = OktaApi(s.org_url, auth, verify=s.verify, timeout=s.timeout,
                            reserve_ratio=s.rate_limit_reserve, max_wait=s.rate_limit_max_wait,
-                           sleep=sleep)
+                           sleep=sleep, clock=clock)
         self._fingerprint = fingerprint(s.org_url, s.user_filter, s.group_filter,
                                         s.email_attribute, s.incremental)
 
