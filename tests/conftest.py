@@ -24,9 +24,10 @@ test fails the session: CI installs every server the tests need.
 from __future__ import annotations
 
 import os
+import subprocess
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,17 @@ def _instant_backoff(request: pytest.FixtureRequest) -> Iterator[None]:
     http.set_testing(True)
 
 
+_STOPPING: list[subprocess.Popen[bytes]] = []
+"""Stop commands still running (``stop_in_background``)."""
+
+
+def stop_in_background(command: Sequence[str]) -> None:
+    """Run a server's stop command without waiting for it; the session waits for every
+    one at its end, so servers stop side by side rather than one after another."""
+    _STOPPING.append(subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+
+
 _CI_SKIPS: list[str] = []
 
 
@@ -134,6 +146,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 @pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: Any) -> None:
+    for proc in _STOPPING:
+        proc.wait(timeout=120)
     scan_artifacts()
     if _HITS or _CI_SKIPS:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

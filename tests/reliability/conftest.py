@@ -67,27 +67,10 @@ def make_rig_for(artifacts: Path, scim_process: ScimServer,
         close_rig(rig)
 
 
-SLAPD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "servers" / "slapd"
-
-
 @pytest.fixture(scope="session")
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real OpenLDAP slapd with 100 generated people in 5 groups (scripts/servers/slapd)."""
-    import json
-    import os
-    import shutil
-    import subprocess
-    import sys
+    from tests.integration.ldap.conftest import running_slapd
 
-    if not Path(os.environ.get("SLAPD", "/usr/sbin/slapd")).exists() or not shutil.which(
-            "ldapmodify"):
-        pytest.skip("slapd / ldap-utils are not installed (scripts/test installs them as root)")
-    run_dir = tmp_path_factory.mktemp("rel-slapd")
-    subprocess.run([sys.executable, str(SLAPD_SCRIPT), "start", "--fresh", "--run-dir",
-                    str(run_dir), "--users", "100", "--groups", "5"],
-                   check=True, capture_output=True)
-    try:
-        yield json.loads((run_dir / "env.json").read_text())
-    finally:
-        subprocess.run([sys.executable, str(SLAPD_SCRIPT), "stop", "--run-dir", str(run_dir)],
-                       check=False, capture_output=True)
+    with running_slapd(tmp_path_factory.mktemp("rel-slapd"), 100, 5) as env:
+        yield env

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import stop_in_background
 from tests.integration.ad.maxvalrange import MaxValRangeProxy
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -87,8 +88,8 @@ def ad_server() -> Iterator[AdServer]:
             admin_password=env["DIRCONNECTOR_AD_ADMIN_PASSWORD"],
             smb_conf=env["DIRCONNECTOR_AD_SMB_CONF"])
     finally:
-        if not was_running:
-            subprocess.run([sys.executable, str(SCRIPT), "stop"], timeout=60)
+        if not was_running:   # the session waits for the stop before it ends
+            stop_in_background([sys.executable, str(SCRIPT), "stop"])
 
 
 @pytest.fixture(scope="session")

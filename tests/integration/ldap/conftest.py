@@ -19,6 +19,7 @@ import pytest
 from dirconnector.connectors.ldap import LdapConnector, LdapSettings
 from dirconnector.model import Snapshot
 from dirconnector.state_space import ConnectorState
+from tests.conftest import stop_in_background
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "servers" / "slapd"
@@ -47,8 +48,8 @@ def _python_ldap() -> bool:
 
 @contextlib.contextmanager
 def running_slapd(run_dir: Path, users: int, groups: int) -> Iterator[dict[str, str]]:
-    """A fresh slapd in ``run_dir`` with the generated directory, stopped at the end;
-    skips the test when slapd or ldap-utils are missing."""
+    """A fresh slapd in ``run_dir`` with the generated directory, stopped at the end (in
+    the background); skips the test when slapd or ldap-utils are missing."""
     if not Path(os.environ.get("SLAPD", "/usr/sbin/slapd")).exists():
         pytest.skip("slapd is not installed (apt-get install slapd ldap-utils)")
     if shutil.which("ldapmodify") is None:
@@ -59,8 +60,7 @@ def running_slapd(run_dir: Path, users: int, groups: int) -> Iterator[dict[str, 
     try:
         yield json.loads((run_dir / "env.json").read_text())
     finally:
-        subprocess.run([sys.executable, str(SCRIPT), "stop", "--run-dir", str(run_dir)],
-                       check=False, capture_output=True)
+        stop_in_background([sys.executable, str(SCRIPT), "stop", "--run-dir", str(run_dir)])
 
 
 @pytest.fixture(scope="session")
