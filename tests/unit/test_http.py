@@ -14,7 +14,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from dirconnector.errors import AuthError, Conflict, SourceError, TargetError, TransientError
-from dirconnector.http import HttpClient, RetryPolicy, parse_retry_after
+from dirconnector.http import (
+    HttpClient,
+    RetryPolicy,
+    is_testing,
+    parse_retry_after,
+    pause,
+    set_testing,
+)
 
 
 class Script:
@@ -97,6 +104,29 @@ def test_429_then_success_honours_retry_after(server):
     c, slept = client(url)
     assert c.get_json("/x") == {"ok": True}
     assert slept == [1.5] and script.seen == 2
+
+
+def test_testing_mode_retries_at_once_and_still_logs_the_wait(server, caplog):
+    """With set_testing on, a 429's Retry-After is logged and the retry sent without waiting."""
+    url, script = server
+    script.queue = [(429, {"Retry-After": "30"}, "{}"), (200, {}, '{"ok": true}')]
+    c = HttpClient(url, side="target", label="test", timeout=5)   # the default sleep
+    started = time.monotonic()
+    with caplog.at_level("INFO", logger="dirconnector.http"):
+        assert c.get_json("/x") == {"ok": True}
+    assert time.monotonic() - started < 5 and script.seen == 2
+    assert "HTTP 429; retry 1 in 30.00s" in caplog.text
+
+
+def test_pause_sleeps_unless_testing(monkeypatch):
+    """http.pause sleeps the given seconds with testing mode off and not at all with it on."""
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    set_testing(False)
+    pause(0.5)
+    set_testing(True)
+    pause(0.7)
+    assert slept == [0.5] and is_testing()
 
 
 def test_503_storm_gives_up_after_the_bound(server):
