@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from click.testing import CliRunner
 from pydantic import SecretStr
 
@@ -56,29 +57,44 @@ def test_writes_artifacts(tmp_path):
 '''
 
 
-def session(tmp_path: Path, written: str) -> subprocess.CompletedProcess[str]:
-    """A pytest session of one tiny test file with tests/conftest.py as its plugin."""
-    (tmp_path / "test_tiny.py").write_text(TINY.replace("WRITTEN", repr(written)))
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider",
-         "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "tmp"),
-         str(tmp_path / "test_tiny.py")],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-        text=True, timeout=120)
+WRITTEN = {"leaked": "Bearer recorded-secret-1234 / child-process-secret-42",
+           "clean": "Bearer [redacted]"}
+"""What the tiny test writes into its watched run.out, by session."""
 
 
-def test_a_secret_in_an_artifact_fails_the_session(tmp_path):
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, str]]:
+    """Two pytest sessions of one tiny test file each, with tests/conftest.py as their
+    plugin, run side by side: (exit code, output) by name."""
+    procs = {}
+    for name, written in WRITTEN.items():
+        folder = tmp_path_factory.mktemp(name)
+        (folder / "test_tiny.py").write_text(TINY.replace("WRITTEN", repr(written)))
+        procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest",
+             "-p", "no:cacheprovider", "--rootdir", str(folder),
+             "--basetemp", str(folder / "tmp"), str(folder / "test_tiny.py")],
+            cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    results = {}
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=120)
+        results[name] = (proc.returncode, out)
+    return results
+
+
+def test_a_secret_in_an_artifact_fails_the_session(sessions):
     """A passing session fails when a watched file holds a recorded or a registered secret."""
-    run = session(tmp_path, "Bearer recorded-secret-1234 / child-process-secret-42")
-    assert run.returncode == 1, run.stdout
-    assert "1 passed" in run.stdout
-    hits = [line for line in run.stdout.splitlines() if "artifacts/run.out" in line]
+    code, out = sessions["leaked"]
+    assert code == 1, out
+    assert "1 passed" in out
+    hits = [line for line in out.splitlines() if "artifacts/run.out" in line]
     assert sorted(hits) == ["secret value in output: artifact artifacts/run.out: chil…",
                             "secret value in output: artifact artifacts/run.out: reco…"]
 
 
-def test_clean_artifacts_pass_and_are_counted(tmp_path):
+def test_clean_artifacts_pass_and_are_counted(sessions):
     """Without a secret in them the session passes, and the summary counts the files read."""
-    run = session(tmp_path, "Bearer [redacted]")
-    assert run.returncode == 0, run.stdout
-    assert "nor 2 in 2 artifact file(s) (1 .out, 1 .toml)" in run.stdout
+    code, out = sessions["clean"]
+    assert code == 0, out
+    assert "nor 2 in 2 artifact file(s) (1 .out, 1 .toml)" in out
