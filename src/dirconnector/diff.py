@@ -38,6 +38,7 @@ from .plan import (
     UpdateUser,
     sort_changes,
 )
+from .takeover import recognise
 
 USER_FIELDS = ("email", "display_name", "given_name", "family_name")
 
@@ -74,7 +75,14 @@ def diff(
     display names does not get the same impossible update on every run.
     """
     with paused_gc():
-        return _diff(desired, current, policy, managed, fields)
+        # A takeover (``desired.previous_keys``) is one matching step before the diff:
+        # accounts recognised by another tool's key are compared under the directory's id,
+        # ahead of any matching by email (takeover.py).
+        found = recognise(desired, current)
+        if found is None:
+            return _diff(desired, current, policy, managed, fields)
+        plan = _diff(found.desired, found.current, policy, managed, fields)
+        return found.finish(plan, desired, current)
 
 
 class _NoAccount:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .plan import Plan, is_removal
+from .takeover import guard_note
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,4 +50,6 @@ def guard(plan: Plan, limits: Limits = Limits(), previous_source_users: int | No
         reasons.append(f"{what}, {removals / plan.managed_active:.0%} of the "
                        f"{plan.managed_active} managed active accounts, more than "
                        f"max_revocation_ratio = {limits.max_revocation_ratio:.0%}")
+    if reasons and (note := guard_note(plan)):
+        reasons.append(note)             # a takeover's removals are another tool's leftovers
     return reasons

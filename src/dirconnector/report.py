@@ -27,6 +27,8 @@ from .plan import (
     LinkGroup,
     LinkUser,
     Plan,
+    RelinkGroup,
+    RelinkUser,
     RemoveMembers,
     RenameGroup,
     RevokeUser,
@@ -35,6 +37,7 @@ from .plan import (
 )
 from .state import RunRow
 from .sync import RunResult
+from .takeover import summary as takeover_summary
 
 STYLES = {"+": "green", "~": "yellow", "-": "red", ">": "cyan"}
 VERBS = {
@@ -42,7 +45,7 @@ VERBS = {
     "restore_user": "restore user", "revoke_user": "revoke user", "delete_user": "delete user",
     "create_group": "create group", "link_group": "link group", "rename_group": "rename group",
     "add_members": "add to group", "remove_members": "remove from group",
-    "delete_group": "delete group",
+    "delete_group": "delete group", "relink_user": "relink", "relink_group": "relink group",
 }
 PER_KIND_LIMIT = 200
 
@@ -73,6 +76,9 @@ def _describe(change: Change) -> str:
     if isinstance(change, LinkUser):
         was = f" (was {change.previous_external_id!r})" if change.previous_external_id else ""
         return f"{verb} {what}: existing account gets external id {change.user.external_id!r}{was}"
+    if isinstance(change, RelinkUser | RelinkGroup):
+        new = change.user.external_id if isinstance(change, RelinkUser) else change.external_id
+        return f"{verb} {what}: \"{change.previous_external_id}\" → {new}"
     if isinstance(change, RevokeUser | DeleteUser):
         why = "disabled in the directory" if change.reason == "disabled" else \
             "no longer in the directory"
@@ -106,6 +112,9 @@ def plan_renderable(plan: Plan, refused: Sequence[str] = (), verbose: bool = Fal
                     ) -> RenderableType:
     """Terraform-like: one marked line per change, a closing tally, or 'No changes.'"""
     parts: list[RenderableType] = []
+    takeover = takeover_summary(plan)
+    if takeover:
+        parts.append(Text("\n".join(takeover) + "\n", style="bold cyan"))
     if plan.empty:
         parts.append(Text("No changes. The server matches the directory.", style="bold green"))
     else:
@@ -171,6 +180,9 @@ def result_renderable(result: RunResult) -> RenderableType:
 
 def plan_markdown(plan: Plan, refused: Sequence[str] = ()) -> str:
     lines = ["# dirconnector plan", ""]
+    takeover = takeover_summary(plan)
+    if takeover:
+        lines += ["```", *takeover, "```", ""]
     if plan.empty:
         lines.append("No changes. The server matches the directory.")
     else:

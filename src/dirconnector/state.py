@@ -37,6 +37,8 @@ from .plan import (
     DeleteUser,
     LinkGroup,
     LinkUser,
+    RelinkGroup,
+    RelinkUser,
     plain,
     subject,
 )
@@ -298,11 +300,11 @@ _MANAGED_DEL = "DELETE FROM managed WHERE profile=? AND kind=? AND ref=?"
 def _managed_updates(profile: str, outcome: Outcome) -> list[tuple[str, tuple[Any, ...]]]:
     """The managed-set statements an applied change calls for."""
     change = outcome.change
-    if isinstance(change, CreateUser | LinkUser):
+    if isinstance(change, CreateUser | LinkUser | RelinkUser):
         ref = outcome.ref or getattr(change, "ref", "")
         return [(_MANAGED_ADD, (profile, "user", ref, change.user.external_id,
                                 time.time()))] if ref else []
-    if isinstance(change, CreateGroup | LinkGroup):
+    if isinstance(change, CreateGroup | LinkGroup | RelinkGroup):
         ref = outcome.ref or getattr(change, "ref", "")
         return [(_MANAGED_ADD, (profile, "group", ref, change.external_id,
                                 time.time()))] if ref else []

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from . import logs, registry
+from . import bwdc_keys, logs, registry
 from .apply import ApplyReport
+from .connectors import ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
 from .errors import DirconnectorError, ProfileFrozen, RunInterrupted, SafetyLimit, StalePlan
 from .guard import Limits, guard
-from .model import Snapshot
+from .model import PreviousKeys, Snapshot
 from .outcome import Outcome
 from .plan import Plan
 from .settings import Profile, parse_duration
@@ -103,6 +104,9 @@ class Runner:
         """Set from another thread (SIGTERM) to end the run after the change in flight."""
         self.connector = connector if connector is not None else build_connector(profile)
         self.target = target if target is not None else build_target(profile)
+        self.takeover_from = profile.settings.sync.takeover_from
+        if self.takeover_from != "none" and isinstance(self.connector, ReadsPreviousKeys):
+            self.connector.read_previous_keys(self.takeover_from)
         self.progress = progress or (lambda _msg: None)
 
     @property
@@ -151,6 +155,10 @@ class Runner:
         timings["source_read"] = time.perf_counter() - t0
         cstate.commit()
         _warn_skipped(desired)
+        if self.takeover_from != "none" and desired.previous_keys is None:
+            # A connector that hands over no keys reads the ids bwdc stored (bwdc_keys.py).
+            desired = dataclasses.replace(desired, previous_keys=PreviousKeys(
+                self.takeover_from, bwdc_keys.rule(self.profile.source.type)))
         return desired
 
     def _run(self, run_id: str, mode: Mode, force: bool, full: bool) -> RunResult:

@@ -29,6 +29,8 @@ from .plan import (
     LinkGroup,
     LinkUser,
     Plan,
+    RelinkGroup,
+    RelinkUser,
     RemoveMembers,
     RenameGroup,
     RestoreUser,
@@ -126,7 +128,7 @@ def apply_change(state: Snapshot, change: Change,
     if isinstance(change, CreateUser):
         ref = new_id()
         users[ref] = replace(change.user, ref=ref)
-    elif isinstance(change, LinkUser):
+    elif isinstance(change, LinkUser | RelinkUser):
         ref = change.ref
         users[ref] = replace(users[ref], external_id=change.user.external_id)
     elif isinstance(change, UpdateUser):
@@ -145,7 +147,7 @@ def apply_change(state: Snapshot, change: Change,
     elif isinstance(change, CreateGroup):
         ref = new_id()
         groups[ref] = Group(change.external_id, change.name, ref=ref)
-    elif isinstance(change, LinkGroup):
+    elif isinstance(change, LinkGroup | RelinkGroup):
         ref = change.ref
         groups[ref] = replace(groups[ref], external_id=change.external_id)
     elif isinstance(change, RenameGroup):

@@ -185,6 +185,9 @@ class UserMapper:
         self.by_uid: dict[str, str] = {}      # case-folded uid -> external id
         self.dn_ids = 0                       # entries keyed on their DN (no id attribute)
         self._by_norm: dict[str, str] | None = None
+        self.guids: dict[str, str] | None = None
+        """objectGUID text -> external id where they differ; kept only for a takeover
+        from bwdc on a server whose entries carry objectGUID but are keyed otherwise."""
 
     def by_norm(self) -> dict[str, str]:
         """Normalised DN -> external id, built on first use (most member values match raw)."""
@@ -223,6 +226,7 @@ class UserMapper:
         suffix = r.suffix
         extra_uid = r.user_name != "uid"
         ad = r.ad
+        guids, guid_a = self.guids, n("objectguid", "objectguid")
         self._by_norm = None
         for dn, a in entries:
             get = a.get
@@ -235,6 +239,8 @@ class UserMapper:
                 self.dn_ids += 1
                 ext = normalize_dn(dn)
             by_dn[dn] = ext
+            if guids is not None and (v := get(guid_a)):
+                guids[guid_text(v[0])] = ext
             active = dn not in disabled
             if not active:
                 self._disabled_seen += 1
@@ -307,6 +313,7 @@ class RawGroup:
     external_id: str
     name: str
     members: list[tuple[str, bytes]]  # (attribute, value)
+    guid: str = ""                    # objectGUID text, read for a takeover only
 
 
 class GroupResolver:
