@@ -24,7 +24,7 @@ from ..checks import CheckReport
 from ..errors import DirconnectorError, StalePlan
 from ..model import Group, Snapshot
 from ..outcome import Outcome
-from ..plan import LinkUser, Plan
+from ..plan import Change, LinkUser, Plan, RelinkGroup, RelinkUser
 from ..settings import HttpPluginSettings
 from .bitwarden_api import BitwardenApi, endpoints
 from .bitwarden_apply import Applier
@@ -191,6 +191,26 @@ def members_provider(settings: BitwardenSettings
     return provide
 
 
+def external_id_writer(settings: BitwardenSettings) -> Callable[[Change], None]:
+    """Relinks for the ``scim`` target's bitwarden flavor, through the Public API.
+
+    Bitwarden's SCIM endpoint honours ``PATCH externalId`` only since PM-19232 (users,
+    2026) and PM-19551 (groups); the Public API member and group updates have always
+    taken it. SCIM ids are the Public API's member and group ids.
+    """
+    api = BitwardenTarget(settings).api
+
+    def write(change: Change) -> None:
+        if isinstance(change, RelinkUser):
+            api.set_member_external_id(change.ref, change.user.external_id)
+        elif isinstance(change, RelinkGroup):
+            api.set_group_external_id(change.ref, change.external_id, change.name)
+        else:
+            raise TypeError(f"not a relink: {change.kind}")
+
+    return write
+
+
 def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str, ...]:
     """Which of import / revoke / restore / remove a plan will use, in plain words."""
     counts = plan.counts()
@@ -214,6 +234,14 @@ def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str
             notes.append("new members are invited by email" if invite_users else
                          "new members are created without an invitation email (Staged where "
                          "the server supports it); set invite_users = true to email them")
+    if counts["relink_user"]:
+        notes.append(f"relink: {counts['relink_user']} member(s) get the directory's external "
+                     f"id through PUT /public/members/{{id}}, each read first so its type, "
+                     f"custom permissions, collections and groups stay as they are; no "
+                     f"invitation is sent (they are members already)")
+    if counts["relink_group"]:
+        notes.append(f"relink: {counts['relink_group']} group(s) get the directory's external "
+                     f"id through PUT /public/groups/{{id}} (collections kept)")
     if counts["link_group"]:
         notes.append(f"adopt: {counts['link_group']} existing group(s) get the directory's "
                      f"external id through PUT /public/groups/{{id}} (collections kept)")
@@ -241,4 +269,5 @@ def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str
     return tuple(notes)
 
 
-__all__ = ["BitwardenSettings", "BitwardenTarget", "describe", "members_provider"]
+__all__ = ["BitwardenSettings", "BitwardenTarget", "describe", "external_id_writer",
+           "members_provider"]

@@ -39,7 +39,7 @@ from . import DeferredRecord, Record
 from . import scim_wire as wire
 from .bitwarden import BitwardenSettings
 from .scim_bulk import BulkCreator
-from .scim_ops import ScimWriter
+from .scim_ops import ExternalIdWriter, ScimWriter
 from .scim_pool import run_phase
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,15 @@ class ScimTarget:
     def __init__(self, settings: ScimSettings, *,
                  members_provider: MembersProvider | None = None) -> None:
         self.settings = settings
-        if members_provider is None and settings.public_api is not None:
+        self.relink: ExternalIdWriter | None = None
+        """Bitwarden with [target.public_api]: relinks go through the Public API."""
+        if settings.public_api is not None:
+            from .bitwarden import external_id_writer
             from .bitwarden import members_provider as public_api_members
 
-            members_provider = public_api_members(settings.public_api)
+            if members_provider is None:
+                members_provider = public_api_members(settings.public_api)
+            self.relink = external_id_writer(settings.public_api)
         self.members_provider = members_provider
         token = settings.token
         self.http = HttpClient(
@@ -291,7 +296,8 @@ class ScimTarget:
         caps = self.capabilities()
         writer = ScimWriter(self.http, caps, member_chunk=self.settings.member_chunk,
                             users_by_ext=self._users_by_ext, groups_by_ext=self._groups_by_ext,
-                            versions=self._versions, logins=self._logins)
+                            versions=self._versions, logins=self._logins,
+                            relink=self.relink if caps.flavor == "bitwarden" else None)
         self.bulk_requests = 0
         journal = DeferredRecord(record)  # an interrupted run still journals what finished
         for batch in plan.by_phase():
@@ -331,6 +337,14 @@ class ScimTarget:
         elif creates:
             notes.append(f"{creates} creates are one POST each, {self.settings.concurrency} "
                          f"at a time")
+        relinks = counts.get("relink_user", 0) + counts.get("relink_group", 0)
+        if relinks and caps.flavor == "bitwarden" and self.relink is not None:
+            notes.append(f"relink: {relinks} member(s) and group(s) get the directory's external "
+                         f"id through the Public API (PUT /public/members|groups/{{id}}, each "
+                         f"read first: type, permissions and collections kept)")
+        elif relinks:
+            notes.append(f"relink: {relinks} member(s) and group(s) get the directory's external "
+                         f"id by PATCH replace externalId")
         if counts.get("revoke_user"):
             notes.append("revocations are PATCH active=false (restorable)")
         if counts.get("delete_user"):
