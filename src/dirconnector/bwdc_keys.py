@@ -36,7 +36,8 @@ from __future__ import annotations
 
 TOOL = "bwdc"
 
-LDAP_DN = "the entry DN (objectGUID where an entry has one); this connector uses entryUUID"
+LDAP_DN = ("the entry DN (objectGUID where an entry has one), where this connector uses "
+           "entryUUID")
 LDAP_GUID = "objectGUID as GUID text, as this connector does"
 SAME_ID = {
     "azure": "the Entra object id, as this connector does",

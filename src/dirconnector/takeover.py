@@ -204,7 +204,7 @@ def summary(plan: Plan) -> list[str]:
         return []
     counts = Counter(c.kind for c in plan.changes)
     reasons = Counter(c.reason for c in plan.changes if isinstance(c, RevokeUser | DeleteUser))
-    lines = [f"Takeover from {t.tool} ({t.tool} keyed this directory's entries on {t.rule}):",
+    lines = [f"Takeover from {t.tool}: {t.tool} keyed this directory on {t.rule}.",
              f"  {t.right} member(s) already carry this connector's id and need nothing"]
     if counts["relink_user"] or counts["relink_group"]:
         lines.append(f"  {counts['relink_user']} member(s) and {counts['relink_group']} "
@@ -247,7 +247,8 @@ def leftovers(plan: Plan) -> list[str]:
     if counts["update_user"]:
         out.append(f"{counts['update_user']} member(s) whose email or name differs (~ update)")
     if new_groups:
-        out.append(f"{new_groups} group(s) the other tool never synced (+ create)")
+        tool = plan.takeover.tool if plan.takeover else "the other tool"
+        out.append(f"{new_groups} group(s) {tool} never synced (+ create)")
     if added or removed:
         out.append(f"{added} group membership(s) to add and {removed} to remove (groups read "
                    f"differently: nesting, member spellings, other group classes)")

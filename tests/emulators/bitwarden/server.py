@@ -76,6 +76,8 @@ class BitwardenServer:
         self.requests: list[LoggedRequest] = []
         self.fail_next: list[tuple[str, int, str]] = []
         """(path substring, status, message): the next matching request answers this error."""
+        self.latency = 0.0
+        """Seconds every request waits before it is handled (a slow server, for kill tests)."""
         self._log_lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -243,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = self.headers.get("Content-Type", "")
         body: Any = None
         status = 500
+        if srv.latency:
+            time.sleep(srv.latency)
         try:
             if "x-www-form-urlencoded" in ctype:
                 body = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
