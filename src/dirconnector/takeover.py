@@ -16,7 +16,9 @@ uses entryUUID (bwdc_keys.py has every rule, checked against bwdc's source). Wit
   directory user's, that user is neither linked to it by email nor created (the server
   would refuse a second account with that email), and the account keeps its
   memberships;
-- groups likewise (``RelinkGroup``), before matching by name.
+- groups likewise (``RelinkGroup``), before matching by name; a group whose key
+  matches nobody may still be adopted by its name afterwards (a group moved to another
+  DN keeps its name), as the diff always does.
 
 ``recognise`` works on the two snapshots only; ``diff`` runs unchanged on the snapshots
 it returns and ``Recognised.finish`` puts the relinks and the report into the plan.
@@ -37,6 +39,7 @@ from .plan import (
     Change,
     CreateGroup,
     DeleteUser,
+    LinkGroup,
     LinkUser,
     Plan,
     RelinkGroup,
@@ -70,6 +73,11 @@ class Recognised:
         """``plan`` (made from the snapshots above) as made from the real ones, with the
         relinks and the takeover report."""
         changed = {c.ref for c in plan.changes if isinstance(c, _ACCOUNT_CHANGES)}
+        # A group whose key matched nobody may still be adopted by name (a group moved
+        # to another DN keeps its name): then it is no longer left as it is.
+        adopted = {c.ref for c in plan.changes if isinstance(c, LinkGroup)}
+        unmatched = tuple(u for u in self.takeover.unmatched
+                          if not (u.kind == "group" and u.ref in adopted))
         relinked = {c.ref for c in self.relinks if isinstance(c, RelinkUser)}
         want = desired.users
         right = sum(1 for a in itertools.compress(
@@ -79,7 +87,7 @@ class Recognised:
             plan, changes=sort_changes([*self.relinks, *plan.changes]),
             source_digest=desired.digest(), skipped=desired.skipped,
             source_users=len(desired.users), computed_from=current,
-            takeover=replace(self.takeover, right=right))
+            takeover=replace(self.takeover, right=right, unmatched=unmatched))
 
 
 def recognise(desired: Snapshot, current: Snapshot) -> Recognised | None:
