@@ -225,3 +225,100 @@ def data_json(server: Any, directory_type: int, config_key: str, directory: dict
 def flat_members(groups: list[GroupEntry]) -> dict[str, set[str]]:
     """Group external id -> member external ids after flattening (for assertions)."""
     return {str(g.external_id): {str(u) for u in g.user_ids} for g in groups}
+
+
+# ---------------------------------------------------------------------- cloud directories
+
+
+def entra_entries(directory: Any) -> tuple[list[GroupEntry], list[UserEntry]]:
+    """``EntraIdDirectoryService`` of a first sync, read from the Graph emulator's tenant:
+    ``id`` as external id (l. 386-387, 502-503); ``mail``, replaced by the UPN when empty
+    or an onmicrosoft.com address; ``!accountEnabled``; active users without an email or
+    with '#' in it are skipped (l. 497); group members as listed, nested groups by id."""
+    users = []
+    for uid, u in directory.users.items():
+        email = u.get("mail")
+        if not email or "onmicrosoft.com" in email:
+            email = u.get("userPrincipalName")
+        email = email.strip().lower() if email else None
+        enabled = u.get("accountEnabled")
+        disabled = False if enabled is None else not enabled
+        if not disabled and (email is None or "#" in email):
+            continue
+        users.append(UserEntry(uid, email, disabled))
+    groups = []
+    for gid, g in directory.groups.items():
+        group = GroupEntry(gid, gid, g["displayName"])
+        for mid in directory.members.get(gid, []):
+            if mid in directory.groups:
+                group.group_refs.add(mid)
+            elif mid in directory.users:
+                group.user_ids.add(mid)
+        groups.append(group)
+    return groups, users
+
+
+def okta_entries(state: Any) -> tuple[list[GroupEntry], list[UserEntry]]:
+    """``OktaDirectoryService`` of a first sync from the Okta emulator's org: ``id`` (l. 111,
+    145), ``profile.email``, DEPROVISIONED as deleted and SUSPENDED as disabled (l. 113-115);
+    the default list plus the DEPROVISIONED query is every user; every group with all its
+    users."""
+    users = []
+    for uid, u in state.users.items():
+        email = u["profile"].get("email")
+        users.append(UserEntry(uid, email.strip().lower() if email else None,
+                               disabled=u["status"] == "SUSPENDED",
+                               deleted=u["status"] == "DEPROVISIONED"))
+    groups = [GroupEntry(gid, gid, g["profile"]["name"], set(state.members.get(gid, [])))
+              for gid, g in state.groups.items()]
+    return groups, users
+
+
+_VALID_EMAIL = __import__("re").compile(r"^\S+@\S+\.\S+$")
+"""onelogin-directory.service.ts ``ValidEmailRegex``."""
+
+
+def onelogin_entries(account: Any, sync: Mapping[str, Any]
+                     ) -> tuple[list[GroupEntry], list[UserEntry]]:
+    """``OneLoginDirectoryService`` from the OneLogin emulator's account: ``id`` (a number,
+    l. 90, 130); ``email``, else a username that is an email, else username + suffix, kept
+    only if it looks like an email (l. 94-107); status 2 disabled; roles as groups, their
+    members the users whose ``role_id`` holds the role."""
+    users = []
+    for uid, u in account.users.items():
+        email = u.get("email")
+        username = u.get("username")
+        if not (email and _VALID_EMAIL.match(email)) and username:
+            if _VALID_EMAIL.match(username):
+                email = username
+            elif sync.get("useEmailPrefixSuffix") and sync.get("emailSuffix") is not None:
+                email = username + sync["emailSuffix"]
+        email = email.strip().lower() if email is not None else None
+        if not (email and _VALID_EMAIL.match(email)):
+            continue
+        users.append(UserEntry(uid, email, disabled=u.get("status") == 2))
+    groups = [GroupEntry(rid, rid, r["name"], {u for u in account.role_members.get(rid, ())
+                                               if u in account.users})
+              for rid, r in account.roles.items()]
+    return groups, users
+
+
+def google_entries(directory: Any) -> tuple[list[GroupEntry], list[UserEntry]]:
+    """``GSuiteDirectoryService`` from the Google emulator's account: ``id`` (l. 141-142,
+    192-193), ``primaryEmail``, suspended or archived as disabled; group members: USER
+    members with status ACTIVE, GROUP members nested, CUSTOMER as every user."""
+    users = [UserEntry(uid, str(u["primaryEmail"]).strip().lower(),
+                       disabled=bool(u.get("suspended") or u.get("archived")))
+             for uid, u in directory.users.items() if u.get("emails")]
+    groups = []
+    for gid, g in directory.groups.items():
+        group = GroupEntry(gid, gid, g["name"])
+        for m in directory.members.get(gid, []):
+            if m["type"] == "USER" and m.get("status") == "ACTIVE":
+                group.user_ids.add(m["id"])
+            elif m["type"] == "GROUP":
+                group.group_refs.add(m["id"])
+            elif m["type"] == "CUSTOMER":
+                group.user_ids.update(u.external_id for u in users)
+        groups.append(group)
+    return groups, users
