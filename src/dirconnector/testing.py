@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from .checks import CheckReport
+from .connectors import ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
 from .model import Group, Snapshot, User, flatten, normalize_email
 from .outcome import Outcome
@@ -203,7 +204,25 @@ def check_connector(connector: Any, state: ConnectorState | None = None) -> Snap
     state.commit()
     second = connector.fetch(state)
     assert second.digest() == first.digest(), "a second fetch must return the same state"
+    if isinstance(connector, ReadsPreviousKeys):
+        check_previous_keys(connector, first)
     return first
+
+
+def check_previous_keys(connector: ReadsPreviousKeys, plain: Snapshot) -> None:
+    """The ReadsPreviousKeys capability: after ``read_previous_keys("bwdc")`` a fetch returns
+    the same users and groups, plus keys that each name one of its entries by external id
+    (a user's, a skipped user's, or a group's)."""
+    connector.read_previous_keys("bwdc")
+    snap: Snapshot = connector.fetch(ConnectorState())  # type: ignore[attr-defined]
+    assert snap.digest() == plain.digest(), "previous keys must not change what is read"
+    keys = snap.previous_keys
+    assert keys is not None and keys.tool == "bwdc", "fetch must fill Snapshot.previous_keys"
+    known = set(snap.users) | snap.skipped_ids
+    assert all(ext in known for ext in keys.users.values()), "a user key names no entry"
+    assert all(ext in snap.groups for ext in keys.groups.values()), "a group key names none"
+    for key, ext in list(keys.users.items())[:50]:
+        assert keys.find("user", key) == ext, f"the key {key!r} does not find its entry"
 
 
 def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
