@@ -2,6 +2,7 @@
 
 ``GET /healthz``: 200 with each profile's last run, next run and state while the
 scheduler lives, 503 once it is stopping. ``GET /metrics``: Prometheus text format.
+Port 0 lets the kernel pick a free port; the address logged at start is the bound one.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ class HealthServer:
 
         self._server = ThreadingHTTPServer(self.address, Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="health", daemon=True).start()
+        # poll_interval: shutdown() waits up to this long for the serving loop to notice.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                         name="health", daemon=True).start()
         log.info("health and metrics on http://%s:%d/", *self._server.server_address[:2])
 
     def stop(self) -> None:

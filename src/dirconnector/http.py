@@ -6,6 +6,11 @@ full jitter, honouring ``Retry-After`` in seconds (fractional too: Graph sends
 total wait; past the bound the caller gets the project's error, never a partial
 answer. Errors are translated here, once, into SourceError or TargetError.
 
+Every back-off wait goes through ``pause``; ``set_testing(True)`` (stamina's testing
+switch) makes it return at once, for tests that do not measure back-off. The wait a
+retry asks for is still computed, bounded and logged, and a ``sleep`` a test hands
+to ``HttpClient`` still receives it.
+
 Requests go out through urllib3 (what requests itself sends with), not through a
 requests Session, and come back as requests.Response objects; see HttpClient._send.
 """
@@ -47,6 +52,27 @@ Side = Literal["source", "target"]
 _DEFAULT_HEADERS = {**default_headers(), "Accept": "application/json",
                     "User-Agent": "dirconnector/0.1"}
 """requests' defaults (Accept-Encoding: gzip, deflate; Connection: keep-alive) and ours."""
+
+_testing = False
+"""Testing mode: back-off waits return at once (``set_testing``)."""
+
+
+def set_testing(testing: bool) -> None:
+    """Turn testing mode on or off: on, ``pause`` (every back-off wait) returns at once."""
+    global _testing
+    _testing = testing
+
+
+def is_testing() -> bool:
+    """Whether testing mode is on."""
+    return _testing
+
+
+def pause(seconds: float) -> None:
+    """Wait out a back-off of ``seconds``; nothing in testing mode."""
+    if not _testing:
+        time.sleep(seconds)
+
 
 _TRANSPORT_RETRIES = urllib3.Retry(total=None, connect=0, read=False, status=0, other=0,
                                    redirect=30)
@@ -105,7 +131,7 @@ class HttpClient:
         auth: Callable[[], Mapping[str, str]] | None = None,
         retry: RetryPolicy = RetryPolicy(),
         pool_size: int = 16,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = pause,
         retry_hint: Callable[[requests.Response], float | None] | None = None,
         sign: Callable[[str, str], Mapping[str, str]] | None = None,
     ) -> None:

@@ -1,8 +1,9 @@
 """Fixtures of the reliability suite: one scim2-server, an artifacts folder, rigs.
 
 Every rig keeps its config, state database, plan files and captured output under
-the session's artifacts folder; ``test_zz_secrets_leak`` greps all of it for the
-known secret values (``rig.KNOWN_SECRETS``) at the end of the suite.
+the session's artifacts folder; the suite-wide leak check (tests/conftest.py) greps
+all of it for every secret value, the known ones (``rig.KNOWN_SECRETS``) included,
+when the session ends, whichever of these tests ran.
 """
 
 from __future__ import annotations
@@ -12,18 +13,27 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import watch_artifacts
 from tests.integration.scim.conftest import ScimServer
 
-from .rig import Rig, close_rig, make_rig, start_scim_process
+from .rig import KNOWN_SECRETS, Rig, close_rig, make_rig, start_scim_process
 
-ARTIFACTS: list[Path] = []
-"""Folders holding the reliability runs' artifacts (shared with the leak test)."""
+
+def known_secrets() -> set[str]:
+    """Every secret value the reliability runs use, child processes' included."""
+    from tests.emulators.onelogin.seed import CLIENT_SECRET as ONELOGIN
+    from tests.integration.azure.conftest import SECRET as AZURE
+    from tests.integration.okta.conftest import TOKEN as OKTA
+
+    slapd = {"reader-secret", "admin-secret"}   # scripts/servers/slapd
+    return set(KNOWN_SECRETS) | slapd | {ONELOGIN, AZURE, OKTA}
 
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's artifacts folder, searched for secret values when the session ends."""
     path = tmp_path_factory.mktemp("reliability-artifacts")
-    ARTIFACTS.append(path)
+    watch_artifacts(path, known_secrets())
     return path
 
 

@@ -8,8 +8,9 @@ Three targets, each reached through ``tests.integration.scim.proxy.FaultProxy``:
 
 A rig runs ``dirconnector`` with click's CliRunner (in process) or as a subprocess,
 keeps every output, config, plan and state file under one artifacts folder (the
-secret-leak test greps it), and reads the server *directly* (not through the proxy,
-not through the target) to judge what really happened.
+suite-wide leak check greps it when the session ends), and reads the server
+*directly* (not through the proxy, not through the target) to judge what really
+happened.
 """
 
 from __future__ import annotations
@@ -249,7 +250,7 @@ class Rig:
         self.config.chmod(0o600)
 
     def cli(self, *args: str, config: Path | None = None) -> Run:
-        """``dirconnector --config FILE ARGS`` in process; output kept for the leak test.
+        """``dirconnector --config FILE ARGS`` in process; output kept for the leak check.
 
         ``config``: another file (one holding inline secrets lives outside the artifacts)."""
         argv = ("-vv", "--config", str(config or self.config), *args)

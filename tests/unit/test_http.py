@@ -51,7 +51,8 @@ def serve(script: Script, tls: ssl.SSLContext | None = None) -> tuple[str, Threa
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if tls is not None:
         httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
     scheme = "https" if tls is not None else "http"
     return f"{scheme}://127.0.0.1:{httpd.server_address[1]}", httpd
 

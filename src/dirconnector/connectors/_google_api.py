@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, IncompleteRead, SourceError
-from ..http import RetryPolicy, backoff, parse_retry_after
+from ..http import RetryPolicy, backoff, parse_retry_after, pause
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class DirectoryClient:
         ca_file: str | None,
         verify_tls: bool,
         timeout: float,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = pause,
         retry: RetryPolicy = OUTER_RETRY,
         num_retries: int = INNER_RETRIES,
     ) -> None:

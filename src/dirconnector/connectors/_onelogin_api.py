@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from ..errors import DirconnectorError, IncompleteRead, SourceError
-from ..http import RETRY_STATUSES, HttpClient, RetryPolicy, error_detail
+from ..http import RETRY_STATUSES, HttpClient, RetryPolicy, error_detail, pause
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class OneLoginApi:
         timeout: float,
         page_size: int,
         retry: RetryPolicy = DEFAULT_RETRY,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = pause,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = base_url.rstrip("/")

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 
 from ..checks import CheckReport
 from ..errors import SourceError
+from ..http import pause
 from ..model import Snapshot, looks_like_email
 from ..settings import HttpPluginSettings
 from ..state_space import ConnectorState
@@ -124,7 +125,7 @@ class GoogleConnector:
     settings_model: ClassVar[type[BaseModel]] = GoogleSettings
 
     def __init__(self, settings: GoogleSettings, *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = pause) -> None:
         self.settings = settings
         self.user_filter: SetFilter = parse_filter(settings.user_filter, "user_filter")
         self.group_filter: SetFilter = parse_filter(settings.group_filter, "group_filter")

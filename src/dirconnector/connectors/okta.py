@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from ..checks import CheckReport
 from ..errors import DirconnectorError, IncompleteRead, SourceError, TransientError
+from ..http import pause
 from ..model import Group, Skipped, Snapshot, User, clean_text, normalize_email
 from ..state_space import ConnectorState
 from ._filters import SetFilter, parse_filter
@@ -53,7 +54,7 @@ class OktaConnector:
     settings_model: ClassVar[type[BaseModel]] = OktaSettings
 
     def __init__(self, settings: OktaSettings, *,
-                 sleep: Callable[[float], None] = time.sleep,
+                 sleep: Callable[[float], None] = pause,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = s = settings
         self.user_filter: SetFilter = parse_filter(s.user_filter, "user_filter")
@@ -71,7 +72,7 @@ class OktaConnector:
         self.auth_mode = auth.description
         self.api = OktaApi(s.org_url, auth, verify=s.verify, timeout=s.timeout,
                            reserve_ratio=s.rate_limit_reserve, max_wait=s.rate_limit_max_wait,
-                           sleep=sleep)
+                           sleep=sleep, clock=clock)
         self._fingerprint = fingerprint(s.org_url, s.user_filter, s.group_filter,
                                         s.email_attribute, s.incremental)
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..errors import IncompleteRead, SourceError
-from ..http import RETRY_STATUSES, HttpClient, RetryPolicy
+from ..http import RETRY_STATUSES, HttpClient, RetryPolicy, pause
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,11 @@ class OktaApi:
 
     def __init__(self, org_url: str, auth: OktaAuth, *, verify: bool | str, timeout: float,
                  reserve_ratio: float, max_wait: float,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = pause,
+                 clock: Callable[[], float] = time.time) -> None:
         self.org_url = org_url
         self.auth = auth
-        self.gauge = RateGauge(reserve_ratio, max_wait)
+        self.gauge = RateGauge(reserve_ratio, max_wait, clock=clock)
         self._sleep = sleep
         self.http = HttpClient(
             org_url, side="source", label="okta", verify=verify, timeout=timeout,

@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from ..checks import CheckReport
 from ..errors import DirconnectorError, IncompleteRead, SourceError
-from ..http import RetryPolicy
+from ..http import RetryPolicy, pause
 from ..model import Group, Skipped, Snapshot, User, clean_text
 from ..state_space import ConnectorState
 from ._filters import parse_filter
@@ -54,7 +54,7 @@ class OneLoginConnector:
     settings_model: ClassVar[type[BaseModel]] = OneLoginSettings
 
     def __init__(self, settings: OneLoginSettings, *, retry: RetryPolicy = DEFAULT_RETRY,
-                 sleep: Callable[[float], None] = time.sleep,
+                 sleep: Callable[[float], None] = pause,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         secret = settings.client_secret.get_secret_value() if settings.client_secret else ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import ip_address
 from typing import ClassVar, Literal
@@ -106,14 +107,17 @@ class BitwardenTarget:
     person's own Bitwarden account and cannot be set by the import; a core that honours
     this attribute plans no name updates for Bitwarden."""
 
-    def __init__(self, settings: BitwardenSettings) -> None:
+    def __init__(self, settings: BitwardenSettings, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: monotonic seconds, for the access token's lifetime."""
         self.settings = settings
         api_url, identity_url = endpoints(settings.server_url, settings.api_url,
                                           settings.identity_url)
         secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
         self.api = BitwardenApi(api_url=api_url, identity_url=identity_url,
                                 client_id=settings.client_id, client_secret=secret,
-                                verify=settings.verify, timeout=settings.timeout)
+                                verify=settings.verify, timeout=settings.timeout,
+                                clock=clock)
         self._last: Snapshot | None = None
 
     def __repr__(self) -> str:

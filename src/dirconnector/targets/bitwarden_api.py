@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,13 +79,16 @@ class BitwardenApi:
     """One organization's Public API, authenticated with its API key."""
 
     def __init__(self, *, api_url: str, identity_url: str, client_id: str, client_secret: str,
-                 verify: bool | str, timeout: float) -> None:
+                 verify: bool | str, timeout: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.api_url = api_url
         self.identity_url = identity_url
         self.client_id = client_id
         self._secret = client_secret
         self._token = ""
         self._expires = 0.0
+        self._clock = clock
+        """Seconds on a monotonic scale; the token's expiry is computed on it."""
         self._lock = threading.Lock()
         self.identity = HttpClient(identity_url, side="target", label="bitwarden identity",
                                    verify=verify, timeout=timeout)
@@ -105,7 +108,7 @@ class BitwardenApi:
 
     def token(self, *, renew: bool = False) -> str:
         with self._lock:
-            if renew or not self._token or time.monotonic() >= self._expires:
+            if renew or not self._token or self._clock() >= self._expires:
                 self._fetch_token()
             return self._token
 
@@ -132,7 +135,7 @@ class BitwardenApi:
             raise AuthError(f"bitwarden: {self.identity_url} answered the token request "
                             f"without an access_token") from exc
         self._token = token
-        self._expires = time.monotonic() + max(0.0, lifetime - min(EARLY_RENEWAL, lifetime / 10))
+        self._expires = self._clock() + max(0.0, lifetime - min(EARLY_RENEWAL, lifetime / 10))
 
     def _auth(self) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self.token()}"}

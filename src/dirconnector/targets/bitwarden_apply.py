@@ -13,12 +13,12 @@ to those sent that the organization knows by external id (reference 2.6, step 7)
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from ..errors import AuthError, DirconnectorError, TransientError
+from ..http import pause
 from ..model import Group, Snapshot, normalize_email
 from ..outcome import Outcome
 from ..plan import (
@@ -108,7 +108,7 @@ class Applier:
             except AuthError:
                 raise
             except DirconnectorError:
-                time.sleep(0.2 * (attempt + 1))
+                pause(0.2 * (attempt + 1))
         if isinstance(change, RelinkUser):
             return isinstance(member, dict) and member.get("externalId") == \
                 change.user.external_id

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from urllib.parse import quote
 import requests
 
 from ..errors import AuthError, Conflict, DirconnectorError, TargetError, TransientError
-from ..http import HttpClient, backoff
+from ..http import HttpClient, backoff, pause
 from ..model import User
 from ..outcome import Outcome
 from ..plan import (
@@ -143,7 +142,7 @@ class ScimWriter:
             except AuthError:
                 raise
             except DirconnectorError:
-                time.sleep(0.2 * (attempt + 1))
+                pause(0.2 * (attempt + 1))
         else:
             return False
         if isinstance(change, RevokeUser | RestoreUser):
@@ -311,7 +310,7 @@ class ScimWriter:
                     raise
                 t.retries += 1
                 uncertain = True
-                time.sleep(backoff(attempt, self.http.retry))
+                pause(backoff(attempt, self.http.retry))
 
     def find(self, path: str, attribute: str, value: str) -> dict[str, Any] | None:
         """The first resource with ``attribute eq value`` (RFC 7644 3.4.2.2), exact match only."""

@@ -29,6 +29,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -72,6 +73,8 @@ class BitwardenServer:
         self.token_lifetime = token_lifetime
         """Seconds an access token lives (``expires_in``); the real server says 3600."""
         self.tokens: dict[str, float] = {}
+        self.clock: Callable[[], float] = time.monotonic
+        """Seconds on the scale token expiries are kept on (a test may replace it)."""
         self.token_requests = 0
         self.requests: list[LoggedRequest] = []
         self.fail_next: list[tuple[str, int, str]] = []
@@ -170,7 +173,7 @@ class BitwardenServer:
         if form.get("scope") != "api.organization":
             return 400, {"error": "invalid_scope"}
         token = secrets.token_urlsafe(32)
-        self.tokens[token] = time.monotonic() + self.token_lifetime
+        self.tokens[token] = self.clock() + self.token_lifetime
         return 200, {"access_token": token, "expires_in": self.token_lifetime,
                      "token_type": "Bearer", "scope": "api.organization"}
 
@@ -178,7 +181,7 @@ class BitwardenServer:
         if not header or not header.startswith("Bearer "):
             return False
         expiry = self.tokens.get(header[7:])
-        return expiry is not None and expiry > time.monotonic()
+        return expiry is not None and expiry > self.clock()
 
     def scim_key_ok(self, header: str | None) -> bool:
         # ApiKeyAuthenticationHandler: optional "Bearer " prefix, key must match exactly.

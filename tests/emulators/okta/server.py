@@ -16,7 +16,6 @@ import json
 import ssl
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +59,10 @@ class Handler(BaseHTTPRequestHandler):
     def state(self) -> OktaState:
         return self.server.state
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, on the org's clock."""
+        return super().date_time_string(self.state.clock() if timestamp is None else timestamp)
+
     # ---------------------------------------------------------- plumbing
 
     def _send(self, status: int, body: Any, headers: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
@@ -94,7 +97,7 @@ class Handler(BaseHTTPRequestHandler):
         state = self.state
         with state.lock:
             state.requests.append(("GET", self.path))
-            allowed, remaining, reset = state.rate.take(time.time())
+            allowed, remaining, reset = state.rate.take(state.clock())
             rate_headers = [("X-Rate-Limit-Limit", str(state.rate.limit)),
                             ("X-Rate-Limit-Remaining", str(remaining)),
                             ("X-Rate-Limit-Reset", str(reset))]
@@ -144,7 +147,7 @@ class Handler(BaseHTTPRequestHandler):
                 granted: frozenset[str] | None = None
             elif scheme in ("Bearer", "DPoP") and credential in state.access_tokens:
                 granted, expires = state.access_tokens[credential]
-                if expires < time.time():
+                if expires < state.clock():
                     return 401, INVALID_TOKEN, [("WWW-Authenticate", f'{scheme} error='
                                                  '"invalid_token", error_description="The '
                                                  'token has expired."')]
@@ -298,7 +301,7 @@ class OktaEmulator:
         server.host = f"127.0.0.1:{server.server_address[1]}"
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="okta-emulator",
-                                        daemon=True)
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 

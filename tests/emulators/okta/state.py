@@ -12,6 +12,7 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -110,6 +111,8 @@ class OktaState:
     forbidden: bool = False
     """Answer API calls with 403 E0000006, as for a token whose admin lost its role."""
     token_lifetime: int = 3600
+    clock: Callable[[], float] = time.time
+    """The org's time (epoch seconds): rate-limit windows, the Date header, token expiry."""
     requests: list[tuple[str, str]] = field(default_factory=list)
     """(method, path?query) of every request, for assertions."""
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -210,7 +213,7 @@ class OktaState:
     def issue_token(self, scopes: frozenset[str]) -> str:
         with self.lock:
             token = f"eyJ.emulated.{next(self._ids)}"
-            self.access_tokens[token] = (scopes, time.time() + self.token_lifetime)
+            self.access_tokens[token] = (scopes, self.clock() + self.token_lifetime)
             return token
 
     def api_requests(self, prefix: str = "/api/v1/") -> list[str]:

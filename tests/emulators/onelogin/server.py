@@ -29,7 +29,6 @@ import json
 import re
 import ssl
 import threading
-import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -105,7 +104,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authorised(self) -> bool:
         token = self._bearer()
-        return token is not None and self.account.token_valid(token, time.time())
+        return token is not None and self.account.token_valid(token, self.account.clock())
 
     # ------------------------------------------------------------------ routes
 
@@ -131,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
             (self._v1_error if v1 or path == "/auth/rate_limit" else self._v2_error)(401)
             return
         if self.account.delay:
-            time.sleep(self.account.delay)
+            self.account.sleep(self.account.delay)
         self.account.run_hooks(path)
         if path == "/auth/rate_limit":
             self._send(200, {"status": {"error": False, "code": 200, "type": "success",
@@ -181,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, {"error": True, "code": 401, "type": "Unauthorized",
                              "message": "Authentication Failure"})
             return
-        now = time.time()
+        now = self.account.clock()
         tok = self.account.issue_token(client_id, now)
         self._send(200, {
             "access_token": tok.value,

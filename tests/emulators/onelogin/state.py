@@ -50,7 +50,11 @@ class Account:
     token_ttl: int = 36000
     """Seconds a token lives (docs: 10 hours)."""
     delay: float = 0.0
-    """Seconds each resource request sleeps (to let tokens age during a read)."""
+    """Seconds each resource request takes (to let tokens age during a read)."""
+    clock: Callable[[], float] = time.time
+    """The server's time, for token lifetimes (a test may replace it)."""
+    sleep: Callable[[float], None] = time.sleep
+    """How a request waits out ``delay`` (with a replaced clock: move it instead)."""
     tokens: dict[str, Token] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     hooks: dict[tuple[str, int], Callable[[], None]] = field(default_factory=dict)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -52,12 +53,13 @@ def api(bw_server: BitwardenServer) -> PublicApi:
     return PublicApi(bw_server)
 
 
-def target_for(server: BitwardenServer, **options: Any) -> BitwardenTarget:
+def target_for(server: BitwardenServer, clock: Callable[[], float] = time.monotonic,
+               **options: Any) -> BitwardenTarget:
     """A bitwarden target pointed at the test server as a self-hosted install."""
     settings = BitwardenSettings(type="bitwarden", server_url=server.url,
                                  client_id=server.client_id,
                                  client_secret=server.client_secret, **options)
-    return BitwardenTarget(settings)
+    return BitwardenTarget(settings, clock=clock)
 
 
 @pytest.fixture

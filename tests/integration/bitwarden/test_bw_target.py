@@ -244,10 +244,12 @@ def test_token_renewed_after_401(bw_server: BitwardenServer, target: BitwardenTa
 
 def test_token_renewed_before_expiry(bw_server: BitwardenServer) -> None:
     """A token is renewed before its expires_in runs out, without a 401 first."""
+    now = [1000.0]
+    bw_server.clock = lambda: now[0]        # the server's and the client's clock, moved by hand
     bw_server.token_lifetime = 1
-    target = target_for(bw_server)
+    target = target_for(bw_server, clock=lambda: now[0])
     target.snapshot()
-    time.sleep(1.0)
+    now[0] += 1.0                           # the server would now refuse the first token
     target.snapshot()
     assert bw_server.token_requests == 2
     assert not [r for r in bw_server.requests if r.status == 401]

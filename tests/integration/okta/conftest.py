@@ -83,6 +83,7 @@ def make(emulator: OktaEmulator) -> Callable[..., OktaConnector]:
         if "client_id" not in options:
             data["token"] = TOKEN
         data.update(options)
-        return OktaConnector(OktaSettings.model_validate(data))
+        hooks = {k: data.pop(k) for k in ("clock", "sleep") if k in data}
+        return OktaConnector(OktaSettings.model_validate(data), **hooks)
 
     return build

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -18,24 +17,39 @@ pytestmark = pytest.mark.integration
 Make = Callable[..., OktaConnector]
 
 
+class Clock:
+    """The org's and the connector's time: moves only when the connector sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1_750_000_000.25
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_429_window_is_waited_out_and_the_read_completes(org: Org, make: Make) -> None:
     """Meeting 429 E0000047 (budget spent by others), the read waits for the reset and finishes."""
     expected = make().fetch(ConnectorState()).digest()
+    clock = org.state.clock = Clock()
     org.state.rate.limit, org.state.rate.window, org.state.rate.drain_every = 100, 1, 6
     org.state.rate.used = org.state.rate.reset_at = 0
-    connector = make(page_size=4)
-    started = time.monotonic()
+    connector = make(page_size=4, clock=clock, sleep=clock.sleep)
+    started = clock()
     snap = connector.fetch(ConnectorState())
     assert org.state.throttled >= 1
     assert snap.complete and snap.digest() == expected
-    assert time.monotonic() - started < 30
+    assert 1 <= clock() - started < 30     # it waited for the one-second windows, not longer
 
 
 def test_slows_down_before_the_budget_reaches_zero(org: Org, make: Make) -> None:
     """With a reserve the connector pauses for the reset and is never answered 429."""
+    clock = org.state.clock = Clock()
     org.state.rate.limit, org.state.rate.window = 6, 1
     org.state.rate.used = org.state.rate.reset_at = 0
-    connector = make(rate_limit_reserve=0.2, page_size=4)
+    connector = make(rate_limit_reserve=0.2, page_size=4, clock=clock, sleep=clock.sleep)
     snap = connector.fetch(ConnectorState())
     assert org.state.throttled == 0
     assert connector.api.gauge.waited > 0

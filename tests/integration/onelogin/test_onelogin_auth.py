@@ -73,9 +73,15 @@ def test_token_refreshed_before_expiry(make_connector: ConnectorFactory,
 def test_short_lived_token_refreshed_mid_read(make_connector: ConnectorFactory,
                                               account: Account) -> None:
     """With expires_in = 2 s and a slow server, tokens are renewed during one complete read."""
+    now = [1000.0]
+
+    def take(seconds: float) -> None:       # the server's requests move the shared clock
+        now[0] += seconds
+
+    account.clock, account.sleep = (lambda: now[0]), take
     account.token_ttl = 2
     account.delay = 0.12                    # ~26 requests -> a 3 s read
-    snap = make_connector(page_size=5).fetch(ConnectorState())
+    snap = make_connector(page_size=5, clock=lambda: now[0]).fetch(ConnectorState())
     assert snap.complete and len(snap.users) == 43 and len(snap.groups) == 4
     assert account.token_requests >= 2
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -72,22 +73,31 @@ def free_port() -> int:
         return port
 
 
-def start_server(*extra: str) -> ScimServer:
-    port = free_port()
-    proc = subprocess.Popen(
-        [_server_command(), "--hostname", "127.0.0.1", "--port", str(port),
-         "--bearer-token", TOKEN, *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            requests.get(f"http://127.0.0.1:{port}/v2/ServiceProviderConfig", timeout=0.5)
-            return ScimServer(port, proc)
-        except requests.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("scim2-server did not start") from None
-            time.sleep(0.05)
+def start_server(*extra: str, tries: int = 5) -> ScimServer:
+    """A scim2-server on a free port, once it says it is serving.
+
+    scim2-server cannot be told port 0 (it prints the port it was given, not the one it
+    bound), so a free port is picked first; another process may take it before the
+    server binds it, and then the server exits and a new port is tried. Its own
+    "Serving SCIM on" line, printed once it has bound the port, is what is waited for:
+    an answer on the port could come from whoever took it.
+    """
+    for _ in range(tries):
+        port = free_port()
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.Popen(
+                [_server_command(), "--hostname", "127.0.0.1", "--port", str(port),
+                 "--bearer-token", TOKEN, *extra],
+                stdout=out, stderr=subprocess.DEVNULL, env={**os.environ})
+            deadline = time.monotonic() + 20
+            while proc.poll() is None and time.monotonic() < deadline:
+                out.seek(0)
+                if out.read().startswith(b"Serving SCIM on"):
+                    return ScimServer(port, proc)
+                time.sleep(0.02)
+        proc.kill()  # it exited (the port was taken) or hung
+        proc.wait(timeout=10)
+    raise RuntimeError(f"scim2-server did not start in {tries} tries")
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,9 @@ uses it with a seeded random generator and one change in flight at a time).
 ``rewrite`` and ``filter_response`` let a test dress the server up as another one
 (Bitwarden's lower-case /v2/<org>/users routes, groups without members).
 With ``ssl_context`` the proxy speaks TLS to the client (trustme certificates).
+
+From its creation the proxy holds its port, but it listens only once started: until
+then a client is refused, as by a server that is down (``url`` never changes).
 """
 
 from __future__ import annotations
@@ -91,7 +94,10 @@ class Fault:
 
 
 class FaultProxy:
-    """Start with ``FaultProxy(upstream_port).start()``; ``url`` is its base URL."""
+    """Start with ``FaultProxy(upstream_port).start()``; ``url`` is its base URL.
+
+    The port is bound (held) at creation; connections are refused until ``start()``.
+    """
 
     def __init__(self, upstream_port: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self.upstream_port = upstream_port
@@ -120,20 +126,25 @@ class FaultProxy:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
         self.server.daemon_threads = True
+        self.server.server_bind()
         if ssl_context is not None:
             self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True)
         scheme = "https" if ssl_context is not None else "http"
         self.url = f"{scheme}://localhost:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
 
     def start(self) -> FaultProxy:
+        """Listen (clients are refused until now) and serve."""
+        self.server.server_activate()
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self._thread.is_alive():
+            self.server.shutdown()
         self.server.server_close()
 
     def inject(self, method: str, path_prefix: str, fault: Fault, times: int = 1) -> None:
