@@ -50,6 +50,16 @@ NO_RELINK = ("the member already carries external id {old!r} and the import neve
 OWNER_KEPT = "owners are never removed by the import; remove the owner role first"
 
 
+def email_change_note(through: str, change: UpdateUser) -> str:
+    """Why a Bitwarden member keeps the email the directory changed (a plan note)."""
+    if "email" not in change.fields:
+        return f"name change not possible through {through} (Bitwarden members own their name)"
+    before = change.before[change.fields.index("email")]
+    return (f"email change not possible through {through} (Bitwarden members own their "
+            f"email): {before} → {change.user.email}; the member keeps {before} until they "
+            f"change it in their account settings")
+
+
 @dataclass(frozen=True, slots=True)
 class ImportRequest:
     """One POST /public/organization/import and the plan changes its answer decides."""
