@@ -393,5 +393,5 @@ def refusal(result: RunResult) -> SafetyLimit:
     lines = "; ".join(result.refused)
     return SafetyLimit(
         f"refused by the safety guard: {lines}. Nothing was changed on the server",
-        hint="review `dirconnector plan`; if it is right, rerun with --force or raise "
-             "[sync] max_revocations / max_revocation_ratio")
+        hint="review `dirconnector plan`; fix an unhealthy read at the source; if the plan "
+             "is right, rerun with --force once, or raise the [sync] limit it names")
