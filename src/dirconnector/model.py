@@ -294,8 +294,10 @@ class Snapshot:
             for u in same:
                 if u is winner:
                     continue
-                skips.append(Skipped("user", u.external_id, "duplicate email", email,
-                                     external_id=u.external_id))
+                # Name every other entry: the operator fixes one of them at the source.
+                others = ", ".join(_entry_name(o) for o in same if o is not u)
+                skips.append(Skipped("user", _entry_name(u), "duplicate email",
+                                     f"{email}, also on {others}", external_id=u.external_id))
         group_map = {g.external_id: g if not _CONTROL.search(g.name) else
                      Group(g.external_id, clean_text(g.name), g.member_ids, g.subgroup_ids, g.ref)
                      for g in groups}
@@ -369,6 +371,11 @@ def _hash_records(update: Callable[[bytes], object], records: Mapping[str, Any],
             update(b"\x1e")
         for get in flags:
             update(bytes(map(get, part)))
+
+
+def _entry_name(user: User) -> str:
+    """How an operator finds a user in the directory: login name and id."""
+    return f"{user.user_name} ({user.external_id})" if user.user_name else user.external_id
 
 
 def _replace_user(user: User, **changes: object) -> User:

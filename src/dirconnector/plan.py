@@ -191,8 +191,31 @@ class DeleteGroup:
     ref: str
     external_id: str
     name: str
+    member_count: int = 0
+    """Members it has on the server: the memberships its deletion takes away (the guard)."""
     kind: ClassVar[str] = "delete_group"
     symbol: ClassVar[str] = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A person the plan leaves exactly as the server holds them, and why. Not a change.
+
+    Two causes: the directory entry cannot be used now (no email, an invalid or
+    duplicate one, ...), so nothing about its account may change until it can; or the
+    change it needs is one the target cannot make (Bitwarden members own their email).
+    """
+
+    ref: str
+    """The server account's id; empty when the person has no account (not created)."""
+    external_id: str
+    """The directory entry's id."""
+    email: str
+    """The address the server holds (or the directory's, for someone without an account)."""
+    reason: str
+    """Why, in the operator's words ("no email", "email change not possible ...")."""
+    detail: str = ""
+    """Which entry, which values: enough to find and fix it."""
 
 
 Change = (
@@ -239,8 +262,17 @@ def subject(change: Change) -> str:
 
 
 def is_removal(change: Change) -> bool:
-    """True for changes that take access away from a person."""
+    """True for changes that take an account away from a person."""
     return isinstance(change, RevokeUser | DeleteUser)
+
+
+def memberships_removed(change: Change) -> int:
+    """Group memberships a change takes away (group membership grants access too)."""
+    if isinstance(change, RemoveMembers):
+        return len(change.members)
+    if isinstance(change, DeleteGroup):
+        return change.member_count
+    return 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +331,10 @@ class Plan:
     """Plain-language remarks for the operator (what a target will do with the plan)."""
     takeover: Takeover | None = None
     """Set while taking over from another tool: what its keys matched."""
+    kept: tuple[Kept, ...] = ()
+    """People left exactly as they are on the server, with the reason (not changes)."""
+    managed_memberships: int = 0
+    """Memberships of the server groups the plan manages (the membership guard's denominator)."""
     computed_from: Snapshot | None = dataclasses.field(default=None, repr=False,
                                                        compare=False)
     """The server snapshot itself, while the plan lives in the process that made it."""
@@ -327,6 +363,16 @@ class Plan:
         """Changes per kind."""
         return Counter(c.kind for c in self.changes)
 
+    def removals(self) -> tuple[int, int]:
+        """Accounts revoked or deleted, and group memberships taken away."""
+        accounts = memberships = 0
+        for c in self.changes:
+            if is_removal(c):
+                accounts += 1
+            else:
+                memberships += memberships_removed(c)
+        return accounts, memberships
+
     def tally(self) -> dict[str, int]:
         """Terraform's closing line: to add, to change, to revoke/remove."""
         add = change = remove = 0
@@ -354,10 +400,12 @@ class Plan:
             "managed_active": self.managed_active,
             "source_users": self.source_users,
             "source_complete": self.source_complete,
+            "managed_memberships": self.managed_memberships,
             "summary": dict(sorted(self.counts().items())),
             "notes": list(self.notes),
             "takeover": plain(self.takeover),
             "changes": [{"kind": c.kind, **plain(c)} for c in self.changes],
+            "kept": [plain(k) for k in self.kept],
             "skipped": [plain(s) for s in self.skipped],
         }
 
@@ -373,9 +421,11 @@ class Plan:
         try:
             changes = tuple(_change_from(d) for d in data["changes"])
             skipped = tuple(Skipped(**s) for s in data.get("skipped", []))
+            kept = tuple(Kept(**k) for k in data.get("kept", []))
             return cls(changes, data["target_digest"], data["source_digest"], skipped,
                        int(data.get("managed_active", 0)), int(data.get("source_users", 0)),
                        bool(data.get("source_complete", True)), tuple(data.get("notes", [])),
+                       kept=kept, managed_memberships=int(data.get("managed_memberships", 0)),
                        takeover=_takeover_from(data.get("takeover")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"plan file: not a dirconnector plan ({exc})") from exc

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from .plan import (
     CreateUser,
     DeleteGroup,
     DeleteUser,
+    Kept,
     LinkGroup,
     LinkUser,
     RelinkGroup,
@@ -235,6 +236,19 @@ class StateStore:
             if (len(self._group) >= GROUP_ROWS
                     or time.monotonic() - self._group_since >= GROUP_SECONDS):
                 self._commit_group()
+
+    def record_kept(self, run_id: str, kept: Iterable[Kept]) -> None:
+        """Journal the people a run left as they are (kind and status "kept"): not changes,
+        but ``history --run`` must say why each one was not changed."""
+        with self._mutex:
+            seq = self._seq.get(run_id, 0)
+            for k in kept:
+                seq += 1
+                self._group.append((run_id, seq, time.time(), "kept", k.email, k.ref, "kept",
+                                    f"{k.reason} ({k.detail})" if k.detail else k.reason,
+                                    _ENCODE({"kind": "kept", **plain(k)})))
+            self._seq[run_id] = seq
+            self._commit_group()
 
     def managed(self, profile: str) -> frozenset[str]:
         """Server ids of accounts and groups this tool created or linked."""

@@ -70,17 +70,25 @@ class FakeConnector:
 
 
 class FakeTarget:
-    """An in-memory server with SCIM semantics; ``fail`` makes chosen changes fail."""
+    """An in-memory server with SCIM semantics; ``fail`` makes chosen changes fail;
+    ``cannot`` names changes this server cannot make at all (``HasLimitations``)."""
 
     settings_model: ClassVar[type[BaseModel]] = FakeSettings
 
     def __init__(self, settings: Any = None, *, users: Iterable[User] = (),
                  groups: Iterable[Group] = (),
-                 fail: Callable[[Change], str | None] | None = None) -> None:
+                 fail: Callable[[Change], str | None] | None = None,
+                 cannot: Callable[[Change], str | None] | None = None) -> None:
         self.state = Snapshot({u.key: u for u in users}, {g.key: g for g in groups})
         self.fail = fail
+        self.cannot = cannot
         self.applied: list[Change] = []
         self._ids = itertools.count(1)
+
+    def limitations(self, plan: Plan) -> list[tuple[Change, str]]:
+        if self.cannot is None:
+            return []
+        return [(c, why) for c in plan.changes if (why := self.cannot(c))]
 
     def check(self) -> CheckReport:
         report = CheckReport()

@@ -167,6 +167,25 @@ def _text(values: list[bytes] | None) -> str:
     return values[0].decode("utf-8", "replace").strip() if values else ""
 
 
+def choose_email(values: Sequence[bytes], login: Sequence[bytes] | None) -> str:
+    """The address of an entry whose email attribute holds several (documented in
+    connectors/ldap.md): servers return values in no promised order, so the first one
+    would change with a re-ordering. Rule: the value equal to the login name (a UPN
+    such as jane@example.com), else the only one whose local part is the login name
+    (uid or sAMAccountName jane), else the lowest address in alphabetical order."""
+    texts = sorted({normalize_email(x.decode("utf-8", "replace")) for x in values} - {""})
+    if not texts:
+        return ""
+    name = normalize_email(login[0].decode("utf-8", "replace")) if login else ""
+    if name:
+        if name in texts:
+            return name
+        local = [t for t in texts if t.rpartition("@")[0] == name]
+        if len(local) == 1:
+            return local[0]
+    return texts[0]
+
+
 def guid_text(raw: bytes) -> str:
     """AD objectGUID bytes to the canonical GUID string (MS-DTYP 2.3.4: little-endian fields)."""
     return str(uuid.UUID(bytes_le=raw)) if len(raw) == 16 else raw.hex()
@@ -250,7 +269,8 @@ class UserMapper:
                 for uid in get(name_a, ()):
                     by_uid.setdefault(uid.decode("utf-8", "replace").strip().casefold(), ext)
             v = get(email_a)
-            email = v[0].decode("utf-8", "replace").strip() if v else ""
+            email = (v[0].decode("utf-8", "replace").strip() if len(v) == 1
+                     else choose_email(v, get(name_a))) if v else ""
             if not email and prefix_a:
                 v = get(prefix_a)
                 email = v[0].decode("utf-8", "replace").strip() + suffix if v else ""

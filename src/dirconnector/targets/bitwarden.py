@@ -25,11 +25,11 @@ from ..checks import CheckReport
 from ..errors import DirconnectorError, StalePlan
 from ..model import Group, Snapshot
 from ..outcome import Outcome
-from ..plan import Change, LinkUser, Plan, RelinkGroup, RelinkUser
+from ..plan import Change, DeleteUser, LinkUser, Plan, RelinkGroup, RelinkUser, UpdateUser
 from ..settings import HttpPluginSettings
 from .bitwarden_api import BitwardenApi, endpoints
 from .bitwarden_apply import Applier
-from .bitwarden_import import BATCH, plan_work
+from .bitwarden_import import BATCH, NO_RELINK, OWNER_KEPT, email_change_note, plan_work
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,22 @@ class BitwardenTarget:
     def describe(self, plan: Plan) -> tuple[str, ...]:
         return describe(plan, invite_users=self.settings.invite_users, large=self.large)
 
+    def limitations(self, plan: Plan) -> list[tuple[Change, str]]:
+        """Email changes (the import never changes a member's email), links by email of a
+        member that carries another external id (the import never relinks), and removals
+        of owners (the import never removes one): notes for the operator, not failures."""
+        server = plan.computed_from or self._last
+        owners = set((server.info.get("owners", "") if server else "").split(","))
+        out: list[tuple[Change, str]] = []
+        for change in plan.changes:
+            if isinstance(change, UpdateUser):
+                out.append((change, email_change_note("the import", change)))
+            elif isinstance(change, LinkUser) and change.previous_external_id:
+                out.append((change, NO_RELINK.format(old=change.previous_external_id)))
+            elif isinstance(change, DeleteUser) and change.ref in owners:
+                out.append((change, OWNER_KEPT))
+        return out
+
     def apply(self, plan: Plan, record: Callable[[Outcome], None]) -> None:
         if plan.empty:
             return
@@ -262,14 +278,6 @@ def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str
     if counts["delete_group"]:
         notes.append(f"delete: {counts['delete_group']} group(s) through "
                      f"DELETE /public/groups/{{id}}")
-    if counts["update_user"]:
-        notes.append(f"skipped: {counts['update_user']} email/name change(s): Bitwarden's "
-                     f"import cannot change them (the person owns their account)")
-    relinks = sum(1 for c in plan.changes
-                  if isinstance(c, LinkUser) and c.previous_external_id)
-    if relinks:
-        notes.append(f"refused: {relinks} link(s) of members that already carry another "
-                     f"external id; the import never relinks")
     return tuple(notes)
 
 

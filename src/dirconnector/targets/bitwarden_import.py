@@ -48,9 +48,20 @@ MAX_EMAIL, MAX_EXTERNAL_ID, MAX_GROUP_NAME = 256, 300, 100
 
 NO_UPDATE = ("Bitwarden's import cannot change a member's email or name (the person owns "
              "their account); change it in the Admin Console or by the user")
-NO_RELINK = ("the member already carries external id {old!r} and the import never relinks; "
-             "clear or fix it in the Admin Console, then sync again")
+NO_RELINK = ("a member with this email already carries external id {old!r}, which names no "
+             "directory entry, and the import never relinks by email; if another tool set "
+             "it, see [sync] takeover_from, else clear it in the Admin Console")
 OWNER_KEPT = "owners are never removed by the import; remove the owner role first"
+
+
+def email_change_note(through: str, change: UpdateUser) -> str:
+    """Why a Bitwarden member keeps the email the directory changed (a plan note)."""
+    if "email" not in change.fields:
+        return f"name change not possible through {through} (Bitwarden members own their name)"
+    before = change.before[change.fields.index("email")]
+    return (f"email change not possible through {through} (Bitwarden members own their "
+            f"email): {before} → {change.user.email}; the member keeps {before} until they "
+            f"change it in their account settings")
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from ..settings import HttpPluginSettings
 from . import DeferredRecord, Record
 from . import scim_wire as wire
 from .bitwarden import BitwardenSettings
+from .bitwarden_import import email_change_note
 from .scim_bulk import BulkCreator
 from .scim_ops import ExternalIdWriter, ScimWriter
 from .scim_pool import run_phase
@@ -317,6 +318,18 @@ class ScimTarget:
     def _bulk_usable(self, caps: wire.Capabilities, creates: int) -> bool:
         return self.settings.bulk == "auto" and caps.bulk and creates > 1
 
+    def limitations(self, plan: Plan) -> list[tuple[Change, str]]:
+        """Bitwarden's SCIM endpoint ignores email changes (reference 3.4): notes, not
+        failures. A generic SCIM server can make every change a plan holds."""
+        try:
+            flavor = self.capabilities().flavor
+        except DirconnectorError:
+            return []
+        if flavor != "bitwarden":
+            return []
+        return [(c, email_change_note("Bitwarden's SCIM endpoint", c))
+                for c in plan.changes if isinstance(c, UpdateUser)]
+
     # ------------------------------------------------------------ describe
 
     def describe(self, plan: Plan) -> tuple[str, ...]:
@@ -364,14 +377,8 @@ class ScimTarget:
 
 
 def _bitwarden_notes(plan: Plan) -> list[str]:
+    # Email and name updates never reach here: they are limitations (plan notes).
     notes = ["Bitwarden SCIM: revocations revoke the member (seat kept, restorable)"]
-    updates = [c for c in plan.changes if isinstance(c, UpdateUser)]
-    emails = sum("email" in c.fields for c in updates)
-    if emails:
-        notes.append(f"Bitwarden SCIM cannot change emails: {emails} update(s) will fail")
-    if len(updates) > emails:
-        notes.append(f"Bitwarden SCIM ignores name changes: {len(updates) - emails} update(s) "
-                     f"will be skipped")
     if any(isinstance(c, RevokeUser) for c in plan.changes):
         notes.append("revoked members keep their group memberships on Bitwarden")
     return notes
