@@ -42,7 +42,9 @@ def test_okta_takeover(emulator: OktaEmulator, org: Org, tmp_path: Path) -> None
         assert plan.exit_code == 0, plan.output
         right = len(server.org.members) - 2          # the owner; gina is skipped (Staged)
         assert f"{right} member(s) already carry this connector's id" in plan.output
-        assert "No changes. The server matches the directory." in plan.output
+        # Nothing to change; gina, whom bwdc synced while Staged, is kept exactly as she is.
+        assert "No changes to make." in plan.output
+        assert "= gina@example.com: status (gina@example.com: STAGED)" in plan.output
         server.clear_log()
         run = t.run("sync")
         assert run.exit_code == 0, run.output

@@ -43,7 +43,9 @@ def test_onelogin_takeover(emulator: OneLoginEmulator, account: Account, ids: Se
         assert plan.exit_code == 0, plan.output
         right = len(server.org.members) - 2          # the owner; unactivated (status 0) skipped
         assert f"{right} member(s) already carry this connector's id" in plan.output
-        assert "No changes. The server matches the directory." in plan.output
+        # Nothing to change; the unactivated user bwdc synced is kept exactly as they are.
+        assert "No changes to make." in plan.output
+        assert "= new@example.com: status" in plan.output
         assert {g.external_id for g in server.org.groups.values()} == {
             str(r) for r in ids.roles.values()}
         server.clear_log()
