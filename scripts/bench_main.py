@@ -12,7 +12,7 @@ from typing import Any
 
 from bench_common import ROOT, fmt, load, log, machine, run_child, summarise
 
-PARTS = ("startup", "ldap", "diff", "apply", "e2e")
+PARTS = ("startup", "ldap", "diff", "apply", "e2e", "takeover")
 GOALS = [
     "LDAP read of 100k users + 5k groups <= 2.5x ldapsearch with python-ldap",
     "diff of 1M users <= 5 s and <= 2 GB",
@@ -20,6 +20,7 @@ GOALS = [
     "e2e full sync to Bitwarden: 10k <= 1.0 s / 150 MB; 100k <= 10 s / 800 MB; growth <= 12x",
     "e2e no-op resync of 100k <= 1.5 s with zero writes",
     "dirconnector --help / --version <= 0.3 s",
+    "takeover from bwdc (issue 18): sync of 100k relinks ends with 0 failed, the next plan empty",
 ]
 
 
@@ -75,7 +76,7 @@ def _main(args: argparse.Namespace) -> int:
     apply_size = (args.apply_size or (sizes[0] if args.part == "apply" and args.sizes
                                       else 10_000))
     parts = PARTS if args.part == "all" else (args.part,)
-    if any(p in parts for p in ("ldap", "e2e")) and not shutil.which("ldapsearch"):
+    if any(p in parts for p in ("ldap", "e2e", "takeover")) and not shutil.which("ldapsearch"):
         print("bench: ldapsearch not found; run scripts/test as root once to install slapd "
               "and ldap-utils", file=sys.stderr)
         return 1
@@ -106,11 +107,16 @@ def _main(args: argparse.Namespace) -> int:
 
             res = bench_apply.run(apply_size, args.repeat, args.latency_ms / 1000)
             lines = bench_apply.table(res)
-        else:
+        elif part == "e2e":
             import bench_e2e
 
             res = bench_e2e.run(sizes, args.repeat, args.e2e_latency_ms / 1000)
             lines = bench_e2e.table(res)
+        else:
+            import bench_takeover
+
+            res = bench_takeover.run(sizes, args.repeat)
+            lines = bench_takeover.table(res)
         seconds = time.perf_counter() - t0
         res["_meta"] = {"seconds": seconds, "load_before": before, "load_after": load()}
         report["parts"][part] = res

@@ -12,9 +12,11 @@ silently. Pure: no I/O, deterministic output.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
+from . import bwdc_keys
 from .errors import ConfigError
 
 DIRECTORY_TYPES = {0: "ldap", 1: "azure", 2: "google", 3: "okta", 4: "onelogin"}
@@ -115,6 +117,11 @@ def convert(data: dict[str, Any]) -> tuple[str, list[str]]:
             f"secret: set {env} to {what.format(email=directory.get('clientEmail', '?'))}")
     _target(root, sync, out, unmapped)
     _sync(sync, kind, out, unmapped)
+    keys = _keys(source, directory)
+    out.set("sync", "takeover_from", "bwdc", "\n".join(textwrap.wrap(
+        f"members and groups bwdc created carry bwdc's external ids ({keys}): recognise "
+        "them by those keys and relink them (plan: `> relink`). Remove this line once a "
+        "plan shows no relink.", 86)))
     header = [
         "dirconnector profile converted from a Bitwarden Directory Connector data.json",
         "by `dirconnector import-bwdc`. Review it, then run `dirconnector config validate`",
@@ -124,6 +131,15 @@ def convert(data: dict[str, Any]) -> tuple[str, list[str]]:
         f"  {env}  {what.format(email=directory.get('clientEmail', '?'))}",
         f"  {TARGET_SECRET_ENV}  the organization API key's client_secret "
         "(bwdc reads the same variable)",
+        "",
+        "The first `dirconnector plan` is a takeover report ([sync] takeover_from = \"bwdc\"):",
+        *textwrap.wrap(f"bwdc keyed this directory on {keys}.", 84),
+        *_first_plan(source, directory),
+        "It then counts the members already right, the directory users without a member",
+        "(+ create), and what differs from what bwdc left (disabled users bwdc sent as",
+        "active, groups or memberships bwdc never synced); the safety limits still apply",
+        "to those. Members whose bwdc key matches no directory entry are listed and left",
+        "as they are. `dirconnector sync` then makes the changes; the next plan is empty.",
     ]
     if unmapped:
         header += ["", "Options with no equivalent (see the list printed by import-bwdc):"]
@@ -245,12 +261,26 @@ def _ldap(d: Mapping[str, Any], sync: Mapping[str, Any], out: _Out, unmapped: li
     for key in ("domain", "currentUser"):
         if d.get(key):
             unmapped.append(f"directoryLdap.{key}: unused by bwdc's LDAP sync too")
-    if not ad:
-        unmapped.append("external ids: bwdc keyed non-AD LDAP users on their DN; dirconnector "
-                        "uses entryUUID (nsUniqueId, ipaUniqueID). Members bwdc created keep "
-                        "the DN and the import cannot relink them: plan shows them as links "
-                        "that will be refused until their external id is cleared (see "
-                        "connectors/bitwarden.md, migration)")
+
+
+def _keys(source: str, directory: Mapping[str, Any]) -> str:
+    """bwdc's external ids for this directory type, in words (bwdc_keys.py)."""
+    if source != "ldap":
+        return bwdc_keys.rule(source)
+    if bool(directory.get("ad", True)):
+        return "objectGUID as GUID text, as dirconnector does"
+    return ("the entry DN (objectGUID where an entry has one), where dirconnector uses "
+            "entryUUID (nsUniqueId, ipaUniqueID)")
+
+
+def _first_plan(source: str, directory: Mapping[str, Any]) -> list[str]:
+    if source == "ldap" and not bool(directory.get("ad", True)):
+        return ["Every member and group bwdc created shows as `> relink user: \"<DN>\" ->",
+                "<entryUUID>`: its external id is rewritten through PUT /public/members/{id}",
+                "(read first: its type, permissions, collections and groups stay) and",
+                "PUT /public/groups/{id} (collections kept); nobody is invited again."]
+    return ["The external ids are the same in both tools, so the members bwdc created",
+            "are found as they are: nothing needs relinking."]
 
 
 def _search_base(prefix: str, root_path: str) -> str:

@@ -165,7 +165,7 @@ pass_ctx = click.make_pass_decorator(Ctx)
 @pass_ctx
 def check(ctx: Ctx) -> None:
     """Connect to the directory and the server; show counts and any problem."""
-    from .report import check_renderable
+    from .report import check_renderable, preview_renderable
     from .sync import build_connector, build_target
 
     with errors_to_exit(ctx):
@@ -186,6 +186,12 @@ def check(ctx: Ctx) -> None:
         if not ok:
             ctx.err.print("[bold red]Check failed.[/bold red]")
             sys.exit(1)
+        plan, refused = ctx.runner(ctx.store()).preview()
+        ctx.console.print(preview_renderable(plan, refused))
+        if refused:
+            ctx.err.print("[bold red]The safety guard would refuse the next sync[/bold red] "
+                          "(see above; `dirconnector plan` shows it whole).")
+            sys.exit(3)
         ctx.console.print("[bold green]All checks passed.[/bold green]")
 
 

@@ -4,6 +4,11 @@ Matching: a server account is the directory user whose ``external_id`` it stores
 failing that, an account with the same email whose external id no directory user
 claims is *linked* (never duplicated). Groups: by external id, then by name.
 
+Kept as is: a directory entry the source read but could not use (no email, an
+invalid or duplicate one, filtered out...) keeps exactly what its account has on the
+server: no revoke, no update, no membership removed, and its account is never handed
+to another entry by email. Such accounts are listed in ``Plan.kept`` with the reason.
+
 Scope: only *managed* accounts are ever revoked, deleted or removed from groups.
 ``manage = "linked"`` (default) means accounts this tool created or linked (their
 refs come from the state store) plus accounts that carry a directory user's id;
@@ -19,7 +24,7 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from .model import Group, Snapshot, User, flatten, paused_gc
+from .model import Group, Skipped, Snapshot, User, flatten, paused_gc
 from .plan import (
     AddMembers,
     Change,
@@ -27,6 +32,7 @@ from .plan import (
     CreateUser,
     DeleteGroup,
     DeleteUser,
+    Kept,
     LinkGroup,
     LinkUser,
     MemberRef,
@@ -38,6 +44,7 @@ from .plan import (
     UpdateUser,
     sort_changes,
 )
+from .takeover import recognise
 
 USER_FIELDS = ("email", "display_name", "given_name", "family_name")
 
@@ -74,7 +81,14 @@ def diff(
     display names does not get the same impossible update on every run.
     """
     with paused_gc():
-        return _diff(desired, current, policy, managed, fields)
+        # A takeover (``desired.previous_keys``) is one matching step before the diff:
+        # accounts recognised by another tool's key are compared under the directory's id,
+        # ahead of any matching by email (takeover.py).
+        found = recognise(desired, current)
+        if found is None:
+            return _diff(desired, current, policy, managed, fields)
+        plan = _diff(found.desired, found.current, policy, managed, fields)
+        return found.finish(plan, desired, current)
 
 
 class _NoAccount:
@@ -162,12 +176,34 @@ def _diff(desired: Snapshot, current: Snapshot, policy: Policy, managed: frozens
                            if isinstance(a, User) and u.email != a.email})
         return moving[0]
 
+    # Directory entries read but skipped (no email...), by external id: their accounts
+    # are kept exactly as they are (module docstring).
+    unusable: dict[str, Skipped] = {s.external_id: s for s in desired.skipped
+                                    if s.external_id and s.kind == "user"}
+    kept: list[Kept] = []
+    kept_keys: set[str] = set()          # accounts of unusable entries
+    for ext, skip in unusable.items():
+        owned = by_ext.get(ext)
+        if owned is not None:
+            kept_keys.add(owned.key)
+            kept.append(Kept(owned.key, ext, owned.email, skip.reason,
+                             f"{skip.ref}: {skip.detail}" if skip.detail else skip.ref))
+
     leaving: set[str] = set()            # refs that lose access in this plan
+    blocked: set[int] = set()            # users not created: their address is kept's
     for i in order:
         user = wants[i]
         found = have[i]
         if not isinstance(found, User):
             cand = by_email.get(user.email)
+            if cand is not None and cand.key in kept_keys:
+                # The address belongs to the account of an entry that is kept as is:
+                # adopting it would hand that person's access to someone else, and a
+                # create would collide with it. Neither is changed.
+                kept.append(_address_taken("", uids[i], user.email, user.email, cand,
+                                           unusable))
+                blocked.add(i)
+                continue
             # Only active users adopt accounts: linking a disabled person's address to a
             # manually created account, just to revoke it, would widen the managed scope.
             # An account matched by external id carries a directory user's id, so the
@@ -193,6 +229,8 @@ def _diff(desired: Snapshot, current: Snapshot, policy: Policy, managed: frozens
             if holder is not None and holder.key != acct.key and (
                     holder.key not in moving_away()):
                 delta.remove("email")    # another account keeps it: the server would refuse
+                kept.append(_address_taken(acct.key, uids[i], acct.email, user.email, holder,
+                                           unusable))
         if delta:
             changes.append(UpdateUser(acct.key, user, tuple(delta),
                                       tuple(str(getattr(acct, f)) for f in delta)))
@@ -211,7 +249,7 @@ def _diff(desired: Snapshot, current: Snapshot, policy: Policy, managed: frozens
     claimed: set[str | None] = set(keys)  # accounts matched to a directory user
     claimed.discard(None)
 
-    skipped = desired.skipped_ids
+    skipped = unusable
     # Accounts matched to a directory user are in scope and stay: count the active
     # ones and hand only the others to the loop below (split in C, order kept).
     account_keys: list[str] = list(map(_ref_of, accounts))
@@ -236,15 +274,19 @@ def _diff(desired: Snapshot, current: Snapshot, policy: Policy, managed: frozens
         # by: its account's key, or "ext:<id>" for an account this plan creates.
         created: dict[str, str] = {}     # "ext:<id>" -> id
         for i in missing:
-            if keys[i] is None and wants[i].active:
+            if keys[i] is None and wants[i].active and i not in blocked:
                 keys[i] = key = f"ext:{uids[i]}"
                 created[key] = uids[i]
         if delete and leaving:           # a deleted account is no one's member
             for i in itertools.compress(everyone, map(leaving.__contains__, keys)):
                 keys[i] = None
         member_key = dict(zip(uids, keys, strict=True))
-        changes.extend(_diff_groups(desired, current, policy, managed, member_key,
-                                    {**linked, **created}, created, claimed, leaving))
+        group_changes, managed_memberships = _diff_groups(
+            desired, current, policy, managed, member_key, {**linked, **created}, created,
+            claimed, leaving, kept_keys)
+        changes.extend(group_changes)
+    else:
+        managed_memberships = 0
 
     return Plan(
         changes=sort_changes(changes),
@@ -254,8 +296,27 @@ def _diff(desired: Snapshot, current: Snapshot, policy: Policy, managed: frozens
         managed_active=managed_active,
         source_users=len(want_users),
         source_complete=desired.complete,
+        kept=tuple(sorted(kept, key=_kept_order)),
+        managed_memberships=managed_memberships,
         computed_from=current,
     )
+
+
+def _address_taken(ref: str, uid: str, email: str, wanted: str, holder: User,
+                   unusable: Mapping[str, Skipped]) -> Kept:
+    """A person who cannot have the address ``wanted``: ``holder``'s account has it."""
+    owner = unusable.get(holder.external_id)
+    if owner is not None:
+        return Kept(ref, uid, email, "email held by a kept account",
+                    f"{wanted} is the account of {owner.ref} ({owner.reason}); fix one of "
+                    f"the two entries")
+    return Kept(ref, uid, email, "email held by another account",
+                f"{wanted} belongs to the account with external id "
+                f"{holder.external_id or '(none)'}")
+
+
+def _kept_order(k: Kept) -> tuple[str, str]:
+    return (k.email, k.external_id)
 
 
 _ext_of = operator.attrgetter("external_id")
@@ -286,11 +347,16 @@ def _diff_groups(
     created: Container[str],
     claimed: Container[str | None],
     leaving: set[str],
-) -> list[Change]:
-    """Group changes. ``member_key``: each directory user's key on the server (None: it
-    cannot be a member); ``adopted``: the users whose key is not their own account's
-    (linked accounts and the ``created`` ones), by key."""
+    kept_keys: Container[str],
+) -> tuple[list[Change], int]:
+    """Group changes, and the memberships of the server groups they manage.
+
+    ``member_key``: each directory user's key on the server (None: it cannot be a
+    member); ``adopted``: the users whose key is not their own account's (linked
+    accounts and the ``created`` ones), by key; ``kept_keys``: accounts of entries kept
+    as is, whose memberships are never removed."""
     changes: list[Change] = []
+    managed_memberships = 0
     # Memberships are compared as sets of server keys (C speed): each group's direct
     # members are translated once, then flattened, so a user in a nested group is looked
     # up once rather than once per enclosing group (a million lookups cost 0.5 s).
@@ -348,6 +414,7 @@ def _diff_groups(
 
         want = flat[gid]
         have = cur.member_ids if cur is not None else frozenset()
+        managed_memberships += len(have)
         if want == have:
             continue                     # one pass over the members, the usual answer
         # MemberRefs only for the differences.
@@ -355,6 +422,7 @@ def _diff_groups(
         remove = [MemberRef(a.external_id, a.key, a.email) for a in
                   (accounts[r] for r in have - want if r in accounts)
                   if _in_scope(a, policy, managed, claimed)
+                  and a.key not in kept_keys       # an unusable entry keeps its groups
                   and not (delete and a.key in leaving)]   # deletion drops memberships
         cur_ref = cur.key if cur is not None else ""
         if add:
@@ -368,5 +436,7 @@ def _diff_groups(
             if grp.key in taken or grp.external_id in desired.groups:
                 continue
             if _in_scope(grp, policy, managed, taken):
-                changes.append(DeleteGroup(grp.key, grp.external_id, grp.name))
-    return changes
+                changes.append(DeleteGroup(grp.key, grp.external_id, grp.name,
+                                           len(grp.member_ids)))
+                managed_memberships += len(grp.member_ids)
+    return changes, managed_memberships

@@ -141,6 +141,75 @@ class Skipped:
     """Its external id when known: a plan never removes an account only because it was skipped."""
 
 
+AMBIGUOUS = "\x00ambiguous"
+"""What :meth:`PreviousKeys.find` answers for a key that several directory entries share."""
+
+
+@dataclass(frozen=True)
+class PreviousKeys:
+    """The keys another tool stored on the server for this directory's entries (a takeover).
+
+    Bwdc keyed LDAP entries without objectGUID on their DN; this project keys them on
+    entryUUID (nsUniqueId, ipaUniqueID). The connector hands over what it read anyway,
+    so the plan can recognise accounts by the old key and relink them.
+
+    Why a mapping on the snapshot and not a field on every User and Group: a field is
+    one more slot on each of a million records (8 MB) for every connector on every run,
+    in every ``User(...)`` built by ``Snapshot.build`` and the digest, while only a
+    takeover needs it, and only for the entries whose old key differs from their id
+    (none on Active Directory or the cloud directories, where bwdc's key *is* the id).
+    The LDAP connector already builds DN -> id while reading (to resolve group members);
+    handing that dict over costs no new strings, only keeps it alive until the plan is
+    made. A spelling the dict does not hold is compared through ``canonical`` (an
+    index built on the first miss only).
+    """
+
+    tool: str
+    """Who stored the keys ("bwdc")."""
+    rule: str
+    """How that tool keyed this directory's entries, in words ("the entry DN")."""
+    users: Mapping[str, str] = field(default_factory=dict)
+    """Old key, spelt as the connector read it -> the user's external id; only where they
+    differ (an empty mapping: the tool used this connector's ids)."""
+    groups: Mapping[str, str] = field(default_factory=dict)
+    """Old key -> the group's external id; only where they differ."""
+    canonical: Callable[[str], str] | None = None
+    """How two spellings of one key compare (LDAP: ``normalize_dn``: case, spacing,
+    escapes), or None: exactly. May raise ValueError for a value that is no such key."""
+
+    def find(self, kind: Literal["user", "group"], key: str) -> str | None:
+        """The external id the entry keyed ``key`` has now; None if no entry; AMBIGUOUS."""
+        table = self.users if kind == "user" else self.groups
+        found = table.get(key)
+        if found is not None or self.canonical is None or not table:
+            return found
+        try:
+            norm = self.canonical(key)
+        except ValueError:
+            return None
+        return (self._users_canonical if kind == "user" else self._groups_canonical).get(norm)
+
+    @functools.cached_property
+    def _users_canonical(self) -> dict[str, str]:
+        return self._index(self.users)
+
+    @functools.cached_property
+    def _groups_canonical(self) -> dict[str, str]:
+        return self._index(self.groups)
+
+    def _index(self, table: Mapping[str, str]) -> dict[str, str]:
+        assert self.canonical is not None
+        out: dict[str, str] = {}
+        for key, ext in table.items():
+            try:
+                norm = self.canonical(key)
+            except ValueError:
+                continue
+            if out.setdefault(norm, ext) != ext:
+                out[norm] = AMBIGUOUS
+        return out
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """The complete state of one side at one moment."""
@@ -155,6 +224,8 @@ class Snapshot:
     """False when the read did not see everything (a failed page, a size limit)."""
     info: Mapping[str, str] = field(default_factory=dict)
     """Free-form facts for reports (server kind, read duration)."""
+    previous_keys: PreviousKeys | None = None
+    """A source's entries under the keys another tool stored (a takeover); else None."""
 
     @classmethod
     def build(
@@ -223,8 +294,10 @@ class Snapshot:
             for u in same:
                 if u is winner:
                     continue
-                skips.append(Skipped("user", u.external_id, "duplicate email", email,
-                                     external_id=u.external_id))
+                # Name every other entry: the operator fixes one of them at the source.
+                others = ", ".join(_entry_name(o) for o in same if o is not u)
+                skips.append(Skipped("user", _entry_name(u), "duplicate email",
+                                     f"{email}, also on {others}", external_id=u.external_id))
         group_map = {g.external_id: g if not _CONTROL.search(g.name) else
                      Group(g.external_id, clean_text(g.name), g.member_ids, g.subgroup_ids, g.ref)
                      for g in groups}
@@ -298,6 +371,11 @@ def _hash_records(update: Callable[[bytes], object], records: Mapping[str, Any],
             update(b"\x1e")
         for get in flags:
             update(bytes(map(get, part)))
+
+
+def _entry_name(user: User) -> str:
+    """How an operator finds a user in the directory: login name and id."""
+    return f"{user.user_name} ({user.external_id})" if user.user_name else user.external_id
 
 
 def _replace_user(user: User, **changes: object) -> User:

@@ -53,6 +53,22 @@ class LinkUser:
 
 
 @dataclass(frozen=True, slots=True)
+class RelinkUser:
+    """Give an account the directory's external id in place of the key another tool stored.
+
+    The account was recognised by that key (a takeover, ``[sync] takeover_from``), not by
+    email: only its external id changes; type, permissions, collections and groups stay.
+    """
+
+    ref: str
+    user: User
+    previous_external_id: str
+    """The key the server holds now (bwdc: the entry DN on LDAP without AD)."""
+    kind: ClassVar[str] = "relink_user"
+    symbol: ClassVar[str] = ">"
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateUser:
     """Change attributes of an account that already matches."""
 
@@ -121,6 +137,18 @@ class LinkGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class RelinkGroup:
+    """Give a group the directory's external id in place of the key another tool stored."""
+
+    ref: str
+    external_id: str
+    name: str
+    previous_external_id: str
+    kind: ClassVar[str] = "relink_group"
+    symbol: ClassVar[str] = ">"
+
+
+@dataclass(frozen=True, slots=True)
 class RenameGroup:
     """Change a group's display name."""
 
@@ -163,24 +191,51 @@ class DeleteGroup:
     ref: str
     external_id: str
     name: str
+    member_count: int = 0
+    """Members it has on the server: the memberships its deletion takes away (the guard)."""
     kind: ClassVar[str] = "delete_group"
     symbol: ClassVar[str] = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A person the plan leaves exactly as the server holds them, and why. Not a change.
+
+    Two causes: the directory entry cannot be used now (no email, an invalid or
+    duplicate one, ...), so nothing about its account may change until it can; or the
+    change it needs is one the target cannot make (Bitwarden members own their email).
+    """
+
+    ref: str
+    """The server account's id; empty when the person has no account (not created)."""
+    external_id: str
+    """The directory entry's id."""
+    email: str
+    """The address the server holds (or the directory's, for someone without an account)."""
+    reason: str
+    """Why, in the operator's words ("no email", "email change not possible ...")."""
+    detail: str = ""
+    """Which entry, which values: enough to find and fix it."""
 
 
 Change = (
     CreateUser | LinkUser | UpdateUser | RestoreUser | RevokeUser | DeleteUser
     | CreateGroup | LinkGroup | RenameGroup | AddMembers | RemoveMembers | DeleteGroup
+    | RelinkUser | RelinkGroup
 )
 
 CHANGE_TYPES: dict[str, type[Any]] = {
     t.kind: t for t in (CreateUser, LinkUser, UpdateUser, RestoreUser, RevokeUser, DeleteUser,
-                        CreateGroup, LinkGroup, RenameGroup, AddMembers, RemoveMembers, DeleteGroup)
+                        CreateGroup, LinkGroup, RenameGroup, AddMembers, RemoveMembers, DeleteGroup,
+                        RelinkUser, RelinkGroup)
 }
 
 # Apply order (DESIGN: users before memberships, removals last). Links and updates come
-# before creates so an email freed by an update can be taken by a create.
+# before creates so an email freed by an update can be taken by a create; relinks come
+# first of all, so every later change finds its account under the directory's id.
 PHASES: tuple[tuple[str, ...], ...] = (
-    ("link_user", "update_user", "restore_user", "link_group", "rename_group"),
+    ("relink_user", "relink_group", "link_user", "update_user", "restore_user", "link_group",
+     "rename_group"),
     ("create_user", "create_group"),
     ("add_members", "remove_members"),
     ("revoke_user", "delete_user", "delete_group"),
@@ -197,7 +252,7 @@ def phase_of(change: Change) -> int:
 
 def subject(change: Change) -> str:
     """A short human name for what a change touches: an email or a group name."""
-    if isinstance(change, CreateUser | LinkUser | UpdateUser | RestoreUser):
+    if isinstance(change, CreateUser | LinkUser | UpdateUser | RestoreUser | RelinkUser):
         return change.user.email
     if isinstance(change, RevokeUser | DeleteUser):
         return change.email
@@ -207,8 +262,50 @@ def subject(change: Change) -> str:
 
 
 def is_removal(change: Change) -> bool:
-    """True for changes that take access away from a person."""
+    """True for changes that take an account away from a person."""
     return isinstance(change, RevokeUser | DeleteUser)
+
+
+def memberships_removed(change: Change) -> int:
+    """Group memberships a change takes away (group membership grants access too)."""
+    if isinstance(change, RemoveMembers):
+        return len(change.members)
+    if isinstance(change, DeleteGroup):
+        return change.member_count
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    """A server account or group whose key matches no directory entry: left as it is."""
+
+    kind: Literal["user", "group"]
+    ref: str
+    name: str
+    """The account's email, or the group's name."""
+    external_id: str
+    """The key it carries."""
+    reason: str
+    """Why it was not relinked, in the operator's words."""
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """What a plan found when taking over from another tool (``[sync] takeover_from``).
+
+    Not changes: the relinks are ``RelinkUser``/``RelinkGroup`` changes of the plan, the
+    rest of the report (new members, what differs from what the tool left) is read off
+    the plan's other changes by ``takeover.summary``.
+    """
+
+    tool: str
+    """The tool whose keys the server holds ("bwdc")."""
+    rule: str
+    """How that tool keyed this directory's entries, in words."""
+    right: int = 0
+    """Accounts that already carry this connector's id and need no account change."""
+    unmatched: tuple[Unmatched, ...] = ()
+    """Accounts whose key matches no directory entry, or several: left as they are."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +329,12 @@ class Plan:
     """Whether the source read was complete."""
     notes: tuple[str, ...] = ()
     """Plain-language remarks for the operator (what a target will do with the plan)."""
+    takeover: Takeover | None = None
+    """Set while taking over from another tool: what its keys matched."""
+    kept: tuple[Kept, ...] = ()
+    """People left exactly as they are on the server, with the reason (not changes)."""
+    managed_memberships: int = 0
+    """Memberships of the server groups the plan manages (the membership guard's denominator)."""
     computed_from: Snapshot | None = dataclasses.field(default=None, repr=False,
                                                        compare=False)
     """The server snapshot itself, while the plan lives in the process that made it."""
@@ -260,6 +363,16 @@ class Plan:
         """Changes per kind."""
         return Counter(c.kind for c in self.changes)
 
+    def removals(self) -> tuple[int, int]:
+        """Accounts revoked or deleted, and group memberships taken away."""
+        accounts = memberships = 0
+        for c in self.changes:
+            if is_removal(c):
+                accounts += 1
+            else:
+                memberships += memberships_removed(c)
+        return accounts, memberships
+
     def tally(self) -> dict[str, int]:
         """Terraform's closing line: to add, to change, to revoke/remove."""
         add = change = remove = 0
@@ -287,9 +400,12 @@ class Plan:
             "managed_active": self.managed_active,
             "source_users": self.source_users,
             "source_complete": self.source_complete,
+            "managed_memberships": self.managed_memberships,
             "summary": dict(sorted(self.counts().items())),
             "notes": list(self.notes),
+            "takeover": plain(self.takeover),
             "changes": [{"kind": c.kind, **plain(c)} for c in self.changes],
+            "kept": [plain(k) for k in self.kept],
             "skipped": [plain(s) for s in self.skipped],
         }
 
@@ -305,11 +421,22 @@ class Plan:
         try:
             changes = tuple(_change_from(d) for d in data["changes"])
             skipped = tuple(Skipped(**s) for s in data.get("skipped", []))
+            kept = tuple(Kept(**k) for k in data.get("kept", []))
             return cls(changes, data["target_digest"], data["source_digest"], skipped,
                        int(data.get("managed_active", 0)), int(data.get("source_users", 0)),
-                       bool(data.get("source_complete", True)), tuple(data.get("notes", [])))
+                       bool(data.get("source_complete", True)), tuple(data.get("notes", [])),
+                       kept=kept, managed_memberships=int(data.get("managed_memberships", 0)),
+                       takeover=_takeover_from(data.get("takeover")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"plan file: not a dirconnector plan ({exc})") from exc
+
+
+def _takeover_from(data: dict[str, Any] | None) -> Takeover | None:
+    if data is None:
+        return None
+    fields = dict(data)
+    fields["unmatched"] = tuple(Unmatched(**u) for u in fields.get("unmatched", ()))
+    return Takeover(**fields)
 
 
 def _change_from(data: dict[str, Any]) -> Change:

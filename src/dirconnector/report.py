@@ -24,9 +24,12 @@ from .plan import (
     Change,
     CreateUser,
     DeleteUser,
+    Kept,
     LinkGroup,
     LinkUser,
     Plan,
+    RelinkGroup,
+    RelinkUser,
     RemoveMembers,
     RenameGroup,
     RevokeUser,
@@ -35,6 +38,7 @@ from .plan import (
 )
 from .state import RunRow
 from .sync import RunResult
+from .takeover import summary as takeover_summary
 
 STYLES = {"+": "green", "~": "yellow", "-": "red", ">": "cyan"}
 VERBS = {
@@ -42,7 +46,7 @@ VERBS = {
     "restore_user": "restore user", "revoke_user": "revoke user", "delete_user": "delete user",
     "create_group": "create group", "link_group": "link group", "rename_group": "rename group",
     "add_members": "add to group", "remove_members": "remove from group",
-    "delete_group": "delete group",
+    "delete_group": "delete group", "relink_user": "relink", "relink_group": "relink group",
 }
 PER_KIND_LIMIT = 200
 
@@ -73,6 +77,9 @@ def _describe(change: Change) -> str:
     if isinstance(change, LinkUser):
         was = f" (was {change.previous_external_id!r})" if change.previous_external_id else ""
         return f"{verb} {what}: existing account gets external id {change.user.external_id!r}{was}"
+    if isinstance(change, RelinkUser | RelinkGroup):
+        new = change.user.external_id if isinstance(change, RelinkUser) else change.external_id
+        return f"{verb} {what}: \"{change.previous_external_id}\" → {new}"
     if isinstance(change, RevokeUser | DeleteUser):
         why = "disabled in the directory" if change.reason == "disabled" else \
             "no longer in the directory"
@@ -102,12 +109,27 @@ def skipped_summary(skipped: Sequence[Skipped]) -> str:
     return f"Skipped {len(skipped)} directory entr{'y' if len(skipped) == 1 else 'ies'}: {parts}."
 
 
+def kept_line(kept: Kept) -> str:
+    """One person kept as is, and why (terminal-safe)."""
+    detail = f" ({kept.detail})" if kept.detail else ""
+    return printable(f"{kept.email or kept.external_id}: {kept.reason}{detail}")
+
+
+def kept_heading(plan: Plan) -> str:
+    return (f"Kept as is ({len(plan.kept)}): left exactly as the server holds them, "
+            f"memberships included")
+
+
 def plan_renderable(plan: Plan, refused: Sequence[str] = (), verbose: bool = False,
                     ) -> RenderableType:
     """Terraform-like: one marked line per change, a closing tally, or 'No changes.'"""
     parts: list[RenderableType] = []
+    takeover = takeover_summary(plan)
+    if takeover:
+        parts.append(Text("\n".join(takeover) + "\n", style="bold cyan"))
     if plan.empty:
-        parts.append(Text("No changes. The server matches the directory.", style="bold green"))
+        parts.append(Text("No changes. The server matches the directory." if not plan.kept
+                          else "No changes to make.", style="bold green"))
     else:
         parts.append(Text("dirconnector will make these changes:\n", style="bold"))
         shown: Counter[str] = Counter()
@@ -128,6 +150,13 @@ def plan_renderable(plan: Plan, refused: Sequence[str] = (), verbose: bool = Fal
             parts.append(Text(""))
         for note in plan.notes:
             parts.append(Text(f"Note: {note}", style="dim"))
+    if plan.kept:
+        parts.append(Text("\n" + kept_heading(plan) + ":", style="bold yellow"))
+        for k in plan.kept[:None if verbose else PER_KIND_LIMIT]:
+            parts.append(Text(f"  = {kept_line(k)}", style="yellow"))
+        if len(plan.kept) > PER_KIND_LIMIT and not verbose:
+            parts.append(Text(f"  … and {len(plan.kept) - PER_KIND_LIMIT} more (all in "
+                              f"--format json)", style="dim"))
     skip = skipped_summary(plan.skipped)
     if skip:
         parts.append(Text("\n" + skip, style="yellow"))
@@ -171,13 +200,20 @@ def result_renderable(result: RunResult) -> RenderableType:
 
 def plan_markdown(plan: Plan, refused: Sequence[str] = ()) -> str:
     lines = ["# dirconnector plan", ""]
+    takeover = takeover_summary(plan)
+    if takeover:
+        lines += ["```", *takeover, "```", ""]
     if plan.empty:
-        lines.append("No changes. The server matches the directory.")
+        lines.append("No changes. The server matches the directory." if not plan.kept
+                     else "No changes to make.")
     else:
         lines += ["| | change | subject |", "|---|---|---|"]
         for c in plan.changes:
             lines.append(f"| `{c.symbol}` | {VERBS[c.kind]} | {_md(describe(c))} |")
         lines += ["", f"**{tally_line(plan)}**"]
+    if plan.kept:
+        lines += ["", f"**{kept_heading(plan)}:**", ""]
+        lines += [f"- {_md(kept_line(k))}" for k in plan.kept]
     skip = skipped_summary(plan.skipped)
     if skip:
         lines += ["", skip]
@@ -244,6 +280,29 @@ def check_renderable(title: str, report: CheckReport) -> RenderableType:
     return table
 
 
+def preview_renderable(plan: Plan, refused: Sequence[str]) -> RenderableType:
+    """``check``'s view of the next sync: its size, who is kept as is, the guard's verdict."""
+    table = Table(title="next sync", show_header=False, box=None, title_justify="left")
+    t = plan.tally()
+    table.add_row(Text("ok", style="green"), "plan",
+                  f"{t['add']} to add, {t['change']} to change, {t['remove']} to revoke or "
+                  f"remove")
+    reasons = Counter(k.reason for k in plan.kept)
+    table.add_row(Text("ok", style="green") if not plan.kept else Text("note", style="yellow"),
+                  "kept as is", f"{len(plan.kept)}" + (
+                      " (" + ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) + ")"
+                      if reasons else ""))
+    for k in plan.kept[:5]:
+        table.add_row("", "sample", kept_line(k))
+    if refused:
+        for reason in refused:
+            table.add_row(Text("FAIL", style="bold red"), "safety guard",
+                          f"would refuse: {printable(reason)}")
+    else:
+        table.add_row(Text("ok", style="green"), "safety guard", "would allow it")
+    return table
+
+
 def history_table(rows: Iterable[RunRow], show_profile: bool = False) -> Table:
     cols = ["run", *(["profile"] if show_profile else []), "command", "started", "took",
             "status", "changes", "error"]
@@ -253,7 +312,8 @@ def history_table(rows: Iterable[RunRow], show_profile: bool = False) -> Table:
         took = f"{r.finished - r.started:.1f}s" if r.finished else "…"
         applied = sum(v for k, v in r.counts.items() if k.endswith(".ok"))
         failed = sum(v for k, v in r.counts.items() if k.endswith(".failed"))
-        changes = f"{applied} ok" + (f", {failed} failed" if failed else "")
+        changes = f"{applied} ok" + (f", {failed} failed" if failed else "") + (
+            f", {r.counts['kept']} kept as is" if r.counts.get("kept") else "")
         style = {"ok": "green", "failed": "red", "refused": "red", "partial": "yellow"}.get(
             r.status, "")
         cells: list[str | Text] = [r.id, *([r.profile] if show_profile else []), r.command,

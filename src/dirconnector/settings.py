@@ -149,6 +149,11 @@ class SyncSettings(BaseModel):
     max_revocations: int = Field(25, ge=0)
     max_revocation_ratio: float = Field(0.10, ge=0.0, le=1.0)
     min_source_ratio: float = Field(0.9, ge=0.0, le=1.0)
+    max_membership_removals: int = Field(100, ge=0)
+    max_membership_removal_ratio: float = Field(0.10, ge=0.0, le=1.0)
+    takeover_from: Literal["none", "bwdc"] = "none"
+    """Recognise the members and groups another tool created by the keys it stored, and
+    relink them to this connector's ids (takeover.py); "none": no relinking."""
 
 
 class StateSettings(BaseModel):

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,11 @@ from .plan import (
     CreateUser,
     DeleteGroup,
     DeleteUser,
+    Kept,
     LinkGroup,
     LinkUser,
+    RelinkGroup,
+    RelinkUser,
     plain,
     subject,
 )
@@ -234,6 +237,19 @@ class StateStore:
                     or time.monotonic() - self._group_since >= GROUP_SECONDS):
                 self._commit_group()
 
+    def record_kept(self, run_id: str, kept: Iterable[Kept]) -> None:
+        """Journal the people a run left as they are (kind and status "kept"): not changes,
+        but ``history --run`` must say why each one was not changed."""
+        with self._mutex:
+            seq = self._seq.get(run_id, 0)
+            for k in kept:
+                seq += 1
+                self._group.append((run_id, seq, time.time(), "kept", k.email, k.ref, "kept",
+                                    f"{k.reason} ({k.detail})" if k.detail else k.reason,
+                                    _ENCODE({"kind": "kept", **plain(k)})))
+            self._seq[run_id] = seq
+            self._commit_group()
+
     def managed(self, profile: str) -> frozenset[str]:
         """Server ids of accounts and groups this tool created or linked."""
         with self._locked():
@@ -298,11 +314,11 @@ _MANAGED_DEL = "DELETE FROM managed WHERE profile=? AND kind=? AND ref=?"
 def _managed_updates(profile: str, outcome: Outcome) -> list[tuple[str, tuple[Any, ...]]]:
     """The managed-set statements an applied change calls for."""
     change = outcome.change
-    if isinstance(change, CreateUser | LinkUser):
+    if isinstance(change, CreateUser | LinkUser | RelinkUser):
         ref = outcome.ref or getattr(change, "ref", "")
         return [(_MANAGED_ADD, (profile, "user", ref, change.user.external_id,
                                 time.time()))] if ref else []
-    if isinstance(change, CreateGroup | LinkGroup):
+    if isinstance(change, CreateGroup | LinkGroup | RelinkGroup):
         ref = outcome.ref or getattr(change, "ref", "")
         return [(_MANAGED_ADD, (profile, "group", ref, change.external_id,
                                 time.time()))] if ref else []

@@ -14,21 +14,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from . import logs, registry
+from . import bwdc_keys, logs, registry
 from .apply import ApplyReport
+from .connectors import ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
 from .errors import DirconnectorError, ProfileFrozen, RunInterrupted, SafetyLimit, StalePlan
-from .guard import Limits, guard
-from .model import Snapshot
+from .guard import DATA_PROBLEMS, LastRead, Limits, guard
+from .model import PreviousKeys, Snapshot
 from .outcome import Outcome
-from .plan import Plan
+from .plan import AddMembers, Change, CreateUser, Kept, LinkUser, Plan, subject
 from .settings import Profile, parse_duration
 from .state import StateStore
+from .targets import HasLimitations
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class RunResult:
                        skipped=len(self.desired.skipped))
         if self.plan is not None:
             out.update({f"plan.{k}": v for k, v in self.plan.counts().items()})
+            if self.plan.kept:
+                out["kept"] = len(self.plan.kept)
         if self.report is not None:
             out.update(self.report.counts())
         return out
@@ -78,7 +82,8 @@ def policy_of(profile: Profile) -> Policy:
 
 def limits_of(profile: Profile) -> Limits:
     s = profile.settings.sync
-    return Limits(s.max_revocations, s.max_revocation_ratio, s.min_source_ratio)
+    return Limits(s.max_revocations, s.max_revocation_ratio, s.min_source_ratio,
+                  s.max_membership_removals, s.max_membership_removal_ratio)
 
 
 def build_connector(profile: Profile) -> Any:
@@ -103,6 +108,9 @@ class Runner:
         """Set from another thread (SIGTERM) to end the run after the change in flight."""
         self.connector = connector if connector is not None else build_connector(profile)
         self.target = target if target is not None else build_target(profile)
+        self.takeover_from = profile.settings.sync.takeover_from
+        if self.takeover_from != "none" and isinstance(self.connector, ReadsPreviousKeys):
+            self.connector.read_previous_keys(self.takeover_from)
         self.progress = progress or (lambda _msg: None)
 
     @property
@@ -151,6 +159,10 @@ class Runner:
         timings["source_read"] = time.perf_counter() - t0
         cstate.commit()
         _warn_skipped(desired)
+        if self.takeover_from != "none" and desired.previous_keys is None:
+            # A connector that hands over no keys reads the ids bwdc stored (bwdc_keys.py).
+            desired = dataclasses.replace(desired, previous_keys=PreviousKeys(
+                self.takeover_from, bwdc_keys.rule(self.profile.source.type)))
         return desired
 
     def _run(self, run_id: str, mode: Mode, force: bool, full: bool) -> RunResult:
@@ -190,6 +202,7 @@ class Runner:
         if result.status in ("ok", "no-changes"):   # the server now matches the directory
             self.store.set_meta(self.name, "applied_source_digest", digest)
             self.store.set_meta(self.name, "last_source_users", len(desired.users))
+            self.store.set_meta(self.name, "last_source_unusable", _unusable(desired))
             self._keep_marker(marker if desired.complete else None, config)
         return result
 
@@ -237,22 +250,36 @@ class Runner:
         self.store.set_meta(self.name, SOURCE_MARKER, None if marker is None else {
             "marker": marker, "config": config, "read_at": time.time()})
 
+    def preview(self) -> tuple[Plan, list[str]]:
+        """The plan a full run would make and the guard's reasons to refuse it, without
+        recording a run or saving any connector state (``check``)."""
+        desired = self.connector.fetch(self.store.connector_state(self.name, force_full=True))
+        plan = self.make_plan(desired, self.target.snapshot())
+        return plan, self.check_plan(plan)
+
     def make_plan(self, desired: Snapshot, current: Snapshot) -> Plan:
         if not desired.complete:
             log.warning("the directory read was incomplete; removals will be refused")
         fields = tuple(getattr(self.target, "user_fields", USER_FIELDS))
         plan = diff(desired, current, policy_of(self.profile), self.store.managed(self.name),
                     fields)
+        if isinstance(self.target, HasLimitations) and plan.changes:
+            plan = without_impossible(plan, self.target.limitations(plan))
         notes = tuple(self.target.describe(plan)) if plan.changes else ()
         return dataclasses.replace(plan, notes=notes) if notes else plan
 
     def check_plan(self, plan: Plan) -> list[str]:
-        previous = self.store.get_meta(self.name, "last_source_users")
-        return guard(plan, limits_of(self.profile), previous)
+        users = self.store.get_meta(self.name, "last_source_users")
+        unusable = self.store.get_meta(self.name, "last_source_unusable")
+        last = LastRead(int(users), None if unusable is None else int(unusable)) \
+            if users is not None else None
+        return guard(plan, limits_of(self.profile), last)
 
     def _apply(self, plan: Plan, run_id: str, result: RunResult) -> None:
         report = ApplyReport()
         result.report = report
+        if plan.kept:
+            self.store.record_kept(run_id, plan.kept)
         if plan.empty:
             result.status = "no-changes"
             return
@@ -290,8 +317,15 @@ class Runner:
             result.status = "ok"
         else:
             result.status = "partial"
-            failed = len(report.failed) + missing
-            result.error = f"{failed} of {len(plan.changes)} change(s) did not apply"
+            failed = len(report.failed)
+            skipped = len(report.outcomes) - failed - sum(
+                1 for o in report.outcomes if o.status == "ok")
+            parts = [f"{failed} of {len(plan.changes)} change(s) failed"] if failed else []
+            if skipped:
+                parts.append(f"{skipped} were not sent")
+            if missing:
+                parts.append(f"{missing} got no outcome")
+            result.error = "; ".join(parts) or "some changes did not apply"
 
     def apply_saved(self, plan: Plan, *, force: bool = False) -> RunResult:
         """Apply a plan file, only if the server still holds what it was computed from."""
@@ -320,14 +354,47 @@ class Runner:
             return result
 
 
+def without_impossible(plan: Plan, impossible: Sequence[tuple[Change, str]]) -> Plan:
+    """``plan`` without the changes its target cannot make; their people in ``kept``."""
+    if not impossible:
+        return plan
+    gone = {id(c) for c, _ in impossible}
+    # People whose account this plan would have created or linked have none now: the
+    # memberships planned for them go too (the server would not know them).
+    homeless = {c.user.external_id for c, _ in impossible if isinstance(c, CreateUser | LinkUser)}
+    changes: list[Change] = []
+    for c in plan.changes:
+        if id(c) in gone:
+            continue
+        if homeless and isinstance(c, AddMembers):
+            members = tuple(m for m in c.members if m.external_id not in homeless)
+            if not members:
+                continue
+            c = dataclasses.replace(c, members=members)
+        changes.append(c)
+    kept = [*plan.kept, *(_kept(c, why) for c, why in impossible)]
+    return dataclasses.replace(plan, changes=tuple(changes),
+                               kept=tuple(sorted(kept, key=lambda k: (k.email, k.external_id))))
+
+
+def _kept(change: Change, why: str) -> Kept:
+    user = getattr(change, "user", None)
+    ref = str(getattr(change, "ref", "") or getattr(change, "group_ref", ""))
+    ext = user.external_id if user is not None else str(getattr(change, "external_id", ""))
+    return Kept(ref, ext, subject(change), why)
+
+
+def _unusable(desired: Snapshot) -> int:
+    return sum(1 for s in desired.skipped if s.kind == "user" and s.reason in DATA_PROBLEMS)
+
+
 SKIPPED_SHOWN = 20
 """Skipped entries named one per log line; the rest are counted (all are in the JSON plan)."""
 
 
-DATA_PROBLEMS = frozenset({"no email", "invalid email", "duplicate email"})
-"""Skip reasons an administrator must fix at the source. Skips the configuration asked
-for (filtered out, a status not synced, external members) are counted, not warned about,
-so a scheduled run stays quiet when nothing is wrong."""
+# DATA_PROBLEMS (guard.py): skip reasons an administrator must fix at the source. Skips
+# the configuration asked for (filtered out, a status not synced, external members) are
+# counted, not warned about, so a scheduled run stays quiet when nothing is wrong.
 
 
 def _warn_skipped(desired: Snapshot) -> None:
@@ -347,5 +414,5 @@ def refusal(result: RunResult) -> SafetyLimit:
     lines = "; ".join(result.refused)
     return SafetyLimit(
         f"refused by the safety guard: {lines}. Nothing was changed on the server",
-        hint="review `dirconnector plan`; if it is right, rerun with --force or raise "
-             "[sync] max_revocations / max_revocation_ratio")
+        hint="review `dirconnector plan`; fix an unhealthy read at the source; if the plan "
+             "is right, rerun with --force once, or raise the [sync] limit it names")

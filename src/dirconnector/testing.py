@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from .checks import CheckReport
+from .connectors import ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
 from .model import Group, Snapshot, User, flatten, normalize_email
 from .outcome import Outcome
@@ -29,6 +30,8 @@ from .plan import (
     LinkGroup,
     LinkUser,
     Plan,
+    RelinkGroup,
+    RelinkUser,
     RemoveMembers,
     RenameGroup,
     RestoreUser,
@@ -67,17 +70,25 @@ class FakeConnector:
 
 
 class FakeTarget:
-    """An in-memory server with SCIM semantics; ``fail`` makes chosen changes fail."""
+    """An in-memory server with SCIM semantics; ``fail`` makes chosen changes fail;
+    ``cannot`` names changes this server cannot make at all (``HasLimitations``)."""
 
     settings_model: ClassVar[type[BaseModel]] = FakeSettings
 
     def __init__(self, settings: Any = None, *, users: Iterable[User] = (),
                  groups: Iterable[Group] = (),
-                 fail: Callable[[Change], str | None] | None = None) -> None:
+                 fail: Callable[[Change], str | None] | None = None,
+                 cannot: Callable[[Change], str | None] | None = None) -> None:
         self.state = Snapshot({u.key: u for u in users}, {g.key: g for g in groups})
         self.fail = fail
+        self.cannot = cannot
         self.applied: list[Change] = []
         self._ids = itertools.count(1)
+
+    def limitations(self, plan: Plan) -> list[tuple[Change, str]]:
+        if self.cannot is None:
+            return []
+        return [(c, why) for c in plan.changes if (why := self.cannot(c))]
 
     def check(self) -> CheckReport:
         report = CheckReport()
@@ -126,7 +137,7 @@ def apply_change(state: Snapshot, change: Change,
     if isinstance(change, CreateUser):
         ref = new_id()
         users[ref] = replace(change.user, ref=ref)
-    elif isinstance(change, LinkUser):
+    elif isinstance(change, LinkUser | RelinkUser):
         ref = change.ref
         users[ref] = replace(users[ref], external_id=change.user.external_id)
     elif isinstance(change, UpdateUser):
@@ -145,7 +156,7 @@ def apply_change(state: Snapshot, change: Change,
     elif isinstance(change, CreateGroup):
         ref = new_id()
         groups[ref] = Group(change.external_id, change.name, ref=ref)
-    elif isinstance(change, LinkGroup):
+    elif isinstance(change, LinkGroup | RelinkGroup):
         ref = change.ref
         groups[ref] = replace(groups[ref], external_id=change.external_id)
     elif isinstance(change, RenameGroup):
@@ -201,7 +212,25 @@ def check_connector(connector: Any, state: ConnectorState | None = None) -> Snap
     state.commit()
     second = connector.fetch(state)
     assert second.digest() == first.digest(), "a second fetch must return the same state"
+    if isinstance(connector, ReadsPreviousKeys):
+        check_previous_keys(connector, first)
     return first
+
+
+def check_previous_keys(connector: ReadsPreviousKeys, plain: Snapshot) -> None:
+    """The ReadsPreviousKeys capability: after ``read_previous_keys("bwdc")`` a fetch returns
+    the same users and groups, plus keys that each name one of its entries by external id
+    (a user's, a skipped user's, or a group's)."""
+    connector.read_previous_keys("bwdc")
+    snap: Snapshot = connector.fetch(ConnectorState())  # type: ignore[attr-defined]
+    assert snap.digest() == plain.digest(), "previous keys must not change what is read"
+    keys = snap.previous_keys
+    assert keys is not None and keys.tool == "bwdc", "fetch must fill Snapshot.previous_keys"
+    known = set(snap.users) | snap.skipped_ids
+    assert all(ext in known for ext in keys.users.values()), "a user key names no entry"
+    assert all(ext in snap.groups for ext in keys.groups.values()), "a group key names none"
+    for key, ext in list(keys.users.items())[:50]:
+        assert keys.find("user", key) == ext, f"the key {key!r} does not find its entry"
 
 
 def check_target(target: Any, users: list[User], groups: list[Group]) -> None:

@@ -93,6 +93,62 @@ def test_skipped_duplicate_is_not_removed():
     assert plan.empty
 
 
+def test_skipped_user_keeps_every_group_membership():
+    """A user whose email turned unreadable stays in all their groups (was: removed)."""
+    server = srv(User("e1", "a@x.com", ref="r1"), User("e2", "b@x.com", ref="r2"),
+                 groups=(Group("g1", "Eng", frozenset({"r1", "r2"}), ref="s1"),
+                         Group("g2", "Ops", frozenset({"r1"}), ref="s2")))
+    desired = Snapshot.build([User("e1", ""), User("e2", "b@x.com")],
+                             [Group("g1", "Eng", frozenset({"e1", "e2"})),
+                              Group("g2", "Ops", frozenset({"e1"}))])
+    plan = diff(desired, server, Policy(remove_missing=True), managed=frozenset({"r1", "r2"}))
+    assert plan.empty
+    (kept,) = plan.kept
+    assert (kept.ref, kept.external_id, kept.email, kept.reason) == ("r1", "e1", "a@x.com",
+                                                                      "no email")
+
+
+def test_address_of_a_kept_account_is_not_handed_to_another_entry():
+    """Another entry taking a skipped user's address neither links nor duplicates it."""
+    server = srv(User("e1", "a@x.com", ref="r1"),
+                 groups=(Group("g1", "Eng", frozenset({"r1"}), ref="s1"),))
+    desired = Snapshot.build(
+        [User("e1", "", user_name="alice"), User("e2", "a@x.com", user_name="mallory")],
+        [Group("g1", "Eng", frozenset({"e2"}))],
+        [])
+    plan = diff(desired, server, Policy(remove_missing=True), managed=frozenset({"r1"}))
+    assert plan.empty, plan.changes
+    by_ext = {k.external_id: k for k in plan.kept}
+    assert by_ext["e1"].ref == "r1" and by_ext["e1"].reason == "no email"
+    assert by_ext["e2"].ref == "" and by_ext["e2"].reason == "email held by a kept account"
+    assert "a@x.com is the account of alice" in by_ext["e2"].detail
+
+
+def test_colliding_emails_change_neither_account():
+    """Two active entries with one address: neither is synced, both named, nothing removed."""
+    server = srv(User("e1", "a@x.com", ref="r1"),
+                 groups=(Group("g1", "Eng", frozenset({"r1"}), ref="s1"),))
+    desired = Snapshot.build([User("e1", "a@x.com", user_name="jane"),
+                              User("e2", "A@x.com", user_name="jim")],
+                             [Group("g1", "Eng", frozenset({"e1", "e2"}))])
+    plan = diff(desired, server, Policy(remove_missing=True), managed=frozenset({"r1"}))
+    assert plan.empty and [k.external_id for k in plan.kept] == ["e1"]
+    details = {s.external_id: s.detail for s in desired.skipped}
+    assert details == {"e1": "a@x.com, also on jim (e2)", "e2": "a@x.com, also on jane (e1)"}
+
+
+def test_deleting_a_group_counts_its_memberships():
+    """A deleted group carries its member count; the plan counts the managed memberships."""
+    server = srv(User("e1", "a@x.com", ref="r1"),
+                 groups=(Group("g1", "Eng", frozenset({"r1"}), ref="s1"),
+                         Group("g9", "Old", frozenset({"r1"}), ref="s9")))
+    plan = diff(src(User("e1", "a@x.com"), groups=(Group("g1", "Eng", frozenset({"e1"})),)),
+                server, Policy(delete_missing_groups=True), managed=frozenset({"s9"}))
+    (change,) = plan.changes
+    assert change.kind == "delete_group" and change.member_count == 1
+    assert plan.managed_memberships == 2 and plan.removals() == (0, 1)
+
+
 def test_group_created_with_flattened_members_and_nested_changes():
     """A nested group's members appear in the parent; moving a user updates both."""
     users = (User("u1", "a@x.com"), User("u2", "b@x.com"))
@@ -205,10 +261,12 @@ def test_applying_the_plan_converges(desired: Snapshot, current: Snapshot, polic
         after = apply_to_snapshot(again, after)
         again = diff(desired, after, policy, managed)
     assert again.empty, again.changes
-    # Within the managed scope the server now holds the directory's active users.
+    # Within the managed scope the server now holds the directory's active users, but
+    # for those kept off it because their address is the account of a skipped entry.
     active = {u.external_id for u in after.users.values() if u.active and u.external_id}
+    blocked = {k.external_id for k in plan.kept if not k.ref}
     for user in desired.users.values():
-        if user.active:
+        if user.active and user.external_id not in blocked:
             assert user.external_id in active
     # Nobody outside the scope lost access.
     for ref, acct in current.users.items():
@@ -222,3 +280,33 @@ def test_applying_the_plan_converges(desired: Snapshot, current: Snapshot, polic
 def test_diff_is_deterministic(desired: Snapshot, current: Snapshot, policy: Policy):
     """The same inputs give the same plan, change for change."""
     assert diff(desired, current, policy) == diff(desired, current, policy)
+
+
+@settings(max_examples=300, deadline=None)
+@given(directory(), st.data(), policies)
+def test_unusable_users_keep_exactly_what_they_have(desired: Snapshot, data, policy: Policy):
+    """After a good sync, any subset of users turning unusable changes nothing of theirs."""
+    managed: frozenset[str] = frozenset()
+    server = apply_to_snapshot(diff(desired, srv(), policy), srv())
+    managed = frozenset(server.users) | frozenset(server.groups)
+    users = list(desired.users.values())
+    broken = set(data.draw(st.lists(st.sampled_from([u.external_id for u in users]),
+                                    unique=True) if users else st.just([])))
+    how = data.draw(st.sampled_from(["no email", "invalid email", "duplicate email"]))
+    changed = []
+    for u in users:
+        if u.external_id not in broken:
+            changed.append(u)
+        elif how == "duplicate email":
+            changed += [u, User(u.external_id + "-twin", u.email)]
+        else:
+            changed.append(replace(u, email="" if how == "no email" else "not an address"))
+    plan = diff(Snapshot.build(changed, desired.groups.values()), server, policy, managed)
+    account = {u.external_id: u.ref for u in server.users.values()}
+    touched_refs = {getattr(c, "ref", "") for c in plan.changes}
+    for change in plan.changes:
+        for m in getattr(change, "members", ()):
+            assert m.external_id not in broken, change
+    for ext in broken:
+        assert account.get(ext) not in touched_refs
+    assert {k.external_id for k in plan.kept if k.ref} == {e for e in broken if e in account}

@@ -239,3 +239,84 @@ def test_changed_setting_is_acted_on_although_the_directory_is_unchanged(tmp_pat
     with_groups = Runner(profile(tmp_path), store, connector=conn, target=target)
     result = with_groups.run("sync")
     assert sorted(c.kind for c in result.plan.changes) == ["add_members", "create_group"]
+
+
+def email_changes_impossible(change):
+    """Like Bitwarden: a member's email cannot be changed by the connector."""
+    return "email change not possible (members own their email)" \
+        if change.kind == "update_user" and "email" in change.fields else None
+
+
+def test_change_the_target_cannot_make_is_a_note_not_a_failure(tmp_path, store):
+    """An impossible email change: run ok (exit 0), the person kept with the reason, journalled."""
+    target = FakeTarget(cannot=email_changes_impossible)
+    runner, conn, _ = make(tmp_path, store, target=target)
+    runner.run("sync")
+    conn.users = [replace(USERS[0], email="renamed@x.com"), *USERS[1:]]
+    result = runner.run("sync")
+    assert result.status == "no-changes" and result.exit_code == 0 and result.plan.empty
+    (kept,) = result.plan.kept
+    assert (kept.email, kept.external_id, kept.reason) == (
+        "renamed@x.com", "e0", "email change not possible (members own their email)")
+    rows = store.journal(result.run_id)
+    assert [(r["kind"], r["status"], r["subject"]) for r in rows] == [
+        ("kept", "kept", "renamed@x.com")]
+    assert store.runs("default", 1)[0].counts["kept"] == 1
+
+
+def test_impossible_change_is_not_planned_again_and_the_shortcut_holds(tmp_path, store):
+    """After the note, an unchanged directory is 'unchanged' again: no full plan every run."""
+    runner, conn, target = make(tmp_path, store, target=FakeTarget(cannot=email_changes_impossible))
+    runner.run("sync")
+    conn.users = [replace(USERS[0], email="renamed@x.com"), *USERS[1:]]
+    runner.run("sync")
+    applied = len(target.applied)
+    assert runner.run("sync").status == "unchanged" and len(target.applied) == applied
+
+
+def test_partial_run_counts_what_failed_and_what_was_not_sent(tmp_path, store):
+    """The error counts failures and unsent changes apart (never '0 of 1 did not apply')."""
+    from dirconnector.outcome import Outcome
+
+    class Skipping(FakeTarget):
+        def apply(self, plan, record):
+            changes = list(plan.changes)
+            record(Outcome(changes[0], "skipped", "not sent"))
+            record(Outcome(changes[1], "failed", "HTTP 500"))
+            for c in changes[2:]:
+                record(Outcome(c, "ok", ref="x"))
+
+    runner, _, _ = make(tmp_path, store, target=Skipping())
+    result = runner.run("sync")
+    assert result.status == "partial" and result.exit_code == 1
+    assert result.error == f"1 of {len(result.plan.changes)} change(s) failed; 1 were not sent"
+
+
+def test_emails_turning_unreadable_refuse_the_run_and_change_nothing(tmp_path, store):
+    """Every email unreadable: refused (exit 3) naming the cause; no one loses a group."""
+    runner, conn, target = make(tmp_path, store)
+    runner.run("sync")
+    before = target.state
+    conn.users = [replace(u, email="") for u in USERS]
+    result = runner.run("sync")
+    assert result.status == "refused" and result.exit_code == 3
+    assert any("40 of 40 users read have no email" in r for r in result.refused)
+    assert target.state is before
+    forced = runner.run("sync", force=True)
+    assert forced.status == "no-changes" and len(forced.plan.kept) == 40
+    assert target.state == before
+
+
+def test_emptied_groups_are_refused_then_forced_exactly(tmp_path, store):
+    """A directory emptying a 30-member group is refused; --force removes exactly those."""
+    big = [Group("g1", "Staff", frozenset(f"e{i}" for i in range(30)))]
+    runner, conn, target = make(tmp_path, store, groups=big)
+    runner.run("sync")
+    conn.groups = [Group("g1", "Staff", frozenset())]
+    result = runner.run("sync")
+    assert result.status == "refused"
+    assert any("remove 30 group membership(s), 100% of the 30" in r for r in result.refused)
+    assert all(g.member_ids for g in target.state.groups.values())
+    forced = runner.run("sync", force=True)
+    assert [(c.kind, len(c.members)) for c in forced.plan.changes] == [("remove_members", 30)]
+    assert all(not g.member_ids for g in target.state.groups.values())

@@ -15,7 +15,7 @@ from ..checks import CheckReport
 from ..model import Snapshot
 from ..state_space import ConnectorState
 
-__all__ = ["CheckReport", "Connector", "ConnectorState"]
+__all__ = ["CheckReport", "Connector", "ConnectorState", "ReadsPreviousKeys"]
 
 
 @runtime_checkable
@@ -39,3 +39,16 @@ class Connector(Protocol):
     # every write to the directory (LDAP: contextCSN, highestCommittedUSN). When it
     # equals the one taken before the last good run, the runner skips the read, for at
     # most the source's ``full_read_interval`` after the last full read (sync.py).
+
+
+@runtime_checkable
+class ReadsPreviousKeys(Protocol):
+    """Can also hand over the keys another tool stored for its entries (a takeover).
+
+    Only connectors whose ids differ from that tool's need it (LDAP without objectGUID:
+    bwdc keyed entries on their DN); for the others the runner knows the keys are the ids.
+    """
+
+    def read_previous_keys(self, tool: str) -> None:
+        """From now on, ``fetch`` fills ``Snapshot.previous_keys`` with ``tool``'s keys."""
+        ...

@@ -15,13 +15,15 @@ import gc
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import ClassVar
 
 from pydantic import BaseModel
 
+from .. import bwdc_keys
 from ..checks import CheckReport
 from ..errors import ConfigError, IncompleteRead, SourceError
-from ..model import Snapshot
+from ..model import PreviousKeys, Snapshot
 from ..state_space import ConnectorState
 from .ldap_map import (
     ROOT_DSE_ATTRS,
@@ -29,6 +31,7 @@ from .ldap_map import (
     RawGroup,
     Resolved,
     UserMapper,
+    guid_text,
     resolve,
     server_info,
 )
@@ -53,6 +56,14 @@ class LdapConnector:
     def __init__(self, settings: LdapSettings) -> None:
         self.settings = settings
         self.backend = backend_name(settings.backend)
+        self.previous_keys: str | None = None
+        """The tool whose keys ``fetch`` hands over too (``read_previous_keys``)."""
+
+    def read_previous_keys(self, tool: str) -> None:
+        """Hand over bwdc's keys too: objectGUID text, else the DN (bwdc_keys.py)."""
+        if tool != bwdc_keys.TOOL:
+            raise ConfigError(f"sync.takeover_from: the ldap connector knows no keys of {tool!r}")
+        self.previous_keys = tool
 
     def fetch(self, state: ConnectorState) -> Snapshot:
         wire = connect(self.settings)
@@ -152,6 +163,10 @@ class LdapConnector:
             raise ConfigError(f"source.{exc}") from exc
         if self.settings.include_deleted and not r.ad:
             raise ConfigError("source.include_deleted: the server is not Active Directory")
+        if self.previous_keys and "objectguid" not in r.id_attrs:
+            # bwdc keyed an entry on its objectGUID whenever it had one (bwdc_keys.py).
+            r = replace(r, user_attrs=(*r.user_attrs, "objectguid"),
+                        group_attrs=(*r.group_attrs, "objectguid"))
         return r
 
     def _read(self, wire: Wire, r: Resolved, state: ConnectorState) -> Snapshot:
@@ -166,6 +181,9 @@ class LdapConnector:
                                            page_size=page)
                 for dn, _ in entries)
         users = UserMapper(r, disabled)
+        taking_over = bool(self.previous_keys) and "objectguid" not in r.id_attrs
+        if taking_over:
+            users.guids = {}
         for entries in wire.search(r.user_base, s.user_scope, r.user_search, r.user_attrs,
                                    page_size=page):
             users.add(entries)
@@ -187,7 +205,10 @@ class LdapConnector:
                         "so renaming one breaks its link", users.dn_ids, ", ".join(r.id_attrs))
         log.info("ldap source: %d users, %d groups in %.2f s", len(users.users), len(resolved),
                  seconds)
-        return Snapshot.build(users.users, resolved, users.skipped, info=info)
+        snap = Snapshot.build(users.users, resolved, users.skipped, info=info)
+        if not self.previous_keys:
+            return snap
+        return replace(snap, previous_keys=_bwdc_keys(users, groups, taking_over))
 
     def _read_deleted(self, wire: Wire, r: Resolved, users: UserMapper,
                       state: ConnectorState) -> int:
@@ -217,6 +238,8 @@ class LdapConnector:
                 members = [(attr, v) for attr in r.member_attrs for v in a.get(attr, ())]
                 group = RawGroup(dn, users.external_id(dn, a), name, members)
                 groups.append(group)
+                if users.guids is not None and (guid := a.get("objectguid")):
+                    group.guid = guid_text(guid[0])
                 for key, values in a.items():
                     attr, sep, span = key.partition(";range=")
                     if not sep or attr not in r.member_attrs:
@@ -247,6 +270,24 @@ class LdapConnector:
             if high == "*":
                 return
             start = int(high) + 1
+
+
+def _bwdc_keys(users: UserMapper, groups: list[RawGroup], keyed_otherwise: bool
+               ) -> PreviousKeys:
+    """The keys bwdc stored for these entries, where they differ from ours (bwdc_keys.py).
+
+    On Active Directory (objectGUID is the id) they are the ids: nothing to hand over.
+    Elsewhere bwdc used the DN, the one the read already indexed to resolve members,
+    and objectGUID text for the rare entries that carry one.
+    """
+    if not keyed_otherwise:
+        return PreviousKeys(bwdc_keys.TOOL, bwdc_keys.LDAP_GUID)
+    user_keys: dict[str, str] = users.by_dn
+    if users.guids:
+        user_keys = {**users.by_dn, **users.guids}
+    group_keys = {g.dn: g.external_id for g in groups}
+    group_keys.update((g.guid, g.external_id) for g in groups if g.guid)
+    return PreviousKeys(bwdc_keys.TOOL, bwdc_keys.LDAP_DN, user_keys, group_keys, normalize_dn)
 
 
 @contextlib.contextmanager

@@ -167,6 +167,25 @@ def _text(values: list[bytes] | None) -> str:
     return values[0].decode("utf-8", "replace").strip() if values else ""
 
 
+def choose_email(values: Sequence[bytes], login: Sequence[bytes] | None) -> str:
+    """The address of an entry whose email attribute holds several (documented in
+    connectors/ldap.md): servers return values in no promised order, so the first one
+    would change with a re-ordering. Rule: the value equal to the login name (a UPN
+    such as jane@example.com), else the only one whose local part is the login name
+    (uid or sAMAccountName jane), else the lowest address in alphabetical order."""
+    texts = sorted({normalize_email(x.decode("utf-8", "replace")) for x in values} - {""})
+    if not texts:
+        return ""
+    name = normalize_email(login[0].decode("utf-8", "replace")) if login else ""
+    if name:
+        if name in texts:
+            return name
+        local = [t for t in texts if t.rpartition("@")[0] == name]
+        if len(local) == 1:
+            return local[0]
+    return texts[0]
+
+
 def guid_text(raw: bytes) -> str:
     """AD objectGUID bytes to the canonical GUID string (MS-DTYP 2.3.4: little-endian fields)."""
     return str(uuid.UUID(bytes_le=raw)) if len(raw) == 16 else raw.hex()
@@ -185,6 +204,9 @@ class UserMapper:
         self.by_uid: dict[str, str] = {}      # case-folded uid -> external id
         self.dn_ids = 0                       # entries keyed on their DN (no id attribute)
         self._by_norm: dict[str, str] | None = None
+        self.guids: dict[str, str] | None = None
+        """objectGUID text -> external id where they differ; kept only for a takeover
+        from bwdc on a server whose entries carry objectGUID but are keyed otherwise."""
 
     def by_norm(self) -> dict[str, str]:
         """Normalised DN -> external id, built on first use (most member values match raw)."""
@@ -223,6 +245,7 @@ class UserMapper:
         suffix = r.suffix
         extra_uid = r.user_name != "uid"
         ad = r.ad
+        guids, guid_a = self.guids, n("objectguid", "objectguid")
         self._by_norm = None
         for dn, a in entries:
             get = a.get
@@ -235,6 +258,8 @@ class UserMapper:
                 self.dn_ids += 1
                 ext = normalize_dn(dn)
             by_dn[dn] = ext
+            if guids is not None and (v := get(guid_a)):
+                guids[guid_text(v[0])] = ext
             active = dn not in disabled
             if not active:
                 self._disabled_seen += 1
@@ -244,7 +269,8 @@ class UserMapper:
                 for uid in get(name_a, ()):
                     by_uid.setdefault(uid.decode("utf-8", "replace").strip().casefold(), ext)
             v = get(email_a)
-            email = v[0].decode("utf-8", "replace").strip() if v else ""
+            email = (v[0].decode("utf-8", "replace").strip() if len(v) == 1
+                     else choose_email(v, get(name_a))) if v else ""
             if not email and prefix_a:
                 v = get(prefix_a)
                 email = v[0].decode("utf-8", "replace").strip() + suffix if v else ""
@@ -307,6 +333,7 @@ class RawGroup:
     external_id: str
     name: str
     members: list[tuple[str, bytes]]  # (attribute, value)
+    guid: str = ""                    # objectGUID text, read for a takeover only
 
 
 class GroupResolver:

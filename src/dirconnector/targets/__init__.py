@@ -10,7 +10,7 @@ runner interrupts an apply.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
@@ -18,9 +18,9 @@ from pydantic import BaseModel
 from ..checks import CheckReport
 from ..model import Snapshot
 from ..outcome import Outcome
-from ..plan import Plan
+from ..plan import Change, Plan
 
-__all__ = ["CheckReport", "DeferredRecord", "Outcome", "Record", "Target"]
+__all__ = ["CheckReport", "DeferredRecord", "HasLimitations", "Outcome", "Record", "Target"]
 
 Record = Callable[[Outcome], None]
 
@@ -82,4 +82,19 @@ class Target(Protocol):
 
     def describe(self, plan: Plan) -> tuple[str, ...]:
         """Plain-language notes on how this target will carry out the plan."""
+        ...
+
+
+@runtime_checkable
+class HasLimitations(Protocol):
+    """A target that cannot make some changes a plan may hold (Bitwarden: a member's email).
+
+    ``limitations(plan)`` names each such change and why. The runner takes them out of
+    the plan before the guard and lists the people concerned in ``Plan.kept``: a change
+    no server can make is a note for the operator, never a failure that repeats on
+    every run (and the no-change shortcut keeps working).
+    """
+
+    def limitations(self, plan: Plan) -> Sequence[tuple[Change, str]]:
+        """The changes of ``plan`` this server cannot make, each with the reason."""
         ...

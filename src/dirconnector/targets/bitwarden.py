@@ -25,11 +25,11 @@ from ..checks import CheckReport
 from ..errors import DirconnectorError, StalePlan
 from ..model import Group, Snapshot
 from ..outcome import Outcome
-from ..plan import LinkUser, Plan
+from ..plan import Change, DeleteUser, LinkUser, Plan, RelinkGroup, RelinkUser, UpdateUser
 from ..settings import HttpPluginSettings
 from .bitwarden_api import BitwardenApi, endpoints
 from .bitwarden_apply import Applier
-from .bitwarden_import import BATCH, plan_work
+from .bitwarden_import import BATCH, NO_RELINK, OWNER_KEPT, email_change_note, plan_work
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,22 @@ class BitwardenTarget:
     def describe(self, plan: Plan) -> tuple[str, ...]:
         return describe(plan, invite_users=self.settings.invite_users, large=self.large)
 
+    def limitations(self, plan: Plan) -> list[tuple[Change, str]]:
+        """Email changes (the import never changes a member's email), links by email of a
+        member that carries another external id (the import never relinks), and removals
+        of owners (the import never removes one): notes for the operator, not failures."""
+        server = plan.computed_from or self._last
+        owners = set((server.info.get("owners", "") if server else "").split(","))
+        out: list[tuple[Change, str]] = []
+        for change in plan.changes:
+            if isinstance(change, UpdateUser):
+                out.append((change, email_change_note("the import", change)))
+            elif isinstance(change, LinkUser) and change.previous_external_id:
+                out.append((change, NO_RELINK.format(old=change.previous_external_id)))
+            elif isinstance(change, DeleteUser) and change.ref in owners:
+                out.append((change, OWNER_KEPT))
+        return out
+
     def apply(self, plan: Plan, record: Callable[[Outcome], None]) -> None:
         if plan.empty:
             return
@@ -195,6 +211,26 @@ def members_provider(settings: BitwardenSettings
     return provide
 
 
+def external_id_writer(settings: BitwardenSettings) -> Callable[[Change], None]:
+    """Relinks for the ``scim`` target's bitwarden flavor, through the Public API.
+
+    Bitwarden's SCIM endpoint honours ``PATCH externalId`` only since PM-19232 (users,
+    2026) and PM-19551 (groups); the Public API member and group updates have always
+    taken it. SCIM ids are the Public API's member and group ids.
+    """
+    api = BitwardenTarget(settings).api
+
+    def write(change: Change) -> None:
+        if isinstance(change, RelinkUser):
+            api.set_member_external_id(change.ref, change.user.external_id)
+        elif isinstance(change, RelinkGroup):
+            api.set_group_external_id(change.ref, change.external_id, change.name)
+        else:
+            raise TypeError(f"not a relink: {change.kind}")
+
+    return write
+
+
 def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str, ...]:
     """Which of import / revoke / restore / remove a plan will use, in plain words."""
     counts = plan.counts()
@@ -218,6 +254,14 @@ def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str
             notes.append("new members are invited by email" if invite_users else
                          "new members are created without an invitation email (Staged where "
                          "the server supports it); set invite_users = true to email them")
+    if counts["relink_user"]:
+        notes.append(f"relink: {counts['relink_user']} member(s) get the directory's external "
+                     f"id through PUT /public/members/{{id}}, each read first so its type, "
+                     f"custom permissions, collections and groups stay as they are; no "
+                     f"invitation is sent (they are members already)")
+    if counts["relink_group"]:
+        notes.append(f"relink: {counts['relink_group']} group(s) get the directory's external "
+                     f"id through PUT /public/groups/{{id}} (collections kept)")
     if counts["link_group"]:
         notes.append(f"adopt: {counts['link_group']} existing group(s) get the directory's "
                      f"external id through PUT /public/groups/{{id}} (collections kept)")
@@ -234,15 +278,8 @@ def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str
     if counts["delete_group"]:
         notes.append(f"delete: {counts['delete_group']} group(s) through "
                      f"DELETE /public/groups/{{id}}")
-    if counts["update_user"]:
-        notes.append(f"skipped: {counts['update_user']} email/name change(s): Bitwarden's "
-                     f"import cannot change them (the person owns their account)")
-    relinks = sum(1 for c in plan.changes
-                  if isinstance(c, LinkUser) and c.previous_external_id)
-    if relinks:
-        notes.append(f"refused: {relinks} link(s) of members that already carry another "
-                     f"external id; the import never relinks")
     return tuple(notes)
 
 
-__all__ = ["BitwardenSettings", "BitwardenTarget", "describe", "members_provider"]
+__all__ = ["BitwardenSettings", "BitwardenTarget", "describe", "external_id_writer",
+           "members_provider"]

@@ -36,6 +36,8 @@ REVOKED = -1
 """OrganizationUserStatusType.Revoked; Invited 0, Accepted 1, Confirmed 2, Staged: active."""
 OWNER = 0
 """OrganizationUserType.Owner."""
+CUSTOM = 4
+"""OrganizationUserType.Custom: the one type whose permissions are sent."""
 EARLY_RENEWAL = 60.0
 
 TOKEN_HINTS = {
@@ -44,6 +46,23 @@ TOKEN_HINTS = {
     "invalid_scope": "the key is not an organization API key (client_id must be "
                      "organization.<uuid>)",
 }
+
+
+def member_update(member: Mapping[str, Any], external_id: str) -> dict[str, Any]:
+    """The MemberUpdateRequestModel that changes only ``externalId`` of ``member`` (as read).
+
+    Permissions go back only for the Custom type (SRV MemberUpdateRequestModel.Validate:
+    "Only users with the Custom role may use custom permissions").
+    """
+    kind = member.get("type")
+    return {
+        "type": kind,
+        "externalId": external_id,
+        "permissions": member.get("permissions") if kind == CUSTOM else None,
+        "collections": [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
+                        for c in member.get("collections") or []],
+        "groups": None,
+    }
 
 
 def endpoints(server_url: str, api_url: str | None, identity_url: str | None) -> tuple[str, str]:
@@ -140,6 +159,36 @@ class BitwardenApi:
         except ValueError as exc:
             raise TargetError(f"bitwarden: GET {path} answered with a body that is not "
                               f"JSON") from exc
+
+    # ------------------------------------------------------------------ external ids
+
+    def set_member_external_id(self, member_id: str, external_id: str) -> None:
+        """Give a member another external id and change nothing else about it.
+
+        ``PUT /public/members/{id}`` resets what it is not sent (SRV MembersController.Put:
+        "If a property is not provided, the value of the existing property will be reset";
+        UpdateOrganizationUserCommand: collections null removes all collection access,
+        groups null leaves groups alone). So the member is read first and its type, custom
+        permissions and collections are sent back as they are; groups are sent as null.
+        """
+        member = self.get(f"public/members/{member_id}")
+        if not isinstance(member, dict):
+            raise TargetError(f"bitwarden: GET public/members/{member_id} did not answer a member")
+        self.call("PUT", f"public/members/{member_id}",
+                  json=member_update(member, external_id))
+
+    def set_group_external_id(self, group_id: str, external_id: str, name: str) -> None:
+        """Give a group another external id (and ``name``), keeping its collections.
+
+        ``PUT /public/groups/{id}`` replaces name, external id and collections
+        (SRV GroupsController.Put); members are not part of it.
+        """
+        group = self.get(f"public/groups/{group_id}")
+        collections = [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
+                       for c in (group.get("collections") if isinstance(group, dict) else None)
+                       or []]
+        self.call("PUT", f"public/groups/{group_id}",
+                  json={"name": name, "externalId": external_id, "collections": collections})
 
     # ------------------------------------------------------------------ reads
 

@@ -1,19 +1,20 @@
 """Sending a :class:`~.bitwarden_import.Work` and recording every change's outcome.
 
-Order follows DESIGN (users before memberships, removals last): restores, group
-adoptions, the import (member batches, then group batches), membership repairs,
-revokes, the removal import, member and group deletions. An import answer of 200
-is not taken on trust: the server skips some entries without saying so (a known
-email, a missing seat), so every imported change is checked against a fresh read of
-the members and groups. Group member ids are read back only after an ambiguous
-answer: an accepted import sets a group's members to those sent that the
-organization knows by external id (reference 2.6, step 7).
+Order follows DESIGN (users before memberships, removals last): relinks of members,
+restores, group adoptions and relinks, the import (member batches, then group
+batches), membership repairs, revokes, the removal import, member and group
+deletions. An import answer of 200 is not taken on trust: the server skips some
+entries without saying so (a known email, a missing seat), so every imported change
+is checked against a fresh read of the members and groups. Group member ids are
+read back only after an ambiguous answer: an accepted import sets a group's members
+to those sent that the organization knows by external id (reference 2.6, step 7).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from ..errors import AuthError, DirconnectorError, TransientError
@@ -29,6 +30,8 @@ from ..plan import (
     LinkGroup,
     LinkUser,
     Plan,
+    RelinkGroup,
+    RelinkUser,
     RemoveMembers,
     RenameGroup,
     RestoreUser,
@@ -95,7 +98,7 @@ class Applier:
         A revoke whose answer was lost is retried and answered 400 "Already revoked.";
         the member's status, read back, tells what really happened.
         """
-        if not isinstance(change, RevokeUser | RestoreUser):
+        if not isinstance(change, RevokeUser | RestoreUser | RelinkUser):
             return False
         member: Any = None
         for attempt in range(3):         # the read-back may meet the same flaky gateway
@@ -106,12 +109,16 @@ class Applier:
                 raise
             except DirconnectorError:
                 pause(0.2 * (attempt + 1))
+        if isinstance(change, RelinkUser):
+            return isinstance(member, dict) and member.get("externalId") == \
+                change.user.external_id
         revoked = isinstance(member, dict) and member.get("status") == REVOKED
         return revoked if isinstance(change, RevokeUser) else not revoked
 
     def _run(self, work: Work) -> None:
         for change, reason in work.refused:
             self._done(change, "skipped" if isinstance(change, UpdateUser) else "failed", reason)
+        self._relink_members(work.member_relinks)
         for restore in work.restores:
             self._endpoint(restore, "POST", f"public/members/{restore.ref}/restore")
         lost_groups: dict[str, str] = {}
@@ -132,20 +139,50 @@ class Applier:
         if imported:
             self._verify(imported)
 
-    def _adopt_group(self, link: LinkGroup) -> str:
-        """PUT the directory's external id on a group found by name, keeping its collections."""
+    def _relink_members(self, relinks: Iterable[RelinkUser]) -> None:
+        """PUT each member's new external id (read first: BitwardenApi.set_member_external_id),
+        ``concurrency`` at a time; outcomes are recorded on this thread as they finish."""
+        todo = iter(relinks)
+        running: set[Future[None]] = set()
+        owner: dict[Future[None], RelinkUser] = {}
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            while True:
+                while len(running) < self.concurrency and not self._journal.stopped:
+                    change = next(todo, None)
+                    if change is None:
+                        break
+                    future = pool.submit(self.api.set_member_external_id, change.ref,
+                                         change.user.external_id)
+                    running.add(future)
+                    owner[future] = change
+                if not running:
+                    return
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    change = owner.pop(future)
+                    exc = future.exception()
+                    if exc is None:
+                        self._done(change, "ok", ref=change.ref)
+                    elif isinstance(exc, AuthError) or not isinstance(exc, DirconnectorError):
+                        raise exc                # every later change is pointless, or a bug
+                    elif self._already_done(change):
+                        self._done(change, "ok", ref=change.ref)
+                    else:
+                        self._done(change, "failed", str(exc))
+
+    def _adopt_group(self, link: LinkGroup | RelinkGroup) -> str:
+        """PUT the directory's external id on a group found by name or by another tool's key,
+        keeping its collections."""
         try:
-            body = self.api.get(f"public/groups/{link.ref}")
-            collections = [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
-                           for c in body.get("collections") or []]
-            self.api.call("PUT", f"public/groups/{link.ref}",
-                          json={"name": link.name, "externalId": link.external_id,
-                                "collections": collections})
+            self.api.set_group_external_id(link.ref, link.external_id, link.name)
         except AuthError:
             raise
         except DirconnectorError as exc:
             self._done(link, "failed", str(exc))
-            return f"not sent: adopting group {link.name!r} failed ({exc})"
+            what = "adopting" if isinstance(link, LinkGroup) else "relinking"
+            return f"not sent: {what} group {link.name!r} failed ({exc})"
+        if isinstance(link, RelinkGroup):
+            self._done(link, "ok", ref=link.ref)
         return ""
 
     def _send_imports(self, requests: Iterable[ImportRequest],
@@ -238,7 +275,7 @@ class Applier:
 
 
 def _group_ext(change: Change) -> str:
-    if isinstance(change, CreateGroup | LinkGroup | RenameGroup):
+    if isinstance(change, CreateGroup | LinkGroup | RenameGroup | RelinkGroup):
         return change.external_id
     if isinstance(change, AddMembers | RemoveMembers):
         return change.group_external_id

@@ -8,9 +8,10 @@ plan touches, the full membership it should have is computed here from the serve
 snapshot the plan was made against plus the plan's own changes.
 
 What the import cannot do goes to the endpoint that can (revoke/restore, group
-adoption by PUT, deletion of members without an external id, group deletion) or is
-refused with a reason (email and name changes; relinking a member that already
-carries another external id). ``overwriteExisting`` is never sent: explicit
+adoption by PUT, relinks of members and groups recognised by another tool's key by
+PUT, deletion of members without an external id, group deletion) or is refused with
+a reason (email and name changes; linking by email a member that already carries
+another external id). ``overwriteExisting`` is never sent: explicit
 ``deleted`` entries remove exactly the plan's DeleteUser changes and nothing else.
 """
 
@@ -32,6 +33,8 @@ from ..plan import (
     LinkGroup,
     LinkUser,
     Plan,
+    RelinkGroup,
+    RelinkUser,
     RemoveMembers,
     RenameGroup,
     RestoreUser,
@@ -45,9 +48,20 @@ MAX_EMAIL, MAX_EXTERNAL_ID, MAX_GROUP_NAME = 256, 300, 100
 
 NO_UPDATE = ("Bitwarden's import cannot change a member's email or name (the person owns "
              "their account); change it in the Admin Console or by the user")
-NO_RELINK = ("the member already carries external id {old!r} and the import never relinks; "
-             "clear or fix it in the Admin Console, then sync again")
+NO_RELINK = ("a member with this email already carries external id {old!r}, which names no "
+             "directory entry, and the import never relinks by email; if another tool set "
+             "it, see [sync] takeover_from, else clear it in the Admin Console")
 OWNER_KEPT = "owners are never removed by the import; remove the owner role first"
+
+
+def email_change_note(through: str, change: UpdateUser) -> str:
+    """Why a Bitwarden member keeps the email the directory changed (a plan note)."""
+    if "email" not in change.fields:
+        return f"name change not possible through {through} (Bitwarden members own their name)"
+    before = change.before[change.fields.index("email")]
+    return (f"email change not possible through {through} (Bitwarden members own their "
+            f"email): {before} → {change.user.email}; the member keeps {before} until they "
+            f"change it in their account settings")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +85,10 @@ class ImportRequest:
 class Work:
     """Everything an apply sends, in order, and what it refuses up front."""
 
+    member_relinks: tuple[RelinkUser, ...] = ()
+    """Members recognised by another tool's key: PUT /public/members/{id}, before all else."""
     restores: tuple[RestoreUser, ...] = ()
-    group_links: tuple[LinkGroup, ...] = ()
+    group_links: tuple[LinkGroup | RelinkGroup, ...] = ()
     imports: tuple[ImportRequest, ...] = ()
     keep_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Group ref -> member refs without an external id that must stay members (the
@@ -90,10 +106,13 @@ def plan_work(plan: Plan, current: Snapshot, *, large: bool | None, owners: froz
     refused: list[tuple[Change, str]] = []
     members: list[tuple[dict[str, Any], Change]] = []
     linked_ext: dict[str, str] = {}              # ref -> external id it gets in this plan
+    relinked: dict[str, str] = {}                # ref -> its new id (relinked by PUT first)
     deleting: set[str] = set()
     for change in plan.changes:
         if isinstance(change, DeleteUser):
             deleting.add(change.ref)
+        elif isinstance(change, RelinkUser):
+            relinked[change.ref] = change.user.external_id
     for change in plan.changes:
         if isinstance(change, CreateUser):
             members.append((_member(change.user.email, change.user.external_id), change))
@@ -112,7 +131,8 @@ def plan_work(plan: Plan, current: Snapshot, *, large: bool | None, owners: froz
         if not isinstance(change, DeleteUser):
             continue
         acct = current.users.get(change.ref)
-        server_ext = acct.external_id if acct is not None else change.external_id
+        server_ext = relinked.get(change.ref) or (
+            acct.external_id if acct is not None else change.external_id)
         if change.ref in owners:
             refused.append((change, OWNER_KEPT))
         elif server_ext and change.ref not in linked_ext:
@@ -123,7 +143,7 @@ def plan_work(plan: Plan, current: Snapshot, *, large: bool | None, owners: froz
             # The import removes by external id only; this member has none (yet).
             member_deletes.append(change)
 
-    groups, keep = _group_entries(plan, current, linked_ext, deleting)
+    groups, keep = _group_entries(plan, current, linked_ext, relinked, deleting)
     _validate([m for m, _ in members], [g for g, _ in groups], [m for m, _ in removals])
     if members or groups or removals:
         _shared_external_ids(current)
@@ -137,8 +157,9 @@ def plan_work(plan: Plan, current: Snapshot, *, large: bool | None, owners: froz
     imports = _requests(members, groups, batch)
     removal_imports = _requests(removals, [], batch)
     return Work(
+        member_relinks=tuple(c for c in plan.changes if isinstance(c, RelinkUser)),
         restores=tuple(c for c in plan.changes if isinstance(c, RestoreUser)),
-        group_links=tuple(c for c in plan.changes if isinstance(c, LinkGroup)),
+        group_links=tuple(c for c in plan.changes if isinstance(c, LinkGroup | RelinkGroup)),
         imports=imports,
         keep_members=keep,
         revokes=tuple(c for c in plan.changes if isinstance(c, RevokeUser)),
@@ -154,9 +175,15 @@ def _member(email: str, external_id: str) -> dict[str, Any]:
 
 
 def _group_entries(
-    plan: Plan, current: Snapshot, linked_ext: Mapping[str, str], deleting: set[str],
+    plan: Plan, current: Snapshot, linked_ext: Mapping[str, str], relinked: Mapping[str, str],
+    deleting: set[str],
 ) -> tuple[list[tuple[dict[str, Any], Change]], dict[str, frozenset[str]]]:
-    """One import group per touched group, with its complete desired membership."""
+    """One import group per touched group, with its complete desired membership.
+
+    A member relinked in this plan is listed under both ids: the server keeps the
+    members it knows by external id (reference 2.6 step 7), so it stays a member
+    whether its relink (sent before the import) went through or not.
+    """
     touched: dict[str, list[Change]] = {}
     for change in plan.changes:
         if isinstance(change, CreateGroup | LinkGroup | RenameGroup):
@@ -185,6 +212,8 @@ def _group_entries(
         for ref in sorted(refs):
             acct = current.users.get(ref)
             ext = linked_ext.get(ref) or (acct.external_id if acct is not None else "")
+            if ref in relinked:
+                ext_ids.append(relinked[ref])
             if ext:
                 ext_ids.append(ext)
             elif ref not in deleting:

@@ -38,8 +38,9 @@ from ..settings import HttpPluginSettings
 from . import DeferredRecord, Record
 from . import scim_wire as wire
 from .bitwarden import BitwardenSettings
+from .bitwarden_import import email_change_note
 from .scim_bulk import BulkCreator
-from .scim_ops import ScimWriter
+from .scim_ops import ExternalIdWriter, ScimWriter
 from .scim_pool import run_phase
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,15 @@ class ScimTarget:
     def __init__(self, settings: ScimSettings, *,
                  members_provider: MembersProvider | None = None) -> None:
         self.settings = settings
-        if members_provider is None and settings.public_api is not None:
+        self.relink: ExternalIdWriter | None = None
+        """Bitwarden with [target.public_api]: relinks go through the Public API."""
+        if settings.public_api is not None:
+            from .bitwarden import external_id_writer
             from .bitwarden import members_provider as public_api_members
 
-            members_provider = public_api_members(settings.public_api)
+            if members_provider is None:
+                members_provider = public_api_members(settings.public_api)
+            self.relink = external_id_writer(settings.public_api)
         self.members_provider = members_provider
         token = settings.token
         self.http = HttpClient(
@@ -291,7 +297,8 @@ class ScimTarget:
         caps = self.capabilities()
         writer = ScimWriter(self.http, caps, member_chunk=self.settings.member_chunk,
                             users_by_ext=self._users_by_ext, groups_by_ext=self._groups_by_ext,
-                            versions=self._versions, logins=self._logins)
+                            versions=self._versions, logins=self._logins,
+                            relink=self.relink if caps.flavor == "bitwarden" else None)
         self.bulk_requests = 0
         journal = DeferredRecord(record)  # an interrupted run still journals what finished
         for batch in plan.by_phase():
@@ -310,6 +317,18 @@ class ScimTarget:
 
     def _bulk_usable(self, caps: wire.Capabilities, creates: int) -> bool:
         return self.settings.bulk == "auto" and caps.bulk and creates > 1
+
+    def limitations(self, plan: Plan) -> list[tuple[Change, str]]:
+        """Bitwarden's SCIM endpoint ignores email changes (reference 3.4): notes, not
+        failures. A generic SCIM server can make every change a plan holds."""
+        try:
+            flavor = self.capabilities().flavor
+        except DirconnectorError:
+            return []
+        if flavor != "bitwarden":
+            return []
+        return [(c, email_change_note("Bitwarden's SCIM endpoint", c))
+                for c in plan.changes if isinstance(c, UpdateUser)]
 
     # ------------------------------------------------------------ describe
 
@@ -331,6 +350,14 @@ class ScimTarget:
         elif creates:
             notes.append(f"{creates} creates are one POST each, {self.settings.concurrency} "
                          f"at a time")
+        relinks = counts.get("relink_user", 0) + counts.get("relink_group", 0)
+        if relinks and caps.flavor == "bitwarden" and self.relink is not None:
+            notes.append(f"relink: {relinks} member(s) and group(s) get the directory's external "
+                         f"id through the Public API (PUT /public/members|groups/{{id}}, each "
+                         f"read first: type, permissions and collections kept)")
+        elif relinks:
+            notes.append(f"relink: {relinks} member(s) and group(s) get the directory's external "
+                         f"id by PATCH replace externalId")
         if counts.get("revoke_user"):
             notes.append("revocations are PATCH active=false (restorable)")
         if counts.get("delete_user"):
@@ -350,14 +377,8 @@ class ScimTarget:
 
 
 def _bitwarden_notes(plan: Plan) -> list[str]:
+    # Email and name updates never reach here: they are limitations (plan notes).
     notes = ["Bitwarden SCIM: revocations revoke the member (seat kept, restorable)"]
-    updates = [c for c in plan.changes if isinstance(c, UpdateUser)]
-    emails = sum("email" in c.fields for c in updates)
-    if emails:
-        notes.append(f"Bitwarden SCIM cannot change emails: {emails} update(s) will fail")
-    if len(updates) > emails:
-        notes.append(f"Bitwarden SCIM ignores name changes: {len(updates) - emails} update(s) "
-                     f"will be skipped")
     if any(isinstance(c, RevokeUser) for c in plan.changes):
         notes.append("revoked members keep their group memberships on Bitwarden")
     return notes

@@ -34,6 +34,8 @@ from ..plan import (
     LinkGroup,
     LinkUser,
     MemberRef,
+    RelinkGroup,
+    RelinkUser,
     RemoveMembers,
     RenameGroup,
     RestoreUser,
@@ -68,15 +70,21 @@ class Skip(Exception):
     """The change is deliberately not sent; the message says why."""
 
 
+ExternalIdWriter = Callable[[Change], None]
+"""Writes a relink's external id some other way than SCIM PATCH (Bitwarden: the Public
+API member update, which every server version honours)."""
+
+
 class ScimWriter:
     """Executes single changes; shared by the worker threads of one apply."""
 
     def __init__(self, http: HttpClient, caps: wire.Capabilities, *, member_chunk: int,
                  users_by_ext: Mapping[str, str], groups_by_ext: Mapping[str, str],
-                 versions: Mapping[str, str], logins: Mapping[str, str] | None = None
-                 ) -> None:
+                 versions: Mapping[str, str], logins: Mapping[str, str] | None = None,
+                 relink: ExternalIdWriter | None = None) -> None:
         self.http = http
         self.caps = caps
+        self.relink = relink
         self.member_chunk = member_chunk
         self._lock = threading.Lock()
         self._users = dict(users_by_ext)      # external id -> SCIM id (snapshot + created)
@@ -121,9 +129,9 @@ class ScimWriter:
         journal what really happened. Only single-attribute changes are checked; the
         read-back is tried three times, as it may meet the same flaky gateway.
         """
-        if isinstance(change, RevokeUser | RestoreUser | LinkUser):
+        if isinstance(change, RevokeUser | RestoreUser | LinkUser | RelinkUser):
             path, ref = self.caps.users_path, change.ref
-        elif isinstance(change, LinkGroup | RenameGroup):
+        elif isinstance(change, LinkGroup | RenameGroup | RelinkGroup):
             path, ref = self.caps.groups_path, change.ref
         else:
             return False
@@ -139,9 +147,9 @@ class ScimWriter:
             return False
         if isinstance(change, RevokeUser | RestoreUser):
             return bool(body.get("active", True)) == isinstance(change, RestoreUser)
-        if isinstance(change, LinkUser):
+        if isinstance(change, LinkUser | RelinkUser):
             return str(body.get("externalId") or "") == change.user.external_id
-        if isinstance(change, LinkGroup):
+        if isinstance(change, LinkGroup | RelinkGroup):
             return str(body.get("externalId") or "") == change.external_id
         return str(body.get("displayName") or "") == change.name
 
@@ -155,9 +163,13 @@ class ScimWriter:
                                        move_login=self._login_is_email(change))
             self.modify(users, change.ref, ops, t)
             return change.ref
-        if isinstance(change, LinkUser):
-            self.modify(users, change.ref,
-                        [wire.replace_op("externalId", change.user.external_id)], t)
+        if isinstance(change, LinkUser | RelinkUser):
+            # RFC 7643 3.1 externalId; Bitwarden honours PATCH externalId since PM-19232.
+            if isinstance(change, RelinkUser) and self.relink is not None:
+                self.relink(change)
+            else:
+                self.modify(users, change.ref,
+                            [wire.replace_op("externalId", change.user.external_id)], t)
             self._remember(self._users, change.user.external_id, change.ref)
             return change.ref
         if isinstance(change, RevokeUser | RestoreUser):
@@ -173,8 +185,12 @@ class ScimWriter:
             return change.ref
         if isinstance(change, CreateGroup):
             return self.create_group(change, t)
-        if isinstance(change, LinkGroup):
-            self.modify(groups, change.ref, [wire.replace_op("externalId", change.external_id)], t)
+        if isinstance(change, LinkGroup | RelinkGroup):
+            if isinstance(change, RelinkGroup) and self.relink is not None:
+                self.relink(change)
+            else:
+                self.modify(groups, change.ref,
+                            [wire.replace_op("externalId", change.external_id)], t)
             self._remember(self._groups, change.external_id, change.ref)
             return change.ref
         if isinstance(change, RenameGroup):
@@ -439,7 +455,8 @@ def change_key(change: Change) -> str:
     if isinstance(change, CreateUser):
         return "u:" + change.user.external_id
     ref: str = change.ref
-    return ("g:" if isinstance(change, LinkGroup | RenameGroup | DeleteGroup) else "u:") + ref
+    groupish = isinstance(change, LinkGroup | RenameGroup | DeleteGroup | RelinkGroup)
+    return ("g:" if groupish else "u:") + ref
 
 
 Emit = Callable[[Outcome], None]

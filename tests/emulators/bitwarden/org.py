@@ -52,6 +52,10 @@ class Member:
     name: str | None = None
     status_before_revoke: int = INVITED
     has_master_password: bool = True
+    collections: list[dict[str, Any]] = field(default_factory=list)
+    """Collection access: {id, readOnly, hidePasswords, manage} (AssociationWithPermissions)."""
+    permissions: dict[str, bool] | None = None
+    """Custom permissions (PermissionsModel); only meaningful for the Custom type."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)

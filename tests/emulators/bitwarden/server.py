@@ -79,6 +79,8 @@ class BitwardenServer:
         self.requests: list[LoggedRequest] = []
         self.fail_next: list[tuple[str, int, str]] = []
         """(path substring, status, message): the next matching request answers this error."""
+        self.latency = 0.0
+        """Seconds every request waits before it is handled (a slow server, for kill tests)."""
         self._log_lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -194,11 +196,13 @@ class BitwardenServer:
 
 
 def member_json(m: Member) -> dict[str, Any]:
-    """SRV MemberResponseModel (list form: collections null)."""
+    """SRV MemberResponseModel: collections (the list reads them too,
+    includeSharedCollections), permissions for the Custom type only (MemberBaseModel)."""
     return {"object": "member", "id": m.id, "userId": None if m.status == INVITED else m.id,
             "name": m.name, "email": m.email, "twoFactorEnabled": False, "status": m.status,
-            "collections": None, "resetPasswordEnrolled": False, "ssoExternalId": None,
-            "type": m.type, "externalId": m.external_id, "permissions": None}
+            "collections": [dict(c) for c in m.collections], "resetPasswordEnrolled": False,
+            "ssoExternalId": None, "type": m.type, "externalId": m.external_id,
+            "permissions": dict(m.permissions or {}) if m.type == CUSTOM else None}
 
 
 def group_json(g: GroupRecord) -> dict[str, Any]:
@@ -244,6 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = self.headers.get("Content-Type", "")
         body: Any = None
         status = 500
+        if srv.latency:
+            time.sleep(srv.latency)
         try:
             if "x-www-form-urlencoded" in ctype:
                 body = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
@@ -366,9 +372,10 @@ def _put_member(org: Organization, m: Member, body: Any) -> dict[str, Any]:
     """PUT /public/members/{id} (SRV MembersController.Put, MemberUpdateRequestModel).
 
     "If a property is not provided, the value of the existing property will be reset":
-    type is required, externalId is replaced (absent means null), groups null leaves
-    memberships alone (UpdateOrganizationUserCommand). Member collections are not
-    modelled here, so the collections sent are echoed and otherwise ignored.
+    type is required, externalId is replaced (absent means null), collections are
+    replaced (null removes all collection access), groups null leaves memberships alone,
+    permissions are set only for the Custom type and only when sent
+    (UpdateOrganizationUserCommand, MemberUpdateRequestModel.ToOrganizationUser).
     """
     if not isinstance(body, dict):
         raise ApiError(400, "The request's model state is invalid.", {"": ["Invalid body."]})
@@ -394,7 +401,11 @@ def _put_member(org: Organization, m: Member, body: Any) -> dict[str, Any]:
         raise ApiError(404, "Resource not found.")
     m.type = int(kind)  # type: ignore[arg-type]  # checked above
     m.external_id = None if ext is None else str(ext)
+    m.collections = [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
+                     for c in body.get("collections") or []]
+    if m.type == CUSTOM and body.get("permissions") is not None:
+        m.permissions = dict(body["permissions"])
     if groups is not None:
         for g in org.groups.values():
             (g.member_ids.add if g.id in groups else g.member_ids.discard)(m.id)
-    return {**member_json(m), "collections": list(body.get("collections") or [])}
+    return member_json(m)

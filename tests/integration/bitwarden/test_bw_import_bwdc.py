@@ -78,7 +78,7 @@ def test_ldap_ad_options_mapped() -> None:
 
 
 def test_openldap_start_tls_overwrite_and_unmapped() -> None:
-    """OpenLDAP: STARTTLS, paging off, overwrite -> remove_missing, DN keys flagged."""
+    """OpenLDAP: STARTTLS, paging off, overwrite -> remove_missing, a takeover of DN keys."""
     text, unmapped = convert(load_sample(DATA / "bwdc-ldap-openldap.json"))
     config = tomllib.loads(text)
     src = config["source"]
@@ -89,7 +89,21 @@ def test_openldap_start_tls_overwrite_and_unmapped() -> None:
     assert config["schedule"]["interval"] == "5m"          # bwdc's minimum
     assert config["target"]["server_url"] == "https://vault.example.org"
     assert config["target"]["large_import"] == "auto" and config["target"]["invite_users"] is False
-    assert any("DN" in u for u in unmapped)
+    assert config["sync"]["takeover_from"] == "bwdc"
+    assert "bwdc keyed this directory on the entry DN" in text and "> relink" in text
+    assert not any("DN" in u for u in unmapped)             # handled, not unmapped
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.stem)
+def test_every_profile_takes_over_from_bwdc(path: Path) -> None:
+    """Every directory type's profile recognises bwdc's keys, and the header says what
+    the first plan shows for that type."""
+    data = load_sample(path)
+    text, _ = convert(data)
+    assert tomllib.loads(text)["sync"]["takeover_from"] == "bwdc"
+    relinks = data["directoryType"] == 0 and not data["directoryLdap"].get("ad", True)
+    assert ("nothing needs relinking" in text) is not relinks
+    assert "The first `dirconnector plan` is a takeover report" in text
 
 
 def test_entra_filter_clauses_split() -> None:

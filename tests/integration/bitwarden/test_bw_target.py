@@ -74,10 +74,13 @@ def test_links_existing_member_by_email(bw_server: BitwardenServer,
 
 def test_relink_refused_with_reason(bw_server: BitwardenServer,
                                     target: BitwardenTarget) -> None:
-    """A member carrying another external id cannot be relinked; the outcome says why."""
+    """A member carrying another external id cannot be linked by email: a limitation (the
+    runner keeps it as a note); applied anyway, the outcome says why and nothing is sent."""
     bw_server.add_member("user1@example.com", external_id="old-id")
     plan, outcomes = sync(target, Snapshot.build(USERS[:1]))
     assert [c.kind for c in plan.changes] == ["link_user"]
+    ((change, why),) = target.limitations(plan)
+    assert change is plan.changes[0] and "'old-id', which names no directory entry" in why
     assert outcomes[0].status == "failed" and "never relinks" in outcomes[0].error
     assert bw_server.imports() == []
 

@@ -101,7 +101,8 @@ def test_members_provider_supplies_membership(bitwarden: FaultProxy,
 
 
 def test_email_change_refused_name_change_skipped(bitwarden: FaultProxy) -> None:
-    """UpdateUser of an email fails with a clear message; a name-only update is skipped, not sent."""
+    """An email UpdateUser is a limitation (a plan note); applied anyway it fails with a clear
+    message, and a name-only update is skipped, not sent."""
     target = bw_target(bitwarden)
     users, groups = directory(4)
     sync(target, users, groups)
@@ -123,7 +124,11 @@ def test_email_change_refused_name_change_skipped(bitwarden: FaultProxy) -> None
     assert by_email["user002@example.org"].status == "skipped"
     assert "ignores" in by_email["user002@example.org"].error
     assert bitwarden.count("PATCH", "Users") == 0
-    assert any("cannot change emails" in n for n in target.describe(plan))
+    # The runner never sends them: both are limitations, listed as kept with the reason.
+    limits = {c.user.email: why for c, why in target.limitations(plan)}  # type: ignore[union-attr]
+    assert limits["renamed@example.org"].startswith(
+        "email change not possible through Bitwarden's SCIM endpoint (Bitwarden members own "
+        "their email): user001@example.org → renamed@example.org")
 
 
 def test_revoke_is_one_active_patch(bitwarden: FaultProxy,
