@@ -61,9 +61,13 @@ class Ctx:
         return self._profile
 
     def store(self) -> StateStore:
+        """The profile's state store, closed when the command ends (however it ends): an
+        in-process caller (tests, an embedding program) must not collect open files."""
         from .state import StateStore
 
-        return StateStore(self.profile().settings.state.path)
+        store = StateStore(self.profile().settings.state.path)
+        click.get_current_context().call_on_close(store.close)
+        return store
 
     def runner(self, store: StateStore) -> Runner:
         from .sync import Runner
