@@ -29,7 +29,7 @@ def child(url: str, n: int, concurrency: int, bulk: str) -> None:
     from dirconnector.diff import USER_FIELDS, Policy, diff
     from dirconnector.model import Group, Snapshot, User
     from dirconnector.outcome import Outcome
-    from dirconnector.targets.scim import ScimSettings, ScimTarget
+    from dirconnector.targets.scim.target import ScimSettings, ScimTarget
 
     target = ScimTarget(ScimSettings(type="scim", url=url, token=TOKEN,
                                      concurrency=concurrency, bulk=bulk))

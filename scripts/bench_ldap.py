@@ -29,7 +29,7 @@ SLAPD = ROOT / "scripts" / "servers" / "slapd"
 
 CHILD = r"""
 import json, resource, sys, time
-from dirconnector.connectors.ldap import LdapConnector, LdapSettings
+from dirconnector.connectors.ldap.connector import LdapConnector, LdapSettings
 from dirconnector.state_space import ConnectorState
 env = json.loads(sys.argv[1])
 s = LdapSettings(type="ldap", url=env["SLAPD_URL"], bind_dn=env["SLAPD_ADMIN_DN"],

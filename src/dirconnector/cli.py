@@ -363,7 +363,7 @@ def config_validate(ctx: Ctx) -> None:
     with errors_to_exit(ctx):
         profile = ctx.profile()
         if profile.settings.migrate:
-            from .migrate_presets import migrate_settings
+            from .migrate.presets import migrate_settings
 
             migrate_settings(profile.settings.migrate)
         ctx.console.print(f"[green]Configuration is valid[/green] ({profile.path}): "
@@ -473,7 +473,7 @@ def import_bwdc(ctx: Ctx, data_json: str, out: str | None) -> None:
     Every option dirconnector understands is mapped; the others are listed. Secrets
     are never written: they become *_env references to set before the first run.
     """
-    from .bwdc_import import convert
+    from .bwdc.convert import convert
     from .errors import ConfigError
 
     with errors_to_exit(ctx):
@@ -521,8 +521,8 @@ IDPS = click.Choice(["entra", "okta", "onelogin", "jumpcloud", "ping", "custom"]
 def migrate_plan_cmd(ctx: Ctx, idp: str | None, scope: tuple[str, ...], fmt: str,
                      show_all: bool) -> None:
     """What the IdP will find, adopt, duplicate or leave alone. Writes nothing."""
-    from . import migrate_render as render
-    from .migrate_apply import Migration
+    from .migrate import render as render
+    from .migrate.apply import Migration
 
     with errors_to_exit(ctx):
         profile = ctx.profile()
@@ -552,7 +552,7 @@ def migrate_plan_cmd(ctx: Ctx, idp: str | None, scope: tuple[str, ...], fmt: str
 def migrate_apply_cmd(ctx: Ctx, idp: str | None, scope: tuple[str, ...], map_file: str | None,
                       force: bool, fmt: str) -> None:
     """Write the id map, set the IdP's externalIds on the server, freeze the profile."""
-    from .migrate_apply import Migration
+    from .migrate.apply import Migration
 
     with errors_to_exit(ctx):
         profile = ctx.profile()
@@ -571,7 +571,7 @@ def migrate_apply_cmd(ctx: Ctx, idp: str | None, scope: tuple[str, ...], map_fil
 @pass_ctx
 def migrate_rollback_cmd(ctx: Ctx, map_file: str, force: bool, fmt: str) -> None:
     """Put the map's old external ids back and unfreeze the profile."""
-    from .migrate_apply import Migration
+    from .migrate.apply import Migration
 
     with errors_to_exit(ctx):
         out = Migration(ctx.profile(), ctx.store()).rollback(Path(map_file), force=force)
@@ -579,7 +579,7 @@ def migrate_rollback_cmd(ctx: Ctx, map_file: str, force: bool, fmt: str) -> None
 
 
 def _migrate_outcome(ctx: Ctx, out: Any, fmt: str, verb: str) -> None:
-    from . import migrate_render as render
+    from .migrate import render as render
 
     if fmt == "json":
         click.echo(render.dumps(render.outcome_json(out, verb)))

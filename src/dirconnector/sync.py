@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from . import bwdc_keys, logs, registry
+from . import logs, registry
 from .apply import ApplyReport
+from .bwdc import keys as bwdc_keys
 from .connectors import ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
 from .errors import DirconnectorError, ProfileFrozen, RunInterrupted, SafetyLimit, StalePlan

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dirconnector.connectors.azure import AzureConnector
+from dirconnector.connectors.azure.connector import AzureConnector
 from tests.emulators.graph import GraphEmulator
 from tests.integration.azure.conftest import (  # noqa: F401  # fixtures
     emulator,

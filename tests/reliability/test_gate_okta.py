@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dirconnector.connectors.okta import OktaConnector
+from dirconnector.connectors.okta.connector import OktaConnector
 from tests.integration.okta.conftest import (  # noqa: F401  # fixtures
     Org,
     emulator,

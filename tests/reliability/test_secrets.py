@@ -11,9 +11,9 @@ import pytest
 import trustme
 
 from dirconnector import registry
-from dirconnector.connectors.ldap_syntax import escape_filter_value
+from dirconnector.connectors.ldap.syntax import escape_filter_value
 from dirconnector.settings import HttpPluginSettings
-from dirconnector.targets.scim_wire import eq_filter
+from dirconnector.targets.scim.wire import eq_filter
 from tests.integration.scim.proxy import Fault, FaultProxy
 
 from .conftest import MakeRig

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dirconnector.connectors.ldap_map import guid_text
+from dirconnector.connectors.ldap.map import guid_text
 from tests.emulators.bwdc import buf_to_guid
 
 

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dirconnector.connectors.ldap_syntax import normalize_dn
+from dirconnector.connectors.ldap.syntax import normalize_dn
 from dirconnector.diff import Policy, diff
 from dirconnector.guard import Limits, guard
 from dirconnector.model import AMBIGUOUS, Group, PreviousKeys, Snapshot, User

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dirconnector.connectors.onelogin import OneLoginConnector
+from dirconnector.connectors.onelogin.connector import OneLoginConnector
 from dirconnector.diff import Policy, diff
 from dirconnector.http import RetryPolicy
 from dirconnector.outcome import Outcome

@@ -104,7 +104,7 @@ def ad_proxy(ad_server: AdServer) -> Iterator[MaxValRangeProxy]:
 @pytest.fixture(scope="session")
 def ad_settings(ad_server: AdServer, ad_proxy: MaxValRangeProxy) -> Callable[..., Any]:
     """LdapSettings for the read-only account, through the MaxValRange proxy by default."""
-    from dirconnector.connectors.ldap import LdapSettings
+    from dirconnector.connectors.ldap.connector import LdapSettings
 
     def make(**overrides: Any) -> Any:
         values: dict[str, Any] = {

@@ -31,7 +31,7 @@ BULK_USERS = 1700       # addata.BULK_USERS
 
 
 def connector(settings: Any) -> Any:
-    from dirconnector.connectors.ldap import LdapConnector
+    from dirconnector.connectors.ldap.connector import LdapConnector
 
     return LdapConnector(settings)
 

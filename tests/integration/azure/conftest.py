@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from dirconnector.connectors.azure import AzureConnector, AzureSettings
+from dirconnector.connectors.azure.connector import AzureConnector, AzureSettings
 from dirconnector.diff import Policy, diff
 from dirconnector.outcome import Outcome
 from dirconnector.plan import Plan

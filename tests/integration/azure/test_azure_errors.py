@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dirconnector.connectors.azure import AzureConnector, AzureSettings
+from dirconnector.connectors.azure.connector import AzureConnector, AzureSettings
 from dirconnector.errors import ConfigError, IncompleteRead, SourceError
 from dirconnector.state_space import ConnectorState
 from tests.emulators.graph import GraphEmulator

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dirconnector.connectors.azure import AzureConnector
+from dirconnector.connectors.azure.connector import AzureConnector
 from dirconnector.errors import SourceError
 from dirconnector.state_space import ConnectorState
 from tests.emulators.graph import GraphEmulator

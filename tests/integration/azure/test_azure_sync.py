@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dirconnector.connectors.azure import AzureConnector
+from dirconnector.connectors.azure.connector import AzureConnector
 from dirconnector.plan import AddMembers, CreateUser, RemoveMembers, RestoreUser, RevokeUser
 from dirconnector.state_space import ConnectorState
 from dirconnector.testing import check_connector

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from dirconnector.targets.bitwarden import BitwardenSettings, BitwardenTarget
+from dirconnector.targets.bitwarden.target import BitwardenSettings, BitwardenTarget
 from tests.emulators.bitwarden.server import BitwardenServer
 
 

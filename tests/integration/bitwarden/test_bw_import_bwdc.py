@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dirconnector.bwdc_import import convert
+from dirconnector.bwdc.convert import convert
 from dirconnector.errors import ConfigError
 
 DATA = Path(__file__).parent / "data"

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from dirconnector.connectors.ldap import LdapConnector, LdapSettings
+from dirconnector.connectors.ldap.connector import LdapConnector, LdapSettings
 from dirconnector.diff import Policy, diff
 from dirconnector.outcome import Outcome
 from dirconnector.plan import Plan
 from dirconnector.state_space import ConnectorState
-from dirconnector.targets.bitwarden import BitwardenSettings, BitwardenTarget
-from dirconnector.targets.scim import ScimSettings, ScimTarget
+from dirconnector.targets.bitwarden.target import BitwardenSettings, BitwardenTarget
+from dirconnector.targets.scim.target import ScimSettings, ScimTarget
 from dirconnector.testing import managed_refs
 from tests.emulators.bitwarden.org import REVOKED
 from tests.emulators.bitwarden.server import BitwardenServer

@@ -9,8 +9,8 @@ import pytest
 from dirconnector.diff import Policy, diff
 from dirconnector.model import Group, Snapshot, User
 from dirconnector.outcome import Outcome
-from dirconnector.targets.bitwarden import BitwardenSettings, members_provider
-from dirconnector.targets.scim import ScimSettings, ScimTarget
+from dirconnector.targets.bitwarden.target import BitwardenSettings, members_provider
+from dirconnector.targets.scim.target import ScimSettings, ScimTarget
 from dirconnector.testing import managed_refs
 from tests.emulators.bitwarden.org import REVOKED
 from tests.emulators.bitwarden.server import BitwardenServer

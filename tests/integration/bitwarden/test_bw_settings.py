@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from dirconnector.targets.bitwarden import BitwardenSettings, BitwardenTarget
-from dirconnector.targets.bitwarden_api import endpoints
+from dirconnector.targets.bitwarden.api import endpoints
+from dirconnector.targets.bitwarden.target import BitwardenSettings, BitwardenTarget
 
 CLIENT = "organization.5c1b1e0a-3f7d-4a53-9d1e-6d2b8f0a1c22"
 

@@ -13,7 +13,7 @@ from dirconnector.model import Group, Snapshot, User
 from dirconnector.outcome import Outcome
 from dirconnector.plan import CreateUser, Plan
 from dirconnector.state_space import ConnectorState
-from dirconnector.targets.bitwarden import BitwardenTarget
+from dirconnector.targets.bitwarden.target import BitwardenTarget
 from dirconnector.testing import FakeConnector, check_target, managed_refs
 from tests.emulators.bitwarden.org import REVOKED, STAGED
 from tests.emulators.bitwarden.server import BitwardenServer

@@ -8,12 +8,12 @@ import dataclasses
 
 import pytest
 
-from dirconnector.connectors.ldap_syntax import normalize_dn
+from dirconnector.connectors.ldap.syntax import normalize_dn
 from dirconnector.diff import Policy, diff
 from dirconnector.model import Group, PreviousKeys, Snapshot, User
 from dirconnector.outcome import Outcome
-from dirconnector.targets.bitwarden import BitwardenSettings
-from dirconnector.targets.scim import ScimSettings, ScimTarget
+from dirconnector.targets.bitwarden.target import BitwardenSettings
+from dirconnector.targets.scim.target import ScimSettings, ScimTarget
 from tests.emulators import bwdc
 from tests.emulators.bitwarden.org import CUSTOM, INVITED
 from tests.emulators.bitwarden.server import BitwardenServer

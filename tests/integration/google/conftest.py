@@ -13,8 +13,8 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from dirconnector.connectors._google_api import SCOPES
-from dirconnector.connectors.google import GoogleConnector, GoogleSettings
+from dirconnector.connectors.google.api import SCOPES
+from dirconnector.connectors.google.connector import GoogleConnector, GoogleSettings
 from dirconnector.diff import Policy, diff
 from dirconnector.outcome import Outcome
 from dirconnector.plan import Plan

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from dirconnector.connectors._google_api import SCOPES
+from dirconnector.connectors.google.api import SCOPES
 from tests.emulators.google.auth import Grant
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trustme
 
-from dirconnector.connectors._google_api import INNER_RETRIES, SCOPES
+from dirconnector.connectors.google.api import INNER_RETRIES, SCOPES
 from dirconnector.errors import IncompleteRead, SourceError
 from dirconnector.state_space import ConnectorState
 

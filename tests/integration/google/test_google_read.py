@@ -205,7 +205,7 @@ def test_bad_key_file_never_echoes_the_key(env: Any, tmp_path: Any) -> None:
     """A key file that is not a service-account key fails without printing its contents."""
     from pydantic import ValidationError
 
-    from dirconnector.connectors.google import GoogleSettings
+    from dirconnector.connectors.google.connector import GoogleSettings
     from dirconnector.settings import format_errors
 
     bad = tmp_path / "user-creds.json"

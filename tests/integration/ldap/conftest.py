@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dirconnector.connectors.ldap import LdapConnector, LdapSettings
+from dirconnector.connectors.ldap.connector import LdapConnector, LdapSettings
 from dirconnector.model import Snapshot
 from dirconnector.state_space import ConnectorState
 from tests.conftest import stop_in_background

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from dirconnector.connectors import ldap as ldap_module
-from dirconnector.connectors.ldap import KNOWN_EMAILS, LdapConnector, LdapSettings
-from dirconnector.connectors.ldap_wire import SHOW_DELETED_OID, Control, Entry
+from dirconnector.connectors.ldap import connector as ldap_module
+from dirconnector.connectors.ldap.connector import KNOWN_EMAILS, LdapConnector, LdapSettings
+from dirconnector.connectors.ldap.wire import SHOW_DELETED_OID, Control, Entry
 from dirconnector.errors import IncompleteRead
 from dirconnector.model import flatten
 from dirconnector.state_space import ConnectorState

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dirconnector.connectors.ldap import LdapSettings
-from dirconnector.connectors.ldap_map import (
+from dirconnector.connectors.ldap.connector import LdapSettings
+from dirconnector.connectors.ldap.map import (
     GroupResolver,
     RawGroup,
     ServerInfo,

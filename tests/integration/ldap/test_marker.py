@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dirconnector import settings
-from dirconnector.connectors.ldap import LdapConnector
+from dirconnector.connectors.ldap.connector import LdapConnector
 from dirconnector.state import StateStore
 from dirconnector.sync import Runner
 from dirconnector.testing import FakeTarget

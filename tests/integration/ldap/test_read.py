@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from dirconnector.connectors.ldap import LdapConnector
+from dirconnector.connectors.ldap.connector import LdapConnector
 from dirconnector.errors import IncompleteRead, SourceError
 from dirconnector.model import Snapshot, flatten
 from dirconnector.state_space import ConnectorState

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dirconnector.connectors.ldap import LdapSettings
+from dirconnector.connectors.ldap.connector import LdapSettings
 from dirconnector.errors import ConfigError
 from dirconnector.settings import format_errors, load
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dirconnector.connectors.ldap import LdapConnector
+from dirconnector.connectors.ldap.connector import LdapConnector
 from dirconnector.diff import Policy, diff
 from dirconnector.outcome import Outcome
 from dirconnector.plan import AddMembers, Plan, RestoreUser, RevokeUser

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from dirconnector.connectors.ldap_map import guid_text
-from dirconnector.connectors.ldap_syntax import (
+from dirconnector.connectors.ldap.map import guid_text
+from dirconnector.connectors.ldap.syntax import (
     DNError,
     FilterError,
     check_filter,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dirconnector.connectors.ldap import LdapConnector
+from dirconnector.connectors.ldap.connector import LdapConnector
 from dirconnector.errors import SourceError
 from dirconnector.state_space import ConnectorState
 

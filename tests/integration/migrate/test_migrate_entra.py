@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from dirconnector import settings
-from dirconnector.migrate_apply import Migration
+from dirconnector.migrate.apply import Migration
 from dirconnector.state import StateStore
 from dirconnector.sync import Runner
 from tests.emulators.bitwarden.server import BitwardenServer

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dirconnector import migrate_render as render
 from dirconnector.errors import ConfigError
-from dirconnector.migrate import PRESETS, Scope, migrate_plan, migrate_settings
+from dirconnector.migrate import render as render
+from dirconnector.migrate.plan import PRESETS, Scope, migrate_plan, migrate_settings
 from dirconnector.model import Group, Snapshot, User
 
 BW = {"server": "bitwarden"}

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from dirconnector.connectors.okta import OktaConnector, OktaSettings
+from dirconnector.connectors.okta.connector import OktaConnector, OktaSettings
 from tests.emulators.okta import OAuthClient, OktaEmulator, OktaState
 
 TOKEN = "test-ssws-token"

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
-from dirconnector.connectors.okta import OktaConnector, OktaSettings
-from dirconnector.connectors.okta_auth import ServiceApp
+from dirconnector.connectors.okta.auth import ServiceApp
+from dirconnector.connectors.okta.connector import OktaConnector, OktaSettings
 from dirconnector.errors import SourceError
 from dirconnector.state_space import ConnectorState
 from tests.emulators.okta import OAuthClient

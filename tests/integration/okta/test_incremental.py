@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dirconnector.connectors.okta import OktaConnector
-from dirconnector.connectors.okta_cache import CACHE_KEY
+from dirconnector.connectors.okta.cache import CACHE_KEY
+from dirconnector.connectors.okta.connector import OktaConnector
 from dirconnector.errors import SourceError
 from dirconnector.state_space import ConnectorState
 from dirconnector.testing import check_connector

@@ -10,8 +10,8 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from dirconnector.connectors.okta_api import OktaApi, RateGauge
-from dirconnector.connectors.okta_auth import ApiToken, load_signing_key
+from dirconnector.connectors.okta.api import OktaApi, RateGauge
+from dirconnector.connectors.okta.auth import ApiToken, load_signing_key
 from dirconnector.errors import ConfigError, IncompleteRead
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dirconnector.connectors.okta import OktaConnector
+from dirconnector.connectors.okta.connector import OktaConnector
 from dirconnector.errors import IncompleteRead
 from dirconnector.state_space import ConnectorState
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from dirconnector.connectors.okta import OktaConnector
-from dirconnector.connectors.okta_api import next_link
+from dirconnector.connectors.okta.api import next_link
+from dirconnector.connectors.okta.connector import OktaConnector
 from dirconnector.errors import SourceError
 from dirconnector.state_space import ConnectorState
 from dirconnector.testing import check_connector

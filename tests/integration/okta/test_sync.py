@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dirconnector.connectors.okta import OktaConnector
+from dirconnector.connectors.okta.connector import OktaConnector
 from dirconnector.diff import Policy, diff
 from dirconnector.outcome import Outcome
 from dirconnector.plan import (

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trustme
 
-from dirconnector.connectors.onelogin import OneLoginConnector, OneLoginSettings
+from dirconnector.connectors.onelogin.connector import OneLoginConnector, OneLoginSettings
 from dirconnector.http import RetryPolicy
 from tests.emulators.onelogin import Account, OneLoginEmulator
 from tests.emulators.onelogin.seed import (

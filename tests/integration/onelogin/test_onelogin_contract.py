@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dirconnector.connectors.onelogin import OneLoginConnector
+from dirconnector.connectors.onelogin.connector import OneLoginConnector
 from dirconnector.registry import CONNECTORS, find
 from dirconnector.state_space import ConnectorState
 from dirconnector.testing import check_connector

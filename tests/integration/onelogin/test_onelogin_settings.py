@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from dirconnector.connectors.onelogin import OneLoginConnector, OneLoginSettings
+from dirconnector.connectors.onelogin.connector import OneLoginConnector, OneLoginSettings
 
 SECRET = "top-secret-value-123"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from dirconnector.diff import diff
 from dirconnector.model import Snapshot, User
 from dirconnector.outcome import Outcome
-from dirconnector.targets.scim import ScimSettings, ScimTarget
+from dirconnector.targets.scim.target import ScimSettings, ScimTarget
 
 from .conftest import TOKEN, start_server
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from dirconnector.model import Group, User
-from dirconnector.targets.scim import ScimSettings, ScimTarget
+from dirconnector.targets.scim.target import ScimSettings, ScimTarget
 
 from .proxy import FaultProxy
 

@@ -16,7 +16,7 @@ import pytest
 from dirconnector.diff import diff
 from dirconnector.model import Group, Snapshot, User
 from dirconnector.outcome import Outcome
-from dirconnector.targets.scim import ScimSettings, ScimTarget
+from dirconnector.targets.scim.target import ScimSettings, ScimTarget
 from tests.emulators.bitwarden.server import BitwardenServer
 
 from .conftest import directory
@@ -136,7 +136,7 @@ def test_lost_answers_recover_without_duplicates(bw: BitwardenServer) -> None:
 
 def test_public_api_members_provider(bw: BitwardenServer) -> None:
     """The bitwarden target's Public API members_provider makes the SCIM flavor converge."""
-    from dirconnector.targets.bitwarden import BitwardenSettings, members_provider
+    from dirconnector.targets.bitwarden.target import BitwardenSettings, members_provider
     api = BitwardenSettings.model_validate({"type": "bitwarden", "server_url": bw.url,
                                             "client_id": bw.client_id,
                                             "client_secret": bw.client_secret})

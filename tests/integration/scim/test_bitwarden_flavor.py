@@ -18,7 +18,7 @@ from dirconnector.diff import diff
 from dirconnector.model import Group, Snapshot
 from dirconnector.outcome import Outcome
 from dirconnector.plan import UpdateUser
-from dirconnector.targets.scim import ScimSettings, ScimTarget
+from dirconnector.targets.scim.target import ScimSettings, ScimTarget
 
 from .conftest import TOKEN, ScimServer, directory
 from .proxy import FaultProxy

@@ -10,7 +10,7 @@ from dirconnector.diff import Policy, diff
 from dirconnector.model import Group, Snapshot, User
 from dirconnector.outcome import Outcome
 from dirconnector.plan import Plan
-from dirconnector.targets.scim import ScimTarget
+from dirconnector.targets.scim.target import ScimTarget
 from dirconnector.testing import check_target, managed_refs
 
 from .conftest import MakeTarget, ScimServer, directory

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import requests
 
-from dirconnector.connectors.ldap_syntax import normalize_dn
+from dirconnector.connectors.ldap.syntax import normalize_dn
 from dirconnector.diff import Policy, diff
 from dirconnector.model import Group, PreviousKeys, Snapshot, User
 from dirconnector.outcome import Outcome

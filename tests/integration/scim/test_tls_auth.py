@@ -12,7 +12,7 @@ import trustme
 
 from dirconnector.errors import AuthError
 from dirconnector.outcome import Outcome
-from dirconnector.targets.scim import ScimSettings, ScimTarget
+from dirconnector.targets.scim.target import ScimSettings, ScimTarget
 
 from .conftest import TOKEN, MakeTarget, ScimServer, directory, start_server
 from .proxy import Fault, FaultProxy

@@ -10,7 +10,7 @@ from dirconnector.errors import TargetError
 from dirconnector.model import User
 from dirconnector.outcome import Outcome
 from dirconnector.plan import CreateUser, Plan
-from dirconnector.targets import scim_wire as wire
+from dirconnector.targets.scim import wire as wire
 
 from .conftest import MakeTarget, ScimServer, directory
 from .proxy import Fault, FaultProxy

@@ -1,0 +1,2 @@
+"""Bitwarden Directory Connector: its data.json converted, its keys recognised."""
+

@@ -1,0 +1,241 @@
+"""The ``onelogin`` connector: users, and their roles or groups, from the OneLogin API.
+
+Users come from ``GET /api/2/users`` (cursor paging); the user's integer ``id`` is the
+external id. Groups are OneLogin *roles* by default (many-to-many, ``/api/2/roles`` and
+``/api/2/roles/{id}/users``, what Bitwarden's connector syncs), or OneLogin *groups*
+(``/api/1/groups``; a user holds at most one, through its ``group_id``). Nothing is
+nested. Every read goes to the end; a page that cannot be read fails the run
+(Bitwarden's connector cuts the list silently at a failed page: never here).
+
+Status (api-docs/2/users; onelogin-python-sdk models/user.py accepts 0-5, 7, 8):
+0 unactivated, 1 active, 2 suspended, 3 locked, 4 password expired, 5 awaiting password
+reset, 7 password pending, 8 security questions required. Defaults: 1, 4, 5, 7, 8 are
+active (the person exists and is entitled; the password state is OneLogin's business);
+2 and 3 are inactive (revoked); 0 is not synced (reason "status"). Every list is an option.
+
+Requests over ``requests`` through HttpClient: onelogin-python-sdk cannot page v1 groups
+(its GetGroups200Response drops ``pagination``) and does not retry 429. Settings live in
+_onelogin_settings.py, the token and paging plumbing in _onelogin_api.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from ...checks import CheckReport
+from ...errors import DirconnectorError, IncompleteRead, SourceError
+from ...http import RetryPolicy, pause
+from ...model import Group, Skipped, Snapshot, User, clean_text
+from ...state_space import ConnectorState
+from ..filters import parse_filter
+from .api import DEFAULT_RETRY, LABEL, OneLoginApi
+from .settings import (
+    ROLE_QUERY_KEYS,
+    STATUS_NAMES,
+    USER_QUERY_KEYS,
+    OneLoginSettings,
+    native_query,
+)
+
+log = logging.getLogger(__name__)
+
+USER_READ_TRIES = 3
+
+
+class OneLoginConnector:
+    """Reads the whole OneLogin account each run (no incremental state: role changes do
+    not move a user's ``updated_at``, so ``updated_since`` cannot see them)."""
+
+    settings_model: ClassVar[type[BaseModel]] = OneLoginSettings
+
+    def __init__(self, settings: OneLoginSettings, *, retry: RetryPolicy = DEFAULT_RETRY,
+                 sleep: Callable[[float], None] = pause,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
+        self.api = OneLoginApi(settings.api_url, settings.client_id, secret,
+                               verify=settings.verify, timeout=settings.timeout,
+                               page_size=settings.page_size, retry=retry, sleep=sleep,
+                               clock=clock)
+        self._user_filter = parse_filter(settings.user_filter, "user_filter")
+        self._group_filter = parse_filter(settings.group_filter, "group_filter")
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"OneLoginConnector({s.api_url!r}, client_id={s.client_id!r})"
+
+    def check(self) -> CheckReport:
+        report = CheckReport()
+        s = self.settings
+        try:
+            self.api.token()
+        except DirconnectorError as exc:
+            report.add(f"token from {s.api_url}", False, _line(exc))
+            return report
+        report.add(f"token from {s.api_url}", True)
+        probes = [("users", "/api/2/users")]
+        probes.append(("roles", "/api/2/roles") if s.groups_from == "roles"
+                      else ("groups", "/api/1/groups"))
+        for name, path in probes:
+            try:
+                resp = self.api.get(path, {"limit": 1}, f"{name} (first page)")
+            except DirconnectorError as exc:
+                report.add(f"read {name}", False, _line(exc))
+                continue
+            report.add(f"read {name}", True)
+            total = resp.headers.get("Total-Count", "")
+            if total.isdigit():
+                report.counts[name] = int(total)
+        return report
+
+    def fetch(self, state: ConnectorState) -> Snapshot:
+        started = time.monotonic()
+        pages_before = self.api.pages_read
+        s = self.settings
+        self.api.token()        # a bad credential fails here, with its own one line
+        raw_users = self._read_users()
+        users: list[User] = []
+        skipped: list[Skipped] = []
+        for raw in raw_users:
+            item = self._user(raw)
+            if isinstance(item, User):
+                users.append(item)
+            else:
+                skipped.append(item)
+        read_ids = {_user_id(raw) for raw in raw_users}
+        if s.groups_from == "roles":
+            groups = self._roles(read_ids, skipped)
+        else:
+            groups = self._groups(raw_users, skipped)
+        info = {"source": "onelogin", "api": s.api_url, "groups_from": s.groups_from,
+                "pages": str(self.api.pages_read - pages_before),
+                "read_seconds": f"{time.monotonic() - started:.2f}"}
+        return Snapshot.build(users, groups, skipped, info=info)
+
+    def _read_users(self) -> list[dict[str, Any]]:
+        """Every user, once. Paging is by offset (the cursor encodes limit and page), so a
+        user added or deleted mid-read shifts later pages and could hide someone: when the
+        ``Total-Count`` changes between pages the read is redone, and after
+        ``USER_READ_TRIES`` moving reads it fails rather than return a list that may lack
+        people."""
+        native = native_query(self._user_filter.native, "user_filter", USER_QUERY_KEYS, True)
+        for _ in range(USER_READ_TRIES):
+            by_id: dict[str, dict[str, Any]] = {}
+            for page in self.api.v2_pages("/api/2/users", native, "users"):
+                for raw in page:
+                    by_id[_user_id(raw)] = raw
+            if len(set(self.api.totals)) <= 1:
+                return list(by_id.values())
+            log.info("%s: the user list changed during the read (Total-Count %s); reading again",
+                     LABEL, " -> ".join(self.api.totals))
+        raise IncompleteRead(f"{LABEL}: the user list kept changing during {USER_READ_TRIES} "
+                             f"reads (Total-Count {' -> '.join(self.api.totals)}); try again "
+                             f"when the directory is quiet")
+
+    # ------------------------------------------------------------------ mapping
+
+    def _user(self, raw: dict[str, Any]) -> User | Skipped:
+        s = self.settings
+        ext = _user_id(raw)
+        username = clean_text(_text(raw.get("username")))
+        email = self._email(raw, username)
+        ref = email or username or ext
+        if not self._user_filter.keeps(email, username):
+            return Skipped("user", ref, "filtered out", f"user_filter {s.user_filter!r}",
+                           external_id=ext)
+        status = raw.get("status")
+        if status in s.skip_statuses:
+            return Skipped("user", ref, "status",
+                           f"status {status} ({STATUS_NAMES[int(status)]})", external_id=ext)
+        if status in s.active_statuses:
+            active = True
+        elif status in s.inactive_statuses:
+            active = False
+        else:
+            return Skipped("user", ref, "status", f"status {status!r} is in no status list; "
+                           f"add it to active_statuses, inactive_statuses or skip_statuses",
+                           external_id=ext)
+        given = clean_text(_text(raw.get("firstname")))
+        family = clean_text(_text(raw.get("lastname")))
+        return User(external_id=ext, email=email, user_name=username,
+                    display_name=" ".join(p for p in (given, family) if p),
+                    given_name=given, family_name=family, active=active)
+
+    def _email(self, raw: dict[str, Any], username: str) -> str:
+        attr = self.settings.email_attribute
+        if attr.startswith("custom_attributes."):
+            custom = raw.get("custom_attributes")
+            value = custom.get(attr.split(".", 1)[1]) if isinstance(custom, dict) else None
+        else:
+            value = raw.get(attr)
+        email = _text(value).strip()
+        if email:
+            return email
+        if "@" in username:
+            return username
+        if username and self.settings.email_suffix:
+            return f"{username}@{self.settings.email_suffix}"
+        return ""
+
+    def _roles(self, read_ids: set[str], skipped: list[Skipped]) -> list[Group]:
+        native = native_query(self._group_filter.native, "group_filter", ROLE_QUERY_KEYS, False)
+        roles = [r for page in self.api.v2_pages("/api/2/roles", native, "roles") for r in page]
+        groups: list[Group] = []
+        for role in roles:
+            rid, name = str(role.get("id") or ""), clean_text(_text(role.get("name")))
+            if not rid or not name:
+                raise SourceError(f"{LABEL}: a role without id or name: {role!r:.120}")
+            if not self._group_filter.keeps(name):
+                skipped.append(Skipped("group", name, "filtered out",
+                                       f"group_filter {self.settings.group_filter!r}"))
+                continue
+            members: set[str] = set()
+            for page in self.api.v2_pages(f"/api/2/roles/{rid}/users", {},
+                                          f"members of role {name!r}"):
+                # get-role-users: "assigned" is false only with include_unassigned=true.
+                members.update(str(row["id"]) for row in page
+                               if "id" in row and row.get("assigned", True) is not False)
+            groups.append(Group(rid, name, frozenset(members & read_ids)))
+        return groups
+
+    def _groups(self, raw_users: list[dict[str, Any]], skipped: list[Skipped]) -> list[Group]:
+        members: dict[str, set[str]] = {}
+        for raw in raw_users:
+            gid = raw.get("group_id")
+            if gid is not None and gid != "":
+                members.setdefault(str(gid), set()).add(str(raw["id"]))
+        groups: list[Group] = []
+        for page in self.api.v1_pages("/api/1/groups", "groups"):
+            for row in page:
+                gid, name = str(row.get("id") or ""), clean_text(_text(row.get("name")))
+                if not gid or not name:
+                    raise SourceError(f"{LABEL}: a group without id or name: {row!r:.120}")
+                if not self._group_filter.keeps(name):
+                    skipped.append(Skipped("group", name, "filtered out",
+                                           f"group_filter {self.settings.group_filter!r}"))
+                    continue
+                groups.append(Group(gid, name, frozenset(members.get(gid, ()))))
+        return groups
+
+
+def _user_id(raw: dict[str, Any]) -> str:
+    uid = raw.get("id")
+    if not isinstance(uid, int | str) or isinstance(uid, bool) or not str(uid).strip():
+        raise SourceError(f"{LABEL}: a user record has no id (fields: {sorted(raw)[:8]})")
+    return str(uid).strip()
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _line(exc: DirconnectorError) -> str:
+    return f"{exc} ({exc.hint})" if exc.hint else str(exc)
+
+
+__all__ = ["OneLoginConnector", "OneLoginSettings"]

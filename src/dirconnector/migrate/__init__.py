@@ -1,0 +1,2 @@
+"""Handing provisioning over to the identity provider's SCIM (connectors/migrate.md)."""
+
