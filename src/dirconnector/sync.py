@@ -161,7 +161,7 @@ class Runner:
         cstate.commit()
         _warn_skipped(desired)
         if self.takeover_from != "none" and desired.previous_keys is None:
-            # A connector that hands over no keys reads the ids bwdc stored (bwdc_keys.py).
+            # A connector that hands over no keys reads the ids bwdc stored (bwdc/keys.py).
             desired = dataclasses.replace(desired, previous_keys=PreviousKeys(
                 self.takeover_from, bwdc_keys.rule(self.profile.source.type)))
         return desired

@@ -2,7 +2,7 @@
 
 Bwdc (Bitwarden Directory Connector) stored its own external id on every member and
 group it created: the entry DN on LDAP servers without objectGUID, where this project
-uses entryUUID (bwdc_keys.py has every rule, checked against bwdc's source). With
+uses entryUUID (bwdc/keys.py has every rule, checked against bwdc's source). With
 ``[sync] takeover_from = "bwdc"`` the connector hands over those keys
 (``Snapshot.previous_keys``), and before the plan is made:
 

@@ -264,7 +264,7 @@ def _ldap(d: Mapping[str, Any], sync: Mapping[str, Any], out: _Out, unmapped: li
 
 
 def _keys(source: str, directory: Mapping[str, Any]) -> str:
-    """bwdc's external ids for this directory type, in words (bwdc_keys.py)."""
+    """bwdc's external ids for this directory type, in words (keys.py)."""
     if source != "ldap":
         return bwdc_keys.rule(source)
     if bool(directory.get("ad", True)):

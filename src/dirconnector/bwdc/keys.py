@@ -11,13 +11,13 @@ and shared/reference/bitwarden.md 2.2-2.3; each line names bwdc's code, then our
   bytes 0-3, 4-5 and 6-7 reversed, 8-9 and 10-15 as they are, lower-case hex in
   8-4-4-4-12 groups; otherwise the entry's DN (``getReferenceId``: ``entry.dn``,
   l. 312-314), spelt as the server sent it. Users (l. 146) and groups (l. 248) alike.
-  Ours: ``ldap_map.guid_text`` is ``str(uuid.UUID(bytes_le=raw))``, the same text byte
+  Ours: ``connectors.ldap.map.guid_text`` is ``str(uuid.UUID(bytes_le=raw))``, the same text byte
   for byte (tests/unit/test_bwdc_keys.py checks it against bwdc's algorithm on random
   GUIDs), and it is the default id on AD; on other servers the id is entryUUID
   (nsUniqueId, ipaUniqueID), so members keyed on the DN are relinked, the DN compared
   as ``normalize_dn`` spells it (case, spacing, escapes, multi-valued RDN order).
 - Microsoft Entra ID (entra-id-directory.service.ts l. 386-387 users, l. 502-503 groups):
-  the object ``id``. Ours: the Graph ``id`` (azure_cache.py), the same string.
+  the object ``id``. Ours: the Graph ``id`` (connectors/azure/cache.py), the same string.
 - Okta (okta-directory.service.ts l. 111-112 users, l. 145-146 groups): ``id``. Ours:
   ``id`` (okta.py).
 - OneLogin (onelogin-directory.service.ts l. 90-91 users, l. 130-131 roles): ``id``,
@@ -25,7 +25,7 @@ and shared/reference/bitwarden.md 2.2-2.3; each line names bwdc's code, then our
   PermissiveStringConverter, reference 2.6). Ours: ``str(id)`` (onelogin.py), and
   bwdc's groups are OneLogin roles: ``groups_from = "roles"`` (set by import-bwdc).
 - Google Workspace (gsuite-directory.service.ts l. 141-142 users, l. 192-193 groups):
-  ``id``. Ours: ``id`` (_google_read.py).
+  ``id``. Ours: ``id`` (connectors/google/map.py).
 
 So only LDAP servers without objectGUID (and an id attribute chosen by hand,
 ``external_id_attribute``) give keys that differ from ours; every other account is

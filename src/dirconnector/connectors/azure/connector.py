@@ -4,10 +4,10 @@ A full read lists ``/users`` and ``/groups`` with each group's direct ``/members
 taking "sync from now" delta links (``$deltatoken=latest``, delta-query-overview.md) so
 that later runs replay only what changed. An incremental read follows the stored
 ``/users/delta`` and ``/groups/delta`` links and merges the changes into the cached copy
-of the tenant (azure_cache.py), so ``fetch`` always returns the complete state. A rejected
+of the tenant (cache.py), so ``fetch`` always returns the complete state. A rejected
 delta token, a changed read shape, ``state.force_full`` and ``full_read_interval`` fall
-back to a full read. Tokens come from msal (azure_auth.py); HTTP from
-:class:`dirconnector.http.HttpClient` (azure_graph.py). Guide: connectors/azure.md.
+back to a full read. Tokens come from msal (auth.py); HTTP from
+:class:`dirconnector.http.HttpClient` (api.py). Guide: connectors/azure.md.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class LdapConnector:
         """The tool whose keys ``fetch`` hands over too (``read_previous_keys``)."""
 
     def read_previous_keys(self, tool: str) -> None:
-        """Hand over bwdc's keys too: objectGUID text, else the DN (bwdc_keys.py)."""
+        """Hand over bwdc's keys too: objectGUID text, else the DN (bwdc/keys.py)."""
         if tool != bwdc_keys.TOOL:
             raise ConfigError(f"sync.takeover_from: the ldap connector knows no keys of {tool!r}")
         self.previous_keys = tool
@@ -164,7 +164,7 @@ class LdapConnector:
         if self.settings.include_deleted and not r.ad:
             raise ConfigError("source.include_deleted: the server is not Active Directory")
         if self.previous_keys and "objectguid" not in r.id_attrs:
-            # bwdc keyed an entry on its objectGUID whenever it had one (bwdc_keys.py).
+            # bwdc keyed an entry on its objectGUID whenever it had one (bwdc/keys.py).
             r = replace(r, user_attrs=(*r.user_attrs, "objectguid"),
                         group_attrs=(*r.group_attrs, "objectguid"))
         return r
@@ -274,7 +274,7 @@ class LdapConnector:
 
 def _bwdc_keys(users: UserMapper, groups: list[RawGroup], keyed_otherwise: bool
                ) -> PreviousKeys:
-    """The keys bwdc stored for these entries, where they differ from ours (bwdc_keys.py).
+    """The keys bwdc stored for these entries, where they differ from ours (bwdc/keys.py).
 
     On Active Directory (objectGUID is the id) they are the ids: nothing to hand over.
     Elsewhere bwdc used the DN, the one the read already indexed to resolve members,

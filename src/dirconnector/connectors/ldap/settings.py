@@ -1,7 +1,7 @@
 """``[source] type = "ldap"``: the settings model, validated before any connection.
 
 Options left unset (None) are filled per server kind once the root DSE has been
-read (see ldap_map.Resolved): Active Directory and other LDAPv3 servers differ in
+read (see map.Resolved): Active Directory and other LDAPv3 servers differ in
 object classes, member attributes and the stable id attribute.
 """
 

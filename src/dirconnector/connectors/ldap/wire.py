@@ -1,7 +1,7 @@
 """The LDAP wire seam: search pages in, (DN, raw attribute values) out.
 
 Two implementations: ``PyLdapWire`` over python-ldap (C libldap, fast; this module)
-and ``Ldap3Wire`` over ldap3 (pure Python, portable; ldap_wire3.py). Both return
+and ``Ldap3Wire`` over ldap3 (pure Python, portable; wire_ldap3.py). Both return
 attribute names as the server spells them (``lowered``/``spelling`` help compare
 them case-insensitively, RFC 4512 2.5) and values as raw bytes, translate their
 exceptions into SourceError / IncompleteRead once, here at the edge, and never

@@ -141,7 +141,7 @@ _REFUSED = (400, 401, 403, 404)
 
 
 class OktaAuth(Protocol):
-    """What okta_auth's ApiToken and ServiceApp offer."""
+    """What auth.py's ApiToken and ServiceApp offer."""
 
     description: str
     hint: str

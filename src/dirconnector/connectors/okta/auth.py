@@ -106,7 +106,7 @@ class ApiToken:
 class ServiceApp:
     """A scoped access token for an Okta API service app, fetched, cached and renewed.
 
-    Bearer by default; switches to DPoP (okta_dpop) when the token endpoint says the
+    Bearer by default; switches to DPoP (dpop.py) when the token endpoint says the
     app requires it, so the Admin Console's default needs no extra option.
     """
 

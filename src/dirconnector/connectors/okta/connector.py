@@ -3,8 +3,8 @@
 Reads ``/api/v1/users`` (all statuses: a plain listing omits DEPROVISIONED users,
 so they are read by a second, explicit ``status eq "DEPROVISIONED"`` query),
 ``/api/v1/groups`` and ``/api/v1/groups/{id}/users`` over requests, with an API token
-(SSWS) or a service app's private-key JWT (okta_auth). The official ``okta`` SDK was
-measured and not used; connectors/okta.md says why. Incremental reads: okta_cache.
+(SSWS) or a service app's private-key JWT (auth.py). The official ``okta`` SDK was
+measured and not used; connectors/okta.md says why. Incremental reads: cache.py.
 
 Status mapping (Okta API reference, User object ``status``): ACTIVE, PROVISIONED,
 RECOVERY, PASSWORD_EXPIRED and LOCKED_OUT are people who still belong (a locked-out or

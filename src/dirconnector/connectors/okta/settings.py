@@ -43,7 +43,7 @@ class OktaSettings(HttpPluginSettings):
     sync_staged: bool = False
     """Sync STAGED users (created, not yet activated) as active."""
     incremental: Literal["off", "memberships", "users"] = "memberships"
-    """What a run may reuse from the previous one (okta_cache): nothing; group members of
+    """What a run may reuse from the previous one (cache.py): nothing; group members of
     groups whose membership did not change; or also users via ``lastUpdated gt``."""
     full_read_interval: Duration = timedelta(hours=24)
     """Read everything afresh at least this often (30m, 24h, 1d; 0s = every run)."""

@@ -15,7 +15,7 @@ active (the person exists and is entitled; the password state is OneLogin's busi
 
 Requests over ``requests`` through HttpClient: onelogin-python-sdk cannot page v1 groups
 (its GetGroups200Response drops ``pagination``) and does not retry 429. Settings live in
-_onelogin_settings.py, the token and paging plumbing in _onelogin_api.py.
+settings.py, the token and paging plumbing in api.py.
 """
 
 from __future__ import annotations

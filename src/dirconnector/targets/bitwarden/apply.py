@@ -1,4 +1,4 @@
-"""Sending a :class:`~.bitwarden_import.Work` and recording every change's outcome.
+"""Sending a :class:`~.importer.Work` and recording every change's outcome.
 
 Order follows DESIGN (users before memberships, removals last): relinks of members,
 restores, group adoptions and relinks, the import (member batches, then group

@@ -2,7 +2,7 @@
 
 Reads members and groups (``GET /public/members``, ``/public/groups``, group
 ``member-ids``) so a plan shows the server-side difference, and applies a plan the
-way Bitwarden allows (see ``bitwarden_import``): creates, links and group changes in
+way Bitwarden allows (see ``importer``): creates, links and group changes in
 ``POST /public/organization/import``; revoke/restore through their own endpoints;
 removals as ``deleted`` members of a final import. Each change's outcome is checked
 against a fresh read after the import, because the server skips some entries
