@@ -10,10 +10,22 @@ failure to retry past: every tick plans again and is refused again until an
 operator acts. SIGTERM/SIGINT stop scheduling, let the change in flight finish,
 record the run as interrupted, and exit 0 within ``stop_timeout``. SIGHUP reloads
 every file; a file that no longer validates keeps its old configuration.
+
+Replicas. With ``--profiles DIR`` (every ``*.toml`` in it, re-read on SIGHUP: new files
+start, removed ones stop) and a shared store (PostgreSQL), the daemon can run N times on
+as many hosts. Every replica schedules every profile on ticks aligned to the epoch, each
+at an offset of its own (a hash of replica and profile, within a fifth of the interval,
+at most 5 s): the first replica to fire takes the profile's lock and claims the tick in
+the store; the others find the lock taken or the tick claimed and skip quietly. So each
+profile runs once per tick, on the replica with the smallest offset for it, which
+spreads the profiles evenly without a coordinator; when that replica dies its session
+(and lock) dies with it and the next offset's replica runs the profile at the next
+tick. The failure back-off is kept in the store, so it holds across replicas.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -26,16 +38,21 @@ from typing import Any
 
 from . import logs
 from . import settings as settings_mod
-from .errors import ConfigError, DirconnectorError, LockHeld, RunInterrupted
+from .errors import ConfigError, DirconnectorError, LockHeld, RunInterrupted, TickTaken
 from .health import HealthServer, Metrics
 from .settings import Profile
-from .state import StateStore
+from .state import SharesProfiles, StateStore, open_store
+from .state.records import Holder, default_replica
 from .sync import Runner, RunResult
 
 log = logging.getLogger(__name__)
 
 MIN_INTERVAL = 60.0
 MAX_BACKOFF = 3600.0
+HEARTBEAT = 5.0
+"""Seconds between a replica's heartbeats (and refreshes of who holds what)."""
+MAX_OFFSET = 5.0
+"""A replica's offset into each tick is below a fifth of the interval and this."""
 
 
 def parse_duration(text: str, field_name: str) -> float:
@@ -66,8 +83,14 @@ class Daemon:
     """Schedules every profile and serves health and metrics."""
 
     def __init__(self, paths: list[Path], *, health_addr: str | None = None,
-                 min_interval: float | None = None, stop_timeout: float = 30.0) -> None:
+                 min_interval: float | None = None, stop_timeout: float = 30.0,
+                 profiles_dir: Path | None = None, replica: str | None = None) -> None:
+        self.profiles_dir = profiles_dir
+        paths = [*paths, *profile_files(profiles_dir)]
         self.paths = paths
+        self.replica = replica or default_replica()
+        self._holders: dict[str, Holder] = {}
+        """Who holds each shared profile, as of the last heartbeat."""
         self.min_interval = min_interval if min_interval is not None else float(
             os.environ.get("DIRCONNECTOR_MIN_INTERVAL_SECONDS", MIN_INTERVAL))
         self.stop_timeout = stop_timeout
@@ -75,7 +98,7 @@ class Daemon:
         self.reload_event = threading.Event()
         self.metrics = Metrics()
         self.jobs: dict[str, Job] = {}
-        self._stores: dict[Path, StateStore] = {}
+        self._stores: dict[str, StateStore] = {}
         self._running: set[str] = set()
         self._lock = threading.Lock()
         self.health = HealthServer(health_addr, self) if health_addr else None
@@ -115,12 +138,27 @@ class Daemon:
         return "cron", s.cron, jitter
 
     def _add_job(self, job: Job) -> None:
+        import datetime as dt
+
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
         kind, arg, jitter = self._schedule_of(job.profile)
         trigger: Any
-        if kind == "interval":
+        first = _now_dt()
+        if self.shared(job):
+            # Epoch-aligned ticks, at this replica's offset into each (module docstring).
+            period = float(arg) if kind == "interval" else 60.0
+            offset = self._offset(job.name, period)
+            first += dt.timedelta(seconds=offset)
+            if kind == "interval":
+                start = dt.datetime.fromtimestamp(offset, dt.UTC)
+                trigger = IntervalTrigger(seconds=arg, start_date=start, timezone="UTC")
+            else:
+                trigger = CronTrigger.from_crontab(arg, timezone="UTC")
+                trigger.jitter = offset or None  # cron: the offset as a jitter below 5 s
+            grace = max(1, int(period / 2))
+        elif kind == "interval":
             trigger = IntervalTrigger(seconds=arg, jitter=jitter or None, timezone="UTC")
             grace = max(1, int(arg / 2))
         else:
@@ -130,14 +168,24 @@ class Daemon:
         self.scheduler.add_job(self.run_job, trigger, args=[job.name], id=job.name,
                                name=job.name, max_instances=1, coalesce=True,
                                misfire_grace_time=grace, replace_existing=True,
-                               next_run_time=_now_dt())
+                               next_run_time=first)
+
+    def shared(self, job: Job) -> bool:
+        """The profile's store is shared by replicas (PostgreSQL)."""
+        return isinstance(self.store_for(job.profile), SharesProfiles)
+
+    def _offset(self, name: str, period: float) -> float:
+        """This replica's fixed offset into the profile's ticks (rendezvous by hash)."""
+        digest = hashlib.sha256(f"{self.replica}\0{name}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 * min(period / 5, MAX_OFFSET)
 
     def store_for(self, profile: Profile) -> StateStore:
-        path = profile.settings.state.path
+        state = profile.settings.state
+        where = state.url.get_secret_value() if state.url is not None else str(state.path)
         with self._lock:
-            if path not in self._stores:
-                self._stores[path] = StateStore(path)
-            return self._stores[path]
+            if where not in self._stores:
+                self._stores[where] = open_store(state, replica=self.replica)
+            return self._stores[where]
 
     # ------------------------------------------------------------------ one run
     def run_job(self, name: str) -> None:
@@ -145,6 +193,11 @@ class Daemon:
         if job is None or self.stop_event.is_set():
             return
         now = time.time()
+        shared = self.shared(job)
+        if shared:  # the back-off every replica honours
+            saved = self.store_for(job.profile).get_meta(name, "daemon") or {}
+            job.failures = int(saved.get("failures", 0))
+            job.not_before = float(saved.get("not_before", 0.0))
         if now < job.not_before:
             log.info("profile %s: backing off after %d failure(s); next try after %s", name,
                      job.failures, time.strftime("%H:%M:%S", time.localtime(job.not_before)))
@@ -162,11 +215,19 @@ class Daemon:
         error = ""
         try:
             runner = Runner(job.profile, store, stop=self.stop_event)
-            result = runner.run("sync", full=full, command="daemon")
+            result = runner.run("sync", full=full, command="daemon",
+                                once_per=self._period(job) if shared else None)
             status = result.status
             if full and status in ("ok", "no-changes"):
                 store.set_meta(name, "last_full_at", now)
         except LockHeld as exc:
+            with self._lock:
+                self._running.discard(name)
+            if shared:  # another replica runs it, or ran it this tick: nothing to say
+                log.debug("profile %s: %s", name, exc)
+                self._after_skip(job)
+                return
+            assert not isinstance(exc, TickTaken)
             status, error = "skipped", str(exc)
             log.warning("profile %s: %s; skipping this tick", name, exc)
         except RunInterrupted as exc:
@@ -190,6 +251,15 @@ class Daemon:
             error = result.error
         self._after_run(job, status, error, duration, result)
 
+    def _after_skip(self, job: Job) -> None:
+        sj = self.scheduler.get_job(job.name)
+        job.next_run = sj.next_run_time.timestamp() if sj and sj.next_run_time else None
+
+    def _period(self, job: Job) -> float:
+        """The tick a replica claims: the interval, or a minute for a cron schedule."""
+        s = job.profile.settings.schedule
+        return parse_duration(s.interval, "schedule.interval") if s.interval else 60.0
+
     def _after_run(self, job: Job, status: str, error: str, duration: float,
                    result: RunResult | None) -> None:
         interval = self._interval_hint(job)
@@ -205,8 +275,12 @@ class Daemon:
         self.metrics.observe(job.name, status, duration, result)
         sj = self.scheduler.get_job(job.name)
         job.next_run = sj.next_run_time.timestamp() if sj and sj.next_run_time else None
-        self.store_for(job.profile).set_meta(job.name, "daemon", {
-            **job.last, "next_run": job.next_run, "failures": job.failures})
+        try:
+            self.store_for(job.profile).set_meta(job.name, "daemon", {
+                **job.last, "next_run": job.next_run, "failures": job.failures,
+                "not_before": job.not_before, "replica": self.replica})
+        except DirconnectorError as exc:  # the store is down: the next tick says so again
+            log.error("profile %s: cannot record the run's outcome: %s", job.name, exc)
 
     def _interval_hint(self, job: Job) -> float:
         s = job.profile.settings.schedule
@@ -214,7 +288,10 @@ class Daemon:
 
     # ------------------------------------------------------------------ lifecycle
     def reload(self) -> None:
-        """Re-read every file; keep the old settings of a file that no longer validates."""
+        """Re-read every file; keep the old settings of a file that no longer validates.
+        With a profiles directory, its new files start and its removed files stop."""
+        if self.profiles_dir is not None:
+            self._rescan(self.profiles_dir)
         for job in list(self.jobs.values()):
             try:
                 profile = settings_mod.load(job.path)
@@ -233,9 +310,36 @@ class Daemon:
             self._add_job(job)
             log.info("profile %s: configuration reloaded from %s", job.name, job.path)
 
+    def _rescan(self, folder: Path) -> None:
+        files = set(profile_files(folder))
+        for job in [j for j in self.jobs.values() if j.path.parent == folder]:
+            if job.path not in files:
+                log.info("profile %s: %s was removed; no longer scheduled", job.name, job.path)
+                if self.scheduler.get_job(job.name):
+                    self.scheduler.remove_job(job.name)
+                del self.jobs[job.name]
+        known = {j.path for j in self.jobs.values()}
+        for path in sorted(files - known):
+            try:
+                job = Job(path, settings_mod.load(path))
+                self._schedule_of(job.profile)
+                logs.add_secrets(settings_mod.secret_values(job.profile))
+            except DirconnectorError as exc:
+                log.error("new profile file %s not started: %s", path, exc)
+                continue
+            if job.name in self.jobs:
+                log.error("new profile file %s not started: profile %r is already defined by "
+                          "%s", path, job.name, self.jobs[job.name].path)
+                continue
+            self.jobs[job.name] = job
+            self._add_job(job)
+            log.info("profile %s: added from %s", job.name, path)
+        self.paths = [j.path for j in self.jobs.values()]
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             running = set(self._running)
+            holders = dict(self._holders)
         out = {}
         for name, job in self.jobs.items():
             sj = self.scheduler.get_job(name)
@@ -243,7 +347,34 @@ class Daemon:
             out[name] = {"state": state, "last": job.last, "failures": job.failures,
                          "next_run": sj.next_run_time.isoformat() if sj and sj.next_run_time
                          else None, "config": str(job.path)}
+            holder = holders.get(name)
+            if holder is not None:  # replicas: who runs it now, or ran it last
+                out[name]["holder"] = {"replica": holder.replica, "held": holder.held,
+                                       "since": holder.since}
         return out
+
+    def replica_status(self) -> dict[str, Any]:
+        """This replica's id and the profiles it holds now (/healthz)."""
+        with self._lock:
+            running = sorted(self._running)
+        return {"replica": self.replica, "holding": running}
+
+    def _beat(self) -> None:
+        """Heartbeat to each shared store; refresh who holds what."""
+        with self._lock:
+            stores = list(self._stores.values())
+            running = set(self._running)
+        holders: dict[str, Holder] = {}
+        for store in stores:
+            if not isinstance(store, SharesProfiles):
+                continue
+            try:
+                store.heartbeat(running)
+                holders.update(store.holders())
+            except DirconnectorError as exc:
+                log.warning("heartbeat to %s failed: %s", store.describe(), exc)
+        with self._lock:
+            self._holders = holders
 
     def serve(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit code."""
@@ -258,10 +389,14 @@ class Daemon:
         log.info("daemon started: %s", ", ".join(
             f"{j.name} ({j.profile.settings.schedule.interval or j.profile.settings.schedule.cron})"
             for j in self.jobs.values()))
+        beat = 0.0
         while not self.stop_event.wait(0.5):
             if self.reload_event.is_set():
                 self.reload_event.clear()
                 self.reload()
+            if time.monotonic() - beat >= HEARTBEAT:
+                beat = time.monotonic()
+                self._beat()
         log.info("stopping: no new runs; waiting up to %.0fs for the running one",
                  self.stop_timeout)
         self.scheduler.shutdown(wait=False)
@@ -287,6 +422,15 @@ class Daemon:
     def _on_stop(self, signum: int, _frame: object) -> None:
         log.info("received %s", signal.Signals(signum).name)
         self.stop_event.set()
+
+
+def profile_files(folder: Path | None) -> list[Path]:
+    """The profiles of a ``--profiles`` directory: its ``*.toml`` files, sorted."""
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise ConfigError(f"--profiles {folder}: not a directory")
+    return sorted(p for p in folder.glob("*.toml") if p.is_file())
 
 
 def _now_dt() -> Any:

@@ -11,7 +11,9 @@
     ├── SafetyLimit                the guard refused the plan                 exit 3
     ├── StalePlan                  a saved plan no longer matches the server
     ├── StateError                 the state database cannot be used
+    │   └── LockLost               the run's lock session died: it stopped writing
     ├── LockHeld                   another run of the profile is in progress
+    │   └── TickTaken              another replica already ran the profile this tick
     ├── RunInterrupted             a signal stopped the run between two changes
     └── ProfileFrozen              the profile was handed to an IdP by `migrate`
 
@@ -83,8 +85,17 @@ class StateError(DirconnectorError):
     """The state database cannot be opened or written."""
 
 
+class LockLost(StateError):
+    """The session that held the profile's lock is gone (PostgreSQL restarted, the network
+    cut): another replica may hold the profile now, so this run wrote nothing more."""
+
+
 class LockHeld(DirconnectorError):
     """Another run of this profile holds the lock."""
+
+
+class TickTaken(LockHeld):
+    """Another daemon replica already ran the profile in this tick of its schedule."""
 
 
 class RunInterrupted(DirconnectorError):

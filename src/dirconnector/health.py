@@ -1,7 +1,8 @@
 """Health and Prometheus metrics for the daemon (``--health-addr``, off by default).
 
 ``GET /healthz``: 200 with each profile's last run, next run and state while the
-scheduler lives, 503 once it is stopping. ``GET /metrics``: Prometheus text format.
+scheduler lives, 503 once it is stopping; with replicas, this replica's id, the profiles
+it holds now, and each profile's holder. ``GET /metrics``: Prometheus text format.
 Port 0 lets the kernel pick a free port; the address logged at start is the bound one.
 """
 
@@ -96,6 +97,7 @@ class HealthServer:
                 if self.path.split("?")[0] == "/healthz":
                     alive = daemon.scheduler.running and not daemon.stop_event.is_set()
                     body = json.dumps({"status": "ok" if alive else "stopping",
+                                       **daemon.replica_status(),
                                        "profiles": daemon.status()}, default=str).encode()
                     self._send(200 if alive else 503, "application/json", body)
                 elif self.path.split("?")[0] == "/metrics":

@@ -156,8 +156,16 @@ class SyncSettings(BaseModel):
     relink them to this connector's ids (takeover.py); "none": no relinking."""
 
 
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
 class StateSettings(BaseModel):
-    """``[state]``: where runs, the journal and connector caches live."""
+    """``[state]``: where runs, the journal and connector caches live.
+
+    SQLite at ``path`` by default; PostgreSQL when ``url`` is set (several hosts sharing
+    the profiles). ``url`` and ``password`` are secrets: each may be given as
+    ``url_env`` / ``url_file`` and ``password_env`` / ``password_file``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -165,6 +173,35 @@ class StateSettings(BaseModel):
                        / "state.db")
     lock_timeout: float = Field(0.0, ge=0.0)
     """Seconds to wait for another run of the profile to finish; 0 refuses at once."""
+    url: SecretStr | None = None
+    """``postgresql://user@host:5432/dbname`` (libpq URI; its query may carry sslmode)."""
+    password: SecretStr | None = None
+    """The PostgreSQL password, when the URL has none."""
+    sslmode: SslMode | None = None
+    """libpq's sslmode; unset: the URL's, else libpq's default ("prefer")."""
+    ssl_ca_file: Path | None = None
+    """PEM bundle of the CA that signed PostgreSQL's certificate (libpq sslrootcert)."""
+    connect_timeout: float = Field(10.0, gt=0)
+    """Seconds to wait for PostgreSQL to accept a connection."""
+    lock_lease: Duration = timedelta(seconds=30)
+    """PostgreSQL: how long a replica cut from the database may go unnoticed. A run stops
+    writing within half of it; the server frees a dead session's locks only after it."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_secrets(cls, data: Any) -> Any:
+        return resolve_secrets(cls, data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _postgres_url(self) -> StateSettings:
+        if self.url is not None and not self.url.get_secret_value().startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("url: not a postgresql:// URL")
+        if self.url is None and (self.password is not None or self.sslmode is not None):
+            raise ValueError("password and sslmode apply to PostgreSQL: set url too")
+        if self.lock_lease < timedelta(seconds=3):
+            raise ValueError("lock_lease: at least 3s")
+        return self
 
 
 class ScheduleSettings(BaseModel):
@@ -390,4 +427,5 @@ def secret_values(profile: Profile) -> set[str]:
 
     walk(profile.source)
     walk(profile.target)
+    walk(profile.settings.state)
     return found

@@ -24,13 +24,22 @@ from .apply import ApplyReport
 from .bwdc import keys as bwdc_keys
 from .connectors import Connector, HasChangeMarker, ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
-from .errors import DirconnectorError, ProfileFrozen, RunInterrupted, SafetyLimit, StalePlan
+from .errors import (
+    DirconnectorError,
+    LockLost,
+    ProfileFrozen,
+    RunInterrupted,
+    SafetyLimit,
+    StalePlan,
+    StateError,
+    TickTaken,
+)
 from .guard import DATA_PROBLEMS, LastRead, Limits, guard
 from .model import PreviousKeys, Snapshot
 from .outcome import Outcome
 from .plan import AddMembers, Change, CreateUser, Kept, LinkUser, Plan, subject
 from .settings import Profile
-from .state import GoodRun, Marker, StateStore
+from .state import GoodRun, Marker, SharesProfiles, StateStore
 from .targets import HasLimitations, StoresUserFields, Target
 
 log = logging.getLogger(__name__)
@@ -118,6 +127,8 @@ class Runner:
             self.connector.read_previous_keys(self.takeover_from)
         self.progress = progress or (lambda _msg: None)
         self.applied = applied or (lambda _done, _total: None)
+        self._lost = threading.Event()
+        """Set by the store when the profile's lock is lost mid-run (its session died)."""
 
     @property
     def name(self) -> str:
@@ -133,29 +144,46 @@ class Runner:
                 hint="dirconnector migrate rollback --map FILE undoes the hand-off")
 
     def run(self, mode: Mode = "sync", *, force: bool = False, full: bool = False,
-            command: str | None = None) -> RunResult:
-        """One pass of the pipeline, holding the profile's lock."""
+            command: str | None = None, once_per: float | None = None) -> RunResult:
+        """One pass of the pipeline, holding the profile's lock.
+
+        ``once_per`` (daemon replicas on a shared store): run only if no replica has run
+        the profile in this period of the store's clock, else raise TickTaken.
+        """
         self._frozen_check()
-        with self.store.lock(self.name, self.profile.settings.state.lock_timeout):
+        self._lost.clear()
+        with self.store.lock(self.name, self.profile.settings.state.lock_timeout,
+                             on_lost=self._lost.set):
+            if once_per is not None and isinstance(self.store, SharesProfiles) and \
+                    not self.store.claim_tick(self.name, once_per):
+                raise TickTaken(f"profile {self.name!r} already ran in this tick")
             run_id = self.store.start_run(self.name, command or mode)
             token = logs.run_id_var.set(run_id)
             try:
                 result = self._run(run_id, mode, force, full)
             except RunInterrupted as exc:
-                self.store.finish_run(run_id, "interrupted", error=str(exc))
+                self._finish_failed(run_id, "interrupted", str(exc))
                 raise
             except DirconnectorError as exc:
-                self.store.finish_run(run_id, "failed", error=str(exc))
+                self._finish_failed(run_id, "failed", str(exc))
                 raise
             except BaseException as exc:
-                self.store.finish_run(run_id, "interrupted" if isinstance(
-                    exc, KeyboardInterrupt | SystemExit) else "failed", error=repr(exc)[:500])
+                self._finish_failed(run_id, "interrupted" if isinstance(
+                    exc, KeyboardInterrupt | SystemExit) else "failed", repr(exc)[:500])
                 raise
             finally:
                 logs.run_id_var.reset(token)
             self.store.finish_run(run_id, result.status, result.counts(),
                                   "; ".join(result.refused) or result.error)
             return result
+
+    def _finish_failed(self, run_id: str, status: str, error: str) -> None:
+        """Record a run's failure if the store still can: a store that failed (the cause,
+        often) must not hide the first error; the next lock marks the run interrupted."""
+        try:
+            self.store.finish_run(run_id, status, error=error)
+        except StateError as exc:
+            log.warning("could not record run %s as %s: %s", run_id, status, exc)
 
     def _run(self, run_id: str, mode: Mode, force: bool, full: bool) -> RunResult:
         timings: dict[str, float] = {}
@@ -289,12 +317,25 @@ class Runner:
             result.status = "no-changes"
             return
         total = len(plan.changes)
+        # The target stops on ``halt``: set by a signal (self.stop, seen after each outcome
+        # and before the first) or the moment the store loses the profile's lock.
+        halt = threading.Event()
+        lost = self._lost
+        store_failed: list[DirconnectorError] = []
 
         def record(outcome: Outcome) -> None:
             report.add(outcome)
-            self.store.record(run_id, self.name, outcome)
+            if not store_failed:
+                try:
+                    self.store.record(run_id, self.name, outcome)
+                except DirconnectorError as exc:   # the journal cannot be written: stop
+                    store_failed.append(exc)
             self.applied(len(report.outcomes), total)
+            if self.stop.is_set() or lost.is_set() or store_failed:
+                halt.set()
 
+        if self.stop.is_set() or lost.is_set():
+            halt.set()
         self.progress(f"applying {total} change(s)")
         t0 = time.perf_counter()
         # The snapshots and the plan (millions of objects at 100k users, all acyclic and
@@ -303,11 +344,17 @@ class Runner:
         # again (measured: a fifth of the apply time of a 10k-user sync to SCIM).
         gc.freeze()
         try:
-            self.target.apply(plan, record, self.stop)
+            self.target.apply(plan, record, halt)
         finally:
             gc.unfreeze()
             result.timings["apply"] = time.perf_counter() - t0
         done = len(report.outcomes)
+        if store_failed:
+            raise store_failed[0]
+        if lost.is_set():
+            raise LockLost(f"run {run_id}: the profile's lock was lost after {done} of "
+                           f"{total} change(s); it stopped writing",
+                           hint="the next run converges once the state store is reachable")
         if self.stop.is_set() and done < total:
             raise RunInterrupted(f"run {run_id} stopped by a signal after {done} of {total} "
                                  f"change(s)")
@@ -327,7 +374,9 @@ class Runner:
     def apply_saved(self, plan: Plan, *, force: bool = False) -> RunResult:
         """Apply a plan file, only if the server still holds what it was computed from."""
         self._frozen_check()
-        with self.store.lock(self.name, self.profile.settings.state.lock_timeout):
+        self._lost.clear()
+        with self.store.lock(self.name, self.profile.settings.state.lock_timeout,
+                             on_lost=self._lost.set):
             run_id = self.store.start_run(self.name, "apply")
             try:
                 current = self.target.snapshot()
@@ -344,7 +393,7 @@ class Runner:
                 else:
                     self._apply(plan, run_id, result)
             except BaseException as exc:
-                self.store.finish_run(run_id, "failed", error=str(exc))
+                self._finish_failed(run_id, "failed", str(exc))
                 raise
             self.store.finish_run(run_id, result.status, result.counts(),
                                   "; ".join(result.refused) or result.error)

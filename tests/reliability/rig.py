@@ -475,12 +475,12 @@ def runner(rig: Rig, connector: Any) -> Any:
     from unittest import mock
 
     from dirconnector import settings
-    from dirconnector.state import StateStore
+    from dirconnector.state import SqliteStore
     from dirconnector.sync import Runner
 
     with mock.patch.dict(os.environ, rig.env()):
         profile = settings.load(rig.config)
-    return Runner(profile, StateStore(rig.state), connector=connector)
+    return Runner(profile, SqliteStore(rig.state), connector=connector)
 
 
 NO_LIMITS = {"remove_missing": True, "max_revocations": 100_000, "max_revocation_ratio": 1.0,

@@ -10,7 +10,7 @@ import pytest
 from dirconnector import settings
 from dirconnector.errors import LockHeld, ProfileFrozen, StalePlan
 from dirconnector.model import Group, User
-from dirconnector.state import StateStore
+from dirconnector.state import SqliteStore
 from dirconnector.sync import Runner
 from dirconnector.testing import FakeConnector, FakeTarget
 
@@ -31,7 +31,7 @@ GROUPS = [Group("g1", "Staff", frozenset(f"e{i}" for i in range(10)))]
 
 @pytest.fixture
 def store(tmp_path):
-    s = StateStore(tmp_path / "state.db")
+    s = SqliteStore(tmp_path / "state.db")
     yield s
     s.close()
 
@@ -117,7 +117,7 @@ def test_saved_plan_applies_only_against_the_same_server_state(tmp_path, store):
 
 def test_second_run_of_same_profile_is_refused_while_locked(tmp_path, store):
     """While one run holds the lock, another process's run is refused with LockHeld."""
-    other = StateStore(store.path)
+    other = SqliteStore(store.path)
     with store.lock("default"):
         runner, _, _ = make(tmp_path, other)
         with pytest.raises(LockHeld, match="already running"):

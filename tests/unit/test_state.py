@@ -12,7 +12,7 @@ from dirconnector.errors import StateError
 from dirconnector.model import User
 from dirconnector.outcome import Outcome
 from dirconnector.plan import CreateUser, DeleteUser
-from dirconnector.state import StateStore
+from dirconnector.state import SqliteStore
 
 
 def _outcome(i: int, status: str = "ok") -> Outcome:
@@ -29,7 +29,7 @@ def test_group_is_written_at_its_size_bound_and_the_rest_at_run_end(tmp_path: Pa
                                                                      monkeypatch) -> None:
     monkeypatch.setattr(state, "GROUP_SECONDS", 3600.0)
     path = tmp_path / "state.db"
-    store = StateStore(path)
+    store = SqliteStore(path)
     run = store.start_run("p", "sync")
     for i in range(state.GROUP_ROWS + 5):
         store.record(run, "p", _outcome(i, "ok" if i % 2 else "failed"))
@@ -45,7 +45,7 @@ def test_group_is_written_at_its_size_bound_and_the_rest_at_run_end(tmp_path: Pa
 def test_old_group_is_written_by_the_next_row(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(state, "GROUP_SECONDS", 0.0)
     path = tmp_path / "state.db"
-    store = StateStore(path)
+    store = SqliteStore(path)
     run = store.start_run("p", "sync")
     store.record(run, "p", _outcome(1))
     assert len(_rows(path, "SELECT seq FROM journal")) == 1
@@ -54,7 +54,7 @@ def test_old_group_is_written_by_the_next_row(tmp_path: Path, monkeypatch) -> No
 def test_managed_updates_keep_their_order_within_a_group(tmp_path: Path) -> None:
     """A create then a delete of the same account in one group leaves it unmanaged."""
     path = tmp_path / "state.db"
-    store = StateStore(path)
+    store = SqliteStore(path)
     run = store.start_run("p", "sync")
     store.record(run, "p", _outcome(1))
     store.record(run, "p", Outcome(DeleteUser("ref1", "u1", "u1@example.com", "missing"), "ok", "", "ref1"))
@@ -66,7 +66,7 @@ def test_managed_updates_keep_their_order_within_a_group(tmp_path: Path) -> None
 
 def test_failed_write_raises_and_keeps_nothing_half_written(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    store = StateStore(path)
+    store = SqliteStore(path)
     run = store.start_run("p", "sync")
     store.record(run, "p", _outcome(1))
     store._seq[run] = 0                  # the next row repeats seq 1: a primary-key clash

@@ -57,9 +57,9 @@ class Ctx:
     def store(self) -> StateStore:
         """The profile's state store, closed when the command ends (however it ends): an
         in-process caller (tests, an embedding program) must not collect open files."""
-        from ..state import StateStore
+        from ..state import open_store
 
-        store = StateStore(self.profile().settings.state.path)
+        store = open_store(self.profile().settings.state)
         click.get_current_context().call_on_close(store.close)
         return store
 

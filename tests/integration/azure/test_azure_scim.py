@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dirconnector import settings
-from dirconnector.state import StateStore
+from dirconnector.state import SqliteStore
 from dirconnector.sync import Runner
 from tests.emulators.graph import GraphEmulator
 from tests.integration.scim.conftest import TOKEN, ScimServer
@@ -27,7 +27,7 @@ def runner(emulator: GraphEmulator, scim: ScimServer, tmp_path: Path) -> Runner:
         "sync": {"remove_missing": True, "max_revocation_ratio": 1.0},
         "state": {"path": str(tmp_path / "state.db")},
     })
-    return Runner(profile, StateStore(profile.settings.state.path))
+    return Runner(profile, SqliteStore(profile.settings.state.path))
 
 
 def test_sync_to_scim_converges_then_follows_delta(emulator: GraphEmulator, tenant: Tenant,

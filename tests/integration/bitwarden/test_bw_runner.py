@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dirconnector import settings
-from dirconnector.state import StateStore
+from dirconnector.state import SqliteStore
 from dirconnector.sync import Runner
 from tests.emulators.bitwarden.server import BitwardenServer
 
@@ -27,7 +27,7 @@ def runner(server: BitwardenServer, tmp_path: Path, users: list[dict[str, Any]],
         "target": {"type": "bitwarden", "server_url": server.url,
                    "client_id": server.client_id, "client_secret_env": "BW_TEST_SECRET"},
         "sync": sync, "state": {"path": str(tmp_path / "state.db")}})
-    return Runner(profile, StateStore(profile.settings.state.path))
+    return Runner(profile, SqliteStore(profile.settings.state.path))
 
 
 USERS = [{"id": f"u{i}", "email": f"person{i}@example.com", "active": True}

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from dirconnector.state import StateStore
+from dirconnector.state import SqliteStore
 from tests.integration.scim.conftest import TOKEN, ScimServer, start_server
 from tests.integration.scim.proxy import FaultProxy
 
@@ -123,7 +123,7 @@ def stop(daemon: Daemon) -> tuple[int, str]:
 
 
 def runs(tmp: Path, name: str) -> list:
-    store = StateStore(tmp / "state.db")
+    store = SqliteStore(tmp / "state.db")
     try:
         return store.runs(name, 100)
     finally:
@@ -158,7 +158,7 @@ def test_two_profiles_run_on_their_schedules_and_stop_cleanly(tmp_path, scim):
 def test_overlapping_manual_sync_is_refused_by_the_lock(tmp_path, scim):
     """While the daemon holds a profile's lock, a manual sync is refused with a clear message."""
     cfg = profile(tmp_path, "gamma", tenant(scim), "1s")
-    store = StateStore(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     env = {**os.environ, "SCIM_TOKEN": TOKEN}
     with store.lock("gamma"):
         manual = subprocess.run([EXE, "--config", str(cfg), "sync"], env=env,
@@ -241,7 +241,7 @@ def test_sigterm_mid_run_leaves_a_true_journal_and_the_next_start_converges(tmp_
     assert code == 0, err[-1000:]
     (run,) = runs(tmp_path, "eta")
     assert run.status == "interrupted"
-    store = StateStore(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     journal = store.journal(run.id)
     store.close()
     on_server = len(server.all("Users"))

@@ -8,7 +8,7 @@ import pytest
 
 from dirconnector import settings
 from dirconnector.connectors.ldap.connector import LdapConnector
-from dirconnector.state import StateStore
+from dirconnector.state import SqliteStore
 from dirconnector.sync import Runner
 from dirconnector.testing import FakeTarget
 
@@ -55,7 +55,7 @@ def test_runner_skips_the_read_until_the_directory_changes(
     fetch = connector.fetch
     connector.fetch = lambda state: reads.append(1) or fetch(state)  # type: ignore[method-assign]
     target = FakeTarget()
-    store = StateStore(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db")
     runner = Runner(profile, store, connector=connector, target=target)
     assert runner.run("sync").status == "ok"
     assert runner.run("sync").status == "unchanged" and len(reads) == 1

@@ -16,7 +16,7 @@ import pytest
 
 from dirconnector import settings
 from dirconnector.migrate.apply import Migration
-from dirconnector.state import StateStore
+from dirconnector.state import SqliteStore
 from dirconnector.sync import Runner
 from tests.emulators.bitwarden.server import BitwardenServer
 from tests.emulators.graph import GraphEmulator
@@ -46,7 +46,7 @@ def test_entra_upn_mismatch_then_mail_mapping(emulator: GraphEmulator, tenant: T
     """Default Entra mapping: UPN != mail means conflicts (carol, whose email is her UPN,
     is adopted); with userName from mail every in-scope member is adopted, apply makes
     them findable by Entra's filters, and rollback restores the connector's object ids."""
-    store = StateStore(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     first = Runner(profile(emulator, bw_server, tmp_path), store).run("sync")
     assert first.status == "ok", first.error
 

@@ -1,4 +1,4 @@
-"""StateStore: runs, the per-change journal, managed ids, connector state, the lock.
+"""SqliteStore: runs, the per-change journal, managed ids, connector state, the lock.
 
 SQLite in WAL mode (stdlib ``sqlite3``). Journal rows are written in groups, one
 transaction each: a group is written when it holds 1,000 rows, when a row arrives
@@ -23,27 +23,27 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import LockHeld, StateError
-from .outcome import Outcome
-from .plan import (
-    CreateGroup,
-    CreateUser,
-    DeleteGroup,
-    DeleteUser,
-    Kept,
-    LinkGroup,
-    LinkUser,
-    RelinkGroup,
-    RelinkUser,
-    plain,
-    subject,
+from ..errors import LockHeld, StateError
+from ..outcome import Outcome
+from ..plan import Kept, plain, subject
+from ..state_space import ConnectorState
+from . import records
+from .records import (
+    ENCODE,
+    GOOD_KEYS,
+    GoodRun,
+    Marker,
+    RunRow,
+    good_run_of,
+    good_run_values,
+    managed_updates,
+    marker_value,
+    safe_name,
 )
-from .state_space import ConnectorState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -70,56 +70,11 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Marker:
-    """A source's change marker, taken before a good full read."""
-
-    value: str
-    config: str
-    """The digest of the configuration the read was made under."""
-    read_at: float
-    """When (epoch seconds): a marker is trusted for the source's full_read_interval."""
-
-
-@dataclass(frozen=True, slots=True)
-class GoodRun:
-    """What the runner keeps of a profile's last good run (ok or no changes)."""
-
-    source_digest: str | None = None
-    """``config:snapshot`` digest of the directory the server was made to hold: an equal
-    digest next time means nothing to do, without reading the server."""
-    users: int | None = None
-    """Usable users that read held (the guard compares the next read with it)."""
-    unusable: int | None = None
-    """Users it skipped for a data problem (no, invalid or duplicate email)."""
-    marker: Marker | None = None
-    """The source's change marker taken before that read, if it has one."""
-
-
-_GOOD_KEYS = ("applied_source_digest", "last_source_users", "last_source_unusable",
-              "source_marker")
-"""Where a GoodRun lives in ``meta`` (the names earlier versions wrote: no migration)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    """One run as `history` shows it."""
-
-    id: str
-    profile: str
-    command: str
-    started: float
-    finished: float | None
-    status: str
-    counts: dict[str, int]
-    error: str
-
-GROUP_ROWS = 1000
-GROUP_SECONDS = 0.2
-
-
-class StateStore:
+class SqliteStore:
     """One SQLite database; safe to share between threads of one process."""
+
+    shared = False
+    """Local to one host: several daemon replicas need PostgreSQL."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -140,6 +95,9 @@ class StateStore:
         """The group's managed-set statements, in the order they must run."""
         self._group_since = 0.0
 
+    def describe(self) -> str:
+        return f"SQLite {self.path}"
+
     def close(self) -> None:
         self.flush()
         self._db.close()
@@ -159,8 +117,8 @@ class StateStore:
         db.execute("BEGIN")
         try:
             db.executemany(_JOURNAL_ROW, rows)
-            for sql, params in itertools.groupby(managed, key=lambda item: item[0]):
-                db.executemany(sql, [p for _, p in params])
+            for op, params in itertools.groupby(managed, key=lambda item: item[0]):
+                db.executemany(_MANAGED[op], [p for _, p in params])
             db.execute("COMMIT")
         except BaseException as exc:
             db.execute("ROLLBACK")
@@ -178,9 +136,13 @@ class StateStore:
 
     # ------------------------------------------------------------------ lock
     @contextlib.contextmanager
-    def lock(self, profile: str, timeout: float = 0.0) -> Iterator[None]:
-        """Hold the profile's lock for the block; LockHeld if another process has it."""
-        lock_path = self.path.with_name(f"{self.path.name}.{_safe(profile)}.lock")
+    def lock(self, profile: str, timeout: float = 0.0,
+             on_lost: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the profile's lock for the block; LockHeld if another process has it.
+
+        An ``flock`` is never lost while its holder lives, so ``on_lost`` is never called.
+        """
+        lock_path = self.path.with_name(f"{self.path.name}.{safe_name(profile)}.lock")
         fh = lock_path.open("a+")
         deadline = time.monotonic() + timeout
         try:
@@ -255,7 +217,7 @@ class StateStore:
         The row and its managed-set update are written in the same transaction.
         """
         change = outcome.change
-        payload = _ENCODE({"kind": change.kind, **plain(change)})
+        payload = ENCODE({"kind": change.kind, **plain(change)})
         with self._mutex:
             self._seq[run_id] = seq = self._seq.get(run_id, 0) + 1
             if not self._group:
@@ -263,9 +225,9 @@ class StateStore:
             self._group.append((run_id, seq, time.time(), change.kind, subject(change),
                                 outcome.ref, outcome.status, outcome.error, payload))
             if outcome.status == "ok":
-                self._group_managed.extend(_managed_updates(profile, outcome))
-            if (len(self._group) >= GROUP_ROWS
-                    or time.monotonic() - self._group_since >= GROUP_SECONDS):
+                self._group_managed.extend(managed_updates(profile, outcome))
+            if (len(self._group) >= records.GROUP_ROWS
+                    or time.monotonic() - self._group_since >= records.GROUP_SECONDS):
                 self._commit_group()
 
     def record_kept(self, run_id: str, kept: Iterable[Kept]) -> None:
@@ -277,7 +239,7 @@ class StateStore:
                 seq += 1
                 self._group.append((run_id, seq, time.time(), "kept", k.email, k.ref, "kept",
                                     f"{k.reason} ({k.detail})" if k.detail else k.reason,
-                                    _ENCODE({"kind": "kept", **plain(k)})))
+                                    ENCODE({"kind": "kept", **plain(k)})))
             self._seq[run_id] = seq
             self._commit_group()
 
@@ -298,30 +260,17 @@ class StateStore:
         with self._locked():
             rows = dict(self._db.execute(
                 f"SELECT key, value FROM meta WHERE profile=? AND key IN "
-                f"({','.join('?' * len(_GOOD_KEYS))})", (profile, *_GOOD_KEYS)).fetchall())
-        values = {k: json.loads(v) for k, v in rows.items()}
-        saved = values.get("source_marker")
-        marker = Marker(str(saved["marker"]), str(saved.get("config", "")),
-                        float(saved.get("read_at", 0))) \
-            if isinstance(saved, dict) and saved.get("marker") else None
-        users, unusable = values.get("last_source_users"), values.get("last_source_unusable")
-        return GoodRun(values.get("applied_source_digest"),
-                       None if users is None else int(users),
-                       None if unusable is None else int(unusable), marker)
+                f"({','.join('?' * len(GOOD_KEYS))})", (profile, *GOOD_KEYS)).fetchall())
+        return good_run_of({k: json.loads(v) for k, v in rows.items()})
 
     def save_good_run(self, profile: str, run: GoodRun) -> None:
         """Remember a good run, all of it in one transaction."""
-        marker = None if run.marker is None else {
-            "marker": run.marker.value, "config": run.marker.config,
-            "read_at": run.marker.read_at}
-        self._set_many(profile, dict(zip(_GOOD_KEYS, (run.source_digest, run.users,
-                                                      run.unusable, marker), strict=True)))
+        self._set_many(profile, good_run_values(run))
 
     def keep_marker(self, profile: str, marker: Marker | None) -> None:
         """Set (or, with None, forget) the change marker alone: it is cleared before every
         apply, so an interrupted or partial run reads everything next time."""
-        self._set_many(profile, {"source_marker": None if marker is None else {
-            "marker": marker.value, "config": marker.config, "read_at": marker.read_at}})
+        self._set_many(profile, {"source_marker": marker_value(marker)})
 
     def frozen(self, profile: str) -> dict[str, Any] | None:
         """When and how the profile was handed to the IdP's SCIM (``migrate apply``)."""
@@ -387,30 +336,6 @@ class StateStore:
                              (profile,))
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
-"""One encoder for every row (``json.dumps`` with options builds a new one per call)."""
 _JOURNAL_ROW = "INSERT INTO journal VALUES (?,?,?,?,?,?,?,?,?)"
-_MANAGED_ADD = "INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)"
-_MANAGED_DEL = "DELETE FROM managed WHERE profile=? AND kind=? AND ref=?"
-
-
-def _managed_updates(profile: str, outcome: Outcome) -> list[tuple[str, tuple[Any, ...]]]:
-    """The managed-set statements an applied change calls for."""
-    change = outcome.change
-    if isinstance(change, CreateUser | LinkUser | RelinkUser):
-        ref = outcome.ref or getattr(change, "ref", "")
-        return [(_MANAGED_ADD, (profile, "user", ref, change.user.external_id,
-                                time.time()))] if ref else []
-    if isinstance(change, CreateGroup | LinkGroup | RelinkGroup):
-        ref = outcome.ref or getattr(change, "ref", "")
-        return [(_MANAGED_ADD, (profile, "group", ref, change.external_id,
-                                time.time()))] if ref else []
-    if isinstance(change, DeleteUser | DeleteGroup):
-        kind = "user" if isinstance(change, DeleteUser) else "group"
-        return [(_MANAGED_DEL, (profile, kind, change.ref))]
-    return []
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
+_MANAGED = {"add": "INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)",
+            "del": "DELETE FROM managed WHERE profile=? AND kind=? AND ref=?"}

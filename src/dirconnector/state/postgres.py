@@ -1,0 +1,658 @@
+"""PostgresStore: the state of many profiles, shared by several hosts (psycopg 3).
+
+The same data as SQLite, in the same shape (JSON as text), plus what daemon replicas
+coordinate through: ``holders`` (who took each profile's lock, and the last schedule tick
+run) and ``replicas`` (heartbeats). The schema is versioned in ``schema_version`` and
+only ``dirconnector state migrate`` changes it (``migrate`` below: idempotent, one
+transaction, serialised by an advisory lock); a store refuses a database whose schema is
+older or newer than the one it knows, so two versions never write one database.
+
+Locks. A profile's lock is a session advisory lock (``pg_try_advisory_lock``) taken on a
+connection of its own: the server frees it when that session ends, whatever kills the
+holder. Every write of the locked run goes through that same session, so no write can
+land once the lock is gone (fencing), and a heartbeat thread pings each locked session
+every ``lock_lease / 6``. A dead session (PostgreSQL restarted, the network cut) makes the
+next ping or journal write fail within ``lock_lease / 3`` more (libpq's
+``tcp_user_timeout``); the runner is told at once (``on_lost``) and starts no further
+change, so a run stops writing within half the lease. The server, asked per session
+through TCP keepalives, drops a silent session (and frees its lock for another replica)
+only after about the whole lease.
+
+Journal groups work as in SQLite (state/__init__), one group per session: the rows of a
+locked run are committed on its lock session, in one transaction with their managed-set
+updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+
+from ..errors import LockHeld, LockLost, StateError
+from ..outcome import Outcome
+from ..plan import Kept, plain, subject
+from ..state_space import ConnectorState
+from . import records
+from .records import (
+    ENCODE,
+    GOOD_KEYS,
+    GoodRun,
+    Holder,
+    ManagedOp,
+    Marker,
+    Replica,
+    RunRow,
+    default_replica,
+    good_run_of,
+    good_run_values,
+    managed_updates,
+    marker_value,
+)
+
+if TYPE_CHECKING:
+    from ..settings import StateSettings
+
+log = logging.getLogger(__name__)
+
+SCHEMA_V1 = """
+CREATE TABLE runs (
+    id text PRIMARY KEY, profile text NOT NULL, command text NOT NULL,
+    started double precision NOT NULL, finished double precision, status text NOT NULL,
+    counts text NOT NULL DEFAULT '{}', error text NOT NULL DEFAULT '', pid integer,
+    replica text NOT NULL DEFAULT ''
+);
+CREATE INDEX runs_profile ON runs(profile, started);
+CREATE TABLE journal (
+    run_id text NOT NULL, seq integer NOT NULL, at double precision NOT NULL,
+    kind text NOT NULL, subject text NOT NULL, ref text NOT NULL, status text NOT NULL,
+    error text NOT NULL, change text NOT NULL, PRIMARY KEY (run_id, seq)
+);
+CREATE TABLE managed (
+    profile text NOT NULL, kind text NOT NULL, ref text NOT NULL, external_id text NOT NULL,
+    since double precision NOT NULL, PRIMARY KEY (profile, kind, ref)
+);
+CREATE TABLE connector_state (
+    profile text NOT NULL, key text NOT NULL, value text NOT NULL, PRIMARY KEY (profile, key)
+);
+CREATE TABLE meta (
+    profile text NOT NULL, key text NOT NULL, value text NOT NULL, PRIMARY KEY (profile, key)
+);
+CREATE TABLE holders (
+    profile text PRIMARY KEY, replica text NOT NULL, pid integer NOT NULL,
+    lock_hi bigint NOT NULL, lock_lo bigint NOT NULL, since double precision NOT NULL,
+    tick text NOT NULL DEFAULT ''
+);
+CREATE TABLE replicas (
+    id text PRIMARY KEY, host text NOT NULL, pid integer NOT NULL,
+    started double precision NOT NULL, seen double precision NOT NULL,
+    running text NOT NULL DEFAULT '[]'
+);
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, SCHEMA_V1),)
+"""(version, SQL) in order; a new version appends a step and never edits an old one."""
+MIGRATE_LOCK = 0x6469_7263_6F6E_0001
+"""The advisory lock that serialises migrations ("dircon" + 1)."""
+IDLE_SESSIONS = 16
+"""Connections kept open for the next lock (the rest are closed when released)."""
+
+
+def schema_version() -> int:
+    return MIGRATIONS[-1][0]
+
+
+def lock_key(profile: str) -> int:
+    """The profile's advisory lock key: 64 bits of a hash of its name."""
+    return int.from_bytes(hashlib.sha256(b"dirconnector:" + profile.encode()).digest()[:8],
+                          "big", signed=True)
+
+
+def _key_parts(key: int) -> tuple[int, int]:
+    """How pg_locks shows a bigint advisory key: (classid, objid), high and low halves."""
+    return (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+
+
+def connect_args(settings: StateSettings) -> dict[str, Any]:
+    """psycopg.connect keyword arguments for ``[state]`` (secrets included: never log)."""
+    assert settings.url is not None
+    lease = settings.lock_lease.total_seconds()
+    kw: dict[str, Any] = {
+        "conninfo": settings.url.get_secret_value(), "autocommit": True,
+        "connect_timeout": max(1, round(settings.connect_timeout)),
+        "application_name": "dirconnector",
+        # Client side: data unacknowledged for a third of the lease closes the
+        # connection, so a ping or write on a cut network fails in bounded time.
+        "keepalives": 1, "keepalives_idle": max(1, int(lease / 6)),
+        "keepalives_interval": 1, "keepalives_count": 3,
+        "tcp_user_timeout": int(lease / 3 * 1000),
+        # Server side (per session): a silent client is dropped, and its advisory
+        # locks freed, after about the whole lease (2/3 idle + 5 probes of 1/15).
+        "options": f"-c tcp_keepalives_idle={max(1, int(lease * 2 / 3))} "
+                   f"-c tcp_keepalives_interval={max(1, int(lease / 15))} "
+                   f"-c tcp_keepalives_count=5",
+    }
+    if settings.password is not None:
+        kw["password"] = settings.password.get_secret_value()
+    if settings.sslmode is not None:
+        kw["sslmode"] = settings.sslmode
+    if settings.ssl_ca_file is not None:
+        kw["sslrootcert"] = str(settings.ssl_ca_file)
+    return kw
+
+
+def describe(settings: StateSettings) -> str:
+    """``PostgreSQL user@host:port/dbname``, without the password."""
+    assert settings.url is not None
+    try:
+        parts = pg_conninfo.conninfo_to_dict(settings.url.get_secret_value())
+    except psycopg.Error:
+        return "PostgreSQL (unparsable url)"
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    return (f"PostgreSQL {user}{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/"
+            f"{parts.get('dbname', '')}")
+
+
+def _connect(settings: StateSettings) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(**connect_args(settings))
+    except psycopg.Error as exc:
+        raise StateError(f"state.url: cannot connect to {describe(settings)}: "
+                         f"{str(exc).strip()}",
+                         hint="is PostgreSQL up and reachable? check [state] url, password "
+                              "and sslmode") from exc
+
+
+def _version(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return 0
+    got = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(got[0]) if got and got[0] is not None else 0
+
+
+def _newer(found: int, where: str) -> StateError:
+    return StateError(f"state: {where} has schema version {found}, newer than this "
+                      f"dirconnector knows ({schema_version()}); refusing to use it",
+                      hint="a newer dirconnector migrated it: run that version here too")
+
+
+def migrate(settings: StateSettings) -> tuple[int, int]:
+    """Bring the database's schema to this version: (version before, version after)."""
+    where = describe(settings)
+    conn = _connect(settings)
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            before = _version(conn)
+            if before > schema_version():
+                raise _newer(before, where)
+            if before == 0:
+                conn.execute("CREATE TABLE schema_version (version integer NOT NULL, "
+                             "at double precision NOT NULL)")
+            for version, sql in MIGRATIONS:
+                if version > before:
+                    conn.execute(sql)
+                    conn.execute("INSERT INTO schema_version VALUES (%s, %s)",
+                                 (version, time.time()))
+                    log.info("state: %s migrated to schema version %d", where, version)
+        return before, schema_version()
+    except psycopg.Error as exc:
+        raise StateError(f"state: cannot migrate {where}: {str(exc).strip()}") from exc
+    finally:
+        conn.close()
+
+
+@dataclass(eq=False)
+class _Session:
+    """One connection: the general one, or one holding a profile's lock."""
+
+    conn: psycopg.Connection[Any]
+    mutex: threading.Lock = field(default_factory=threading.Lock)
+    profile: str | None = None
+    """The profile whose lock this session holds."""
+    key: int = 0
+    lost: bool = False
+    on_lost: Callable[[], None] | None = None
+    group: list[tuple[Any, ...]] = field(default_factory=list)
+    """Journal rows not yet written (state/__init__: groups)."""
+    group_managed: list[ManagedOp] = field(default_factory=list)
+    group_since: float = 0.0
+
+
+_JOURNAL_ROW = "INSERT INTO journal VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+_MANAGED = {"add": "INSERT INTO managed VALUES (%s,%s,%s,%s,%s) ON CONFLICT (profile, kind, "
+                   "ref) DO UPDATE SET external_id=EXCLUDED.external_id, since=EXCLUDED.since",
+            "del": "DELETE FROM managed WHERE profile=%s AND kind=%s AND ref=%s"}
+_SET_META = ("INSERT INTO meta VALUES (%s,%s,%s) ON CONFLICT (profile, key) "
+             "DO UPDATE SET value=EXCLUDED.value")
+_SET_CSTATE = ("INSERT INTO connector_state VALUES (%s,%s,%s) ON CONFLICT (profile, key) "
+               "DO UPDATE SET value=EXCLUDED.value")
+
+
+class PostgresStore:
+    """A PostgreSQL database; safe to share between threads, processes and hosts."""
+
+    shared = True
+
+    def __init__(self, settings: StateSettings, *, replica: str | None = None) -> None:
+        self.settings = settings
+        self.replica = replica or default_replica()
+        self._where = describe(settings)
+        self._heartbeat = settings.lock_lease.total_seconds() / 6
+        self._mutex = threading.Lock()
+        """Guards the maps below (never held across a database call)."""
+        self._general: _Session | None = None
+        self._general_mutex = threading.Lock()
+        self._held: dict[str, _Session] = {}
+        self._idle: list[_Session] = []
+        self._run_profile: dict[str, str] = {}
+        self._seq: dict[str, int] = {}
+        self._closing = threading.Event()
+        self._pinger: threading.Thread | None = None
+        self._started = time.time()
+        with self._on(None) as conn:
+            found = _version(conn)
+        if found > schema_version():
+            raise _newer(found, self._where)
+        if found < schema_version():
+            raise StateError(
+                f"state: {self._where} has schema version {found}; this dirconnector needs "
+                f"{schema_version()}", hint="run `dirconnector state migrate` (with the same "
+                "[state] settings) once, before the daemons start")
+
+    def describe(self) -> str:
+        return self._where
+
+    def close(self) -> None:
+        self._closing.set()
+        with contextlib.suppress(StateError):
+            self.flush()
+        with self._mutex:
+            sessions = [*self._idle, *self._held.values()]
+            if self._general is not None:
+                sessions.append(self._general)
+            self._idle, self._held, self._general = [], {}, None
+        for s in sessions:
+            s.conn.close()
+
+    def flush(self) -> None:
+        with self._mutex:
+            sessions = [*self._held.values(), *([self._general] if self._general else [])]
+        for s in sessions:
+            with s.mutex:
+                self._commit_group(s)
+
+    # ------------------------------------------------------------------ sessions
+    def _new_session(self) -> _Session:
+        return _Session(_connect(self.settings))
+
+    def _session(self, profile: str | None) -> _Session:
+        """The session that holds ``profile``'s lock, else the general one."""
+        with self._mutex:
+            held = self._held.get(profile) if profile is not None else None
+            if held is not None:
+                return held
+        with self._general_mutex:
+            s = self._general
+            if s is None or s.conn.closed or s.conn.broken:
+                if s is not None:
+                    s.conn.close()
+                s = self._general = self._new_session()
+            return s
+
+    @contextlib.contextmanager
+    def _on(self, profile: str | None) -> Iterator[psycopg.Connection[Any]]:
+        """The connection for ``profile``'s state, its open group committed first; database
+        errors become StateError (LockLost when the locked session died)."""
+        s = self._session(profile)
+        with s.mutex:
+            if s.lost:
+                raise self._lost_error(s)
+            self._commit_group(s)
+            try:
+                yield s.conn
+            except psycopg.Error as exc:
+                raise self._failure(s, exc, "") from exc
+
+    def _failure(self, s: _Session, exc: psycopg.Error, doing: str) -> StateError:
+        dead = s.conn.closed or s.conn.broken or isinstance(exc, psycopg.OperationalError)
+        if s.profile is not None and dead:
+            self._mark_lost(s)
+            return self._lost_error(s)
+        return StateError(f"state: {self._where}: {doing}{str(exc).strip()}")
+
+    def _lost_error(self, s: _Session) -> LockLost:
+        return LockLost(f"profile {s.profile!r}: the database session holding its lock is "
+                        f"gone ({self._where}); this run stopped writing",
+                        hint="the next tick runs the profile again once PostgreSQL is "
+                             "reachable")
+
+    def _mark_lost(self, s: _Session) -> None:
+        if s.lost:
+            return
+        s.lost = True
+        log.error("profile %s: lost the lock's database session; stopping its run", s.profile)
+        if s.on_lost is not None:
+            s.on_lost()
+
+    def _commit_group(self, s: _Session) -> None:
+        """One transaction on the session (its mutex held); executemany per statement run."""
+        if not s.group:
+            return
+        rows, managed = s.group, s.group_managed
+        s.group, s.group_managed = [], []
+        try:
+            with s.conn.transaction(), s.conn.cursor() as cur:
+                cur.executemany(_JOURNAL_ROW, rows)
+                for op, params in itertools.groupby(managed, key=lambda item: item[0]):
+                    cur.executemany(_MANAGED[op], [p for _, p in params])
+        except psycopg.Error as exc:
+            raise self._failure(s, exc, "cannot write the journal: ") from exc
+
+    # ------------------------------------------------------------------ lock
+    @contextlib.contextmanager
+    def lock(self, profile: str, timeout: float = 0.0,
+             on_lost: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the profile's advisory lock on a session of its own (module docstring)."""
+        key = lock_key(profile)
+        s = self._checkout()
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                row = s.conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                if row and row[0]:
+                    break
+                if time.monotonic() >= deadline:
+                    raise LockHeld(f"profile {profile!r} is already running "
+                                   f"({self._holder_text(profile)})",
+                                   hint="wait for it to finish, or set [state] lock_timeout")
+                time.sleep(0.2)
+            hi, lo = _key_parts(key)
+            with s.conn.transaction():
+                s.conn.execute(
+                    "INSERT INTO holders(profile, replica, pid, lock_hi, lock_lo, since) "
+                    "VALUES (%s,%s,pg_backend_pid(),%s,%s,%s) ON CONFLICT (profile) DO UPDATE "
+                    "SET replica=EXCLUDED.replica, pid=EXCLUDED.pid, since=EXCLUDED.since",
+                    (profile, self.replica, hi, lo, time.time()))
+                # Runs left 'running' by a holder that died are marked interrupted.
+                s.conn.execute("UPDATE runs SET status='interrupted', finished=%s "
+                               "WHERE profile=%s AND status='running'", (time.time(), profile))
+        except LockHeld:
+            self._checkin(s)
+            raise
+        except psycopg.Error as exc:
+            s.conn.close()
+            raise StateError(f"state: {self._where}: cannot lock profile {profile!r}: "
+                             f"{str(exc).strip()}") from exc
+        except BaseException:
+            s.conn.close()
+            raise
+        s.profile, s.key, s.on_lost, s.lost = profile, key, on_lost, False
+        with self._mutex:
+            self._held[profile] = s
+        self._start_pinger()
+        try:
+            yield
+        finally:
+            self._release(s)
+
+    def _release(self, s: _Session) -> None:
+        with self._mutex:
+            self._held.pop(str(s.profile), None)
+        reusable = False
+        if not s.lost:
+            try:
+                with s.mutex:
+                    self._commit_group(s)
+                    s.conn.execute("SELECT pg_advisory_unlock(%s)", (s.key,))
+                reusable = True
+            except (psycopg.Error, StateError) as exc:
+                log.warning("profile %s: releasing the lock: %s (closing its session frees "
+                            "it)", s.profile, exc)
+        s.profile, s.on_lost, s.group, s.group_managed = None, None, [], []
+        if reusable:
+            self._checkin(s)
+        else:
+            s.conn.close()
+
+    def _checkout(self) -> _Session:
+        with self._mutex:
+            while self._idle:
+                s = self._idle.pop()
+                if not (s.conn.closed or s.conn.broken):
+                    return s
+        return self._new_session()
+
+    def _checkin(self, s: _Session) -> None:
+        with self._mutex:
+            if len(self._idle) < IDLE_SESSIONS and not self._closing.is_set():
+                self._idle.append(s)
+                return
+        s.conn.close()
+
+    def _holder_text(self, profile: str) -> str:
+        with contextlib.suppress(StateError), self._on(None) as conn:
+            row = conn.execute("SELECT replica, since FROM holders WHERE profile=%s",
+                               (profile,)).fetchone()
+            if row:
+                return f"replica {row[0]} since {time.strftime('%H:%M:%S', time.localtime(row[1]))}"
+        return "another replica"
+
+    def _start_pinger(self) -> None:
+        with self._mutex:
+            if self._pinger is not None:
+                return
+            self._pinger = threading.Thread(target=self._ping_loop, name="state-fence",
+                                            daemon=True)
+        self._pinger.start()
+
+    def _ping_loop(self) -> None:
+        """Every lease/6: prove each locked session alive, or mark its lock lost."""
+        while not self._closing.wait(self._heartbeat):
+            with self._mutex:
+                sessions = list(self._held.values())
+            for s in sessions:
+                if s.lost or not s.mutex.acquire(blocking=False):
+                    continue  # a write in progress proves (or disproves) it just as well
+                try:
+                    if s.profile is not None:
+                        s.conn.execute("SELECT 1")
+                except psycopg.Error:
+                    self._mark_lost(s)
+                finally:
+                    s.mutex.release()
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, profile: str, command: str) -> str:
+        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        with self._on(profile) as conn:
+            conn.execute("INSERT INTO runs(id, profile, command, started, status, pid, replica) "
+                         "VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                         (run_id, profile, command, time.time(), "running", os.getpid(),
+                          self.replica))
+        self._seq[run_id] = 0
+        self._run_profile[run_id] = profile
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, counts: dict[str, int] | None = None,
+                   error: str = "") -> None:
+        with self._on(self._run_profile.get(run_id)) as conn:
+            conn.execute("UPDATE runs SET finished=%s, status=%s, counts=%s, error=%s "
+                         "WHERE id=%s", (time.time(), status, json.dumps(counts or {}), error,
+                                         run_id))
+        self._run_profile.pop(run_id, None)
+
+    def runs(self, profile: str | None = None, limit: int = 20) -> list[RunRow]:
+        if profile is None:
+            self.flush()
+        sql = ("SELECT id, profile, command, started, finished, status, counts, error, replica "
+               "FROM runs")
+        args: tuple[Any, ...] = ()
+        if profile:
+            sql += " WHERE profile=%s"
+            args = (profile,)
+        sql += " ORDER BY started DESC LIMIT %s"
+        with self._on(profile) as conn:
+            rows = conn.execute(sql, (*args, limit)).fetchall()
+        return [RunRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7], r[8])
+                for r in rows]
+
+    def journal(self, run_id: str) -> list[dict[str, Any]]:
+        self.flush()
+        with self._on(self._run_profile.get(run_id)) as conn:
+            rows = conn.execute(
+                "SELECT seq, at, kind, subject, ref, status, error FROM journal "
+                "WHERE run_id=%s ORDER BY seq", (run_id,)).fetchall()
+        keys = ("seq", "at", "kind", "subject", "ref", "status", "error")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    # ------------------------------------------------------------------ journal
+    def record(self, run_id: str, profile: str, outcome: Outcome) -> None:
+        change = outcome.change
+        payload = ENCODE({"kind": change.kind, **plain(change)})
+        s = self._session(profile)
+        with s.mutex:
+            if s.lost:
+                raise self._lost_error(s)
+            self._seq[run_id] = seq = self._seq.get(run_id, 0) + 1
+            if not s.group:
+                s.group_since = time.monotonic()
+            s.group.append((run_id, seq, time.time(), change.kind, subject(change),
+                            outcome.ref, outcome.status, outcome.error, payload))
+            if outcome.status == "ok":
+                s.group_managed.extend(managed_updates(profile, outcome))
+            if (len(s.group) >= records.GROUP_ROWS
+                    or time.monotonic() - s.group_since >= records.GROUP_SECONDS):
+                self._commit_group(s)
+
+    def record_kept(self, run_id: str, kept: Iterable[Kept]) -> None:
+        s = self._session(self._run_profile.get(run_id))
+        with s.mutex:
+            if s.lost:
+                raise self._lost_error(s)
+            seq = self._seq.get(run_id, 0)
+            for k in kept:
+                seq += 1
+                s.group.append((run_id, seq, time.time(), "kept", k.email, k.ref, "kept",
+                                f"{k.reason} ({k.detail})" if k.detail else k.reason,
+                                ENCODE({"kind": "kept", **plain(k)})))
+            self._seq[run_id] = seq
+            self._commit_group(s)
+
+    def managed(self, profile: str) -> frozenset[str]:
+        with self._on(profile) as conn:
+            rows = conn.execute("SELECT ref FROM managed WHERE profile=%s", (profile,))
+            return frozenset(r[0] for r in rows)
+
+    def add_managed(self, profile: str, kind: str, ref: str, external_id: str) -> None:
+        with self._on(profile) as conn:
+            conn.execute(_MANAGED["add"], (profile, kind, ref, external_id, time.time()))
+
+    # ------------------------------------------------------------------ what the runner keeps
+    def good_run(self, profile: str) -> GoodRun:
+        with self._on(profile) as conn:
+            rows = conn.execute("SELECT key, value FROM meta WHERE profile=%s AND key = ANY(%s)",
+                                (profile, list(GOOD_KEYS))).fetchall()
+        return good_run_of({k: json.loads(v) for k, v in rows})
+
+    def save_good_run(self, profile: str, run: GoodRun) -> None:
+        self._set_many(profile, good_run_values(run))
+
+    def keep_marker(self, profile: str, marker: Marker | None) -> None:
+        self._set_many(profile, {"source_marker": marker_value(marker)})
+
+    def frozen(self, profile: str) -> dict[str, Any] | None:
+        value = self.get_meta(profile, "frozen")
+        return value if isinstance(value, dict) and value else None
+
+    def _set_many(self, profile: str, values: dict[str, Any]) -> None:
+        with self._on(profile) as conn, conn.transaction():
+            for key, value in values.items():
+                if value is None:
+                    conn.execute("DELETE FROM meta WHERE profile=%s AND key=%s", (profile, key))
+                else:
+                    conn.execute(_SET_META, (profile, key, json.dumps(value)))
+
+    # ------------------------------------------------------------------ meta & connector state
+    def get_meta(self, profile: str, key: str, default: Any = None) -> Any:
+        with self._on(profile) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE profile=%s AND key=%s",
+                               (profile, key)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, profile: str, key: str, value: Any) -> None:
+        self._set_many(profile, {key: value})
+
+    def connector_state(self, profile: str, force_full: bool = False) -> ConnectorState:
+        with self._on(profile) as conn:
+            rows = conn.execute("SELECT key, value FROM connector_state WHERE profile=%s",
+                                (profile,)).fetchall()
+        values = {k: json.loads(v) for k, v in rows}
+
+        def save(staged: dict[str, Any]) -> None:
+            with self._on(profile) as conn, conn.transaction():
+                for k, v in staged.items():
+                    if v is None:
+                        conn.execute("DELETE FROM connector_state WHERE profile=%s AND key=%s",
+                                     (profile, k))
+                    else:
+                        conn.execute(_SET_CSTATE, (profile, k, json.dumps(v)))
+
+        return ConnectorState(values, force_full=force_full, on_commit=save)
+
+    def clear_cache(self, profile: str) -> None:
+        with self._on(profile) as conn, conn.transaction():
+            conn.execute("DELETE FROM connector_state WHERE profile=%s", (profile,))
+            conn.execute("DELETE FROM meta WHERE profile=%s AND key='applied_source_digest'",
+                         (profile,))
+
+    # ------------------------------------------------------------------ replicas (SharesProfiles)
+    def claim_tick(self, profile: str, period: float) -> bool:
+        """The tick is the database clock's epoch seconds over ``period``: replicas whose
+        clocks differ still agree on it."""
+        with self._on(profile) as conn:
+            row = conn.execute(
+                "UPDATE holders SET tick = t.tick FROM (SELECT floor(extract(epoch FROM "
+                "clock_timestamp()) / %s)::bigint || '/' || %s AS tick) t "
+                "WHERE profile=%s AND holders.tick IS DISTINCT FROM t.tick RETURNING 1",
+                (period, str(period), profile)).fetchone()
+        return row is not None
+
+    def heartbeat(self, running: Iterable[str]) -> None:
+        now = time.time()
+        with self._on(None) as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO replicas VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE "
+                "SET seen=EXCLUDED.seen, running=EXCLUDED.running",
+                (self.replica, socket.gethostname(), os.getpid(), self._started, now,
+                 json.dumps(sorted(running))))
+            conn.execute("DELETE FROM replicas WHERE seen < %s", (now - 3600,))
+
+    def replicas(self) -> list[Replica]:
+        with self._on(None) as conn:
+            rows = conn.execute("SELECT id, host, pid, started, seen, running FROM replicas "
+                                "ORDER BY id").fetchall()
+        return [Replica(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5]))) for r in rows]
+
+    def holders(self) -> dict[str, Holder]:
+        with self._on(None) as conn:
+            rows = conn.execute(
+                "SELECT h.profile, h.replica, h.since, h.tick, EXISTS (SELECT 1 FROM pg_locks l "
+                "WHERE l.locktype='advisory' AND l.granted AND l.pid=h.pid AND l.objsubid=1 "
+                "AND l.classid::bigint=h.lock_hi AND l.objid::bigint=h.lock_lo) FROM holders h"
+            ).fetchall()
+        return {r[0]: Holder(r[0], r[1], r[2], bool(r[4]), r[3]) for r in rows}
