@@ -124,6 +124,14 @@ def stop_in_background(command: Sequence[str]) -> None:
                                       stderr=subprocess.DEVNULL))
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the session (tests/pg.py)."""
+    from tests.pg import start_cluster
+
+    yield from start_cluster()
+
+
 _CI_SKIPS: list[str] = []
 
 

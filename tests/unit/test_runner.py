@@ -10,7 +10,6 @@ import pytest
 from dirconnector import settings
 from dirconnector.errors import LockHeld, ProfileFrozen, StalePlan
 from dirconnector.model import Group, User
-from dirconnector.state import SqliteStore
 from dirconnector.sync import Runner
 from dirconnector.testing import FakeConnector, FakeTarget
 
@@ -30,10 +29,9 @@ GROUPS = [Group("g1", "Staff", frozenset(f"e{i}" for i in range(10)))]
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SqliteStore(tmp_path / "state.db")
-    yield s
-    s.close()
+def store(state):
+    """The runner's store: SQLite, then PostgreSQL (tests/unit/conftest.py)."""
+    return state.open()
 
 
 def make(tmp_path, store, users=USERS, groups=GROUPS, target=None, **sync):
@@ -115,14 +113,13 @@ def test_saved_plan_applies_only_against_the_same_server_state(tmp_path, store):
         runner.apply_saved(planned.plan)
 
 
-def test_second_run_of_same_profile_is_refused_while_locked(tmp_path, store):
+def test_second_run_of_same_profile_is_refused_while_locked(tmp_path, store, state):
     """While one run holds the lock, another process's run is refused with LockHeld."""
-    other = SqliteStore(store.path)
+    other = state.open()
     with store.lock("default"):
         runner, _, _ = make(tmp_path, other)
         with pytest.raises(LockHeld, match="already running"):
             runner.run("sync")
-    other.close()
 
 
 def test_frozen_profile_refuses_to_sync(tmp_path, store):

@@ -1,77 +1,67 @@
-"""StateStore: journal rows are written in groups, and never lost by a clean end."""
+"""StateStore (SQLite and PostgreSQL): journal rows are written in groups, and never lost
+by a clean end."""
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 import pytest
 
-from dirconnector import state
 from dirconnector.errors import StateError
 from dirconnector.model import User
 from dirconnector.outcome import Outcome
 from dirconnector.plan import CreateUser, DeleteUser
-from dirconnector.state import SqliteStore
+from dirconnector.state import records
+
+from tests.pg import State
 
 
 def _outcome(i: int, status: str = "ok") -> Outcome:
     return Outcome(CreateUser(User(f"u{i}", f"u{i}@example.com")), status, "", f"ref{i}")
 
 
-def _rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    """What another process would see: a second connection."""
-    with sqlite3.connect(path) as db:
-        return db.execute(sql).fetchall()
-
-
-def test_group_is_written_at_its_size_bound_and_the_rest_at_run_end(tmp_path: Path,
+def test_group_is_written_at_its_size_bound_and_the_rest_at_run_end(state: State,
                                                                      monkeypatch) -> None:
-    monkeypatch.setattr(state, "GROUP_SECONDS", 3600.0)
-    path = tmp_path / "state.db"
-    store = SqliteStore(path)
+    monkeypatch.setattr(records, "GROUP_SECONDS", 3600.0)
+    store = state.open()
     run = store.start_run("p", "sync")
-    for i in range(state.GROUP_ROWS + 5):
+    for i in range(records.GROUP_ROWS + 5):
         store.record(run, "p", _outcome(i, "ok" if i % 2 else "failed"))
-    seen = _rows(path, "SELECT seq FROM journal ORDER BY seq")
-    assert [s for (s,) in seen] == list(range(1, state.GROUP_ROWS + 1))
+    seen = state.rows("SELECT seq FROM journal ORDER BY seq")
+    assert [s for (s,) in seen] == list(range(1, records.GROUP_ROWS + 1))
     store.finish_run(run, "ok")
-    assert len(_rows(path, "SELECT seq FROM journal")) == state.GROUP_ROWS + 5
+    assert len(state.rows("SELECT seq FROM journal")) == records.GROUP_ROWS + 5
     # Only applied creates enter the managed set, with the ref the server gave.
-    managed = {r for (r,) in _rows(path, "SELECT ref FROM managed WHERE profile='p'")}
-    assert managed == {f"ref{i}" for i in range(1, state.GROUP_ROWS + 5, 2)}
+    managed = {r for (r,) in state.rows("SELECT ref FROM managed WHERE profile='p'")}
+    assert managed == {f"ref{i}" for i in range(1, records.GROUP_ROWS + 5, 2)}
 
 
-def test_old_group_is_written_by_the_next_row(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(state, "GROUP_SECONDS", 0.0)
-    path = tmp_path / "state.db"
-    store = SqliteStore(path)
+def test_old_group_is_written_by_the_next_row(state: State, monkeypatch) -> None:
+    monkeypatch.setattr(records, "GROUP_SECONDS", 0.0)
+    store = state.open()
     run = store.start_run("p", "sync")
     store.record(run, "p", _outcome(1))
-    assert len(_rows(path, "SELECT seq FROM journal")) == 1
+    assert len(state.rows("SELECT seq FROM journal")) == 1
 
 
-def test_managed_updates_keep_their_order_within_a_group(tmp_path: Path) -> None:
+def test_managed_updates_keep_their_order_within_a_group(state: State) -> None:
     """A create then a delete of the same account in one group leaves it unmanaged."""
-    path = tmp_path / "state.db"
-    store = SqliteStore(path)
+    store = state.open()
     run = store.start_run("p", "sync")
     store.record(run, "p", _outcome(1))
     store.record(run, "p", Outcome(DeleteUser("ref1", "u1", "u1@example.com", "missing"), "ok", "", "ref1"))
     store.record(run, "p", _outcome(2))
     assert store.managed("p") == frozenset({"ref2"})  # reads commit the group first
     store.close()
-    assert _rows(path, "SELECT ref FROM managed") == [("ref2",)]
+    assert state.rows("SELECT ref FROM managed") == [("ref2",)]
 
 
-def test_failed_write_raises_and_keeps_nothing_half_written(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    store = SqliteStore(path)
+def test_failed_write_raises_and_keeps_nothing_half_written(state: State) -> None:
+    store = state.open()
     run = store.start_run("p", "sync")
     store.record(run, "p", _outcome(1))
-    store._seq[run] = 0                  # the next row repeats seq 1: a primary-key clash
+    store._seq[run] = 0                  # type: ignore[attr-defined]  # the next row repeats seq 1: a primary-key clash
     store.record(run, "p", _outcome(2))
     with pytest.raises(StateError, match="cannot write the journal"):
         store.flush()
-    assert _rows(path, "SELECT count(*) FROM journal") == [(0,)]
-    assert _rows(path, "SELECT count(*) FROM managed") == [(0,)]
+    assert state.rows("SELECT count(*) FROM journal") == [(0,)]
+    assert state.rows("SELECT count(*) FROM managed") == [(0,)]
+
