@@ -10,7 +10,6 @@ from dirconnector.model import User
 from dirconnector.outcome import Outcome
 from dirconnector.plan import CreateUser, DeleteUser
 from dirconnector.state import records
-
 from tests.pg import State
 
 

@@ -126,7 +126,7 @@ def test_sslmode_is_honoured(pg):
         assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
                             ).fetchone() == (False,)
     plain.close()
-    with pytest.raises(StateError, match="certificate|root"):
+    with pytest.raises(StateError, match=r"certificate|root"):
         open_store(settings(pg, db, sslmode="verify-full",
                             ssl_ca_file=str(Path(pg.env["PG_RUN_DIR"]) / "server.pem")))
 
