@@ -19,7 +19,7 @@ from dirconnector.state import open_store
 from tests.integration.scim.conftest import TOKEN, ScimServer
 
 from .blackhole import Blackhole
-from .test_replicas import DAEMON, Reconnecting, scim, users_on, wait_for  # noqa: F401
+from .test_replicas import DAEMON, users_on, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 USERS = 600

@@ -12,6 +12,7 @@ in flight and the next tick converges. (A replica cut from PostgreSQL: test_cut.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.integration.scim.conftest import TOKEN, ScimServer, start_server
+from tests.integration.scim.conftest import TOKEN, ScimServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,14 +36,6 @@ PROFILES = 300
 BIG_USERS = 600
 DAEMON = [sys.executable, "-c", "import sys; from dirconnector import cli, http; "
           "http.set_testing(True); cli.entry(sys.argv[1:])"]
-
-
-@pytest.fixture(scope="module")
-def scim():
-    server = start_server("--dynamic-tenants")
-    yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
 
 
 @dataclass
@@ -226,11 +219,11 @@ def test_three_replicas_share_the_profiles(tmp_path, scim, postgres):
     for name, mine in by_profile.items():
         ticks = [r[2] for r in mine if r[2]]
         assert len(ticks) == len(set(ticks)), f"{name} ran twice in one tick: {ticks}"
-        for before, after in zip(mine, mine[1:], strict=False):
+        for before, after in itertools.pairwise(mine):
             assert before[4] is not None and after[3] >= before[4], \
                 f"{name}: two runs at once: {before} / {after}"
         numbers = sorted(int(t.split("/")[0]) for t in ticks)
-        gaps = [b - a for a, b in zip(numbers, numbers[1:], strict=False) if b - a > 1]
+        gaps = [b - a for a, b in itertools.pairwise(numbers) if b - a > 1]
         assert len(gaps) <= 2 and all(g <= 3 for g in gaps), \
             f"{name}: ticks missed outside the kill and the restart: {numbers}"
     steady = set(range(int(steady_from // INTERVAL) + 1, int(steady_to // INTERVAL)))
