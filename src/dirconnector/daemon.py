@@ -157,7 +157,9 @@ class Daemon:
             else:
                 trigger = CronTrigger.from_crontab(arg, timezone="UTC")
                 trigger.jitter = offset or None  # cron: the offset as a jitter below 5 s
-            grace = max(1, int(period / 2))
+            # A fire queued behind others still claims the tick it starts in (the store's
+            # clock decides), so it may start late: up to nearly the whole interval.
+            grace = max(1, int(period * 0.9))
         elif kind == "interval":
             trigger = IntervalTrigger(seconds=arg, jitter=jitter or None, timezone="UTC")
             grace = max(1, int(arg / 2))
