@@ -168,7 +168,7 @@ def _ticks_and_failover(tmp: Path, scim_port: int, state_env: dict[str, str],
                                 "percentile_cont(0.5) WITHIN GROUP (ORDER BY finished - "
                                 "started), percentile_cont(0.5) WITHIN GROUP (ORDER BY "
                                 "started - %s) FROM runs WHERE tick = %s",
-                                (k * INTERVAL, f"{k}/{INTERVAL}")).fetchone()
+                                (k * INTERVAL, f"{k}/{INTERVAL:g}")).fetchone()
             ticks[k] = {"runs": rows[0], "seconds": (rows[1] or 0) - k * INTERVAL,
                         "replicas": rows[2], "run_median_s": rows[3],
                         "start_median_s": rows[4]}

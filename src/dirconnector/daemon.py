@@ -15,8 +15,10 @@ Replicas. With ``--profiles DIR`` (every ``*.toml`` in it, re-read on SIGHUP: ne
 start, removed ones stop) and a shared store (PostgreSQL), the daemon can run N times on
 as many hosts. Every replica schedules every profile on ticks aligned to the epoch, each
 at an offset of its own (a hash of replica and profile, within a fifth of the interval,
-at most 5 s): the first replica to fire takes the profile's lock and claims the tick in
-the store; the others find the lock taken or the tick claimed and skip quietly. So each
+at most 5 s): the first replica to fire takes the profile's lock and claims the tick (the
+number of the interval since the epoch) in the store; the others find the lock taken or
+the tick claimed and skip quietly. Clocks need only roughly agree (NTP): each replica
+labels its own fires. So each
 profile runs once per tick, on the replica with the smallest offset for it, which
 spreads the profiles evenly without a coordinator; when that replica dies its session
 (and lock) dies with it and the next offset's replica runs the profile at the next
@@ -218,7 +220,7 @@ class Daemon:
         try:
             runner = Runner(job.profile, store, stop=self.stop_event)
             result = runner.run("sync", full=full, command="daemon",
-                                once_per=self._period(job) if shared else None)
+                                tick=self._tick(job, now) if shared else None)
             status = result.status
             if full and status in ("ok", "no-changes"):
                 store.set_meta(name, "last_full_at", now)
@@ -257,10 +259,15 @@ class Daemon:
         sj = self.scheduler.get_job(job.name)
         job.next_run = sj.next_run_time.timestamp() if sj and sj.next_run_time else None
 
-    def _period(self, job: Job) -> float:
-        """The tick a replica claims: the interval, or a minute for a cron schedule."""
+    def _tick(self, job: Job, now: float) -> str:
+        """The scheduled run a fire is, as every replica labels it: the number of the
+        interval it was due in (``now`` less this replica's offset: a fire that waited for
+        a free worker keeps its label), or the minute of a cron schedule."""
         s = job.profile.settings.schedule
-        return parse_duration(s.interval, "schedule.interval") if s.interval else 60.0
+        if not s.interval:
+            return f"{int(now // 60)}/cron"
+        period = parse_duration(s.interval, "schedule.interval")
+        return f"{int((now - self._offset(job.name, period)) // period)}/{period:g}"
 
     def _after_run(self, job: Job, status: str, error: str, duration: float,
                    result: RunResult | None) -> None:

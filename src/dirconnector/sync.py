@@ -144,18 +144,18 @@ class Runner:
                 hint="dirconnector migrate rollback --map FILE undoes the hand-off")
 
     def run(self, mode: Mode = "sync", *, force: bool = False, full: bool = False,
-            command: str | None = None, once_per: float | None = None) -> RunResult:
+            command: str | None = None, tick: str | None = None) -> RunResult:
         """One pass of the pipeline, holding the profile's lock.
 
-        ``once_per`` (daemon replicas on a shared store): run only if no replica has run
-        the profile in this period of the store's clock, else raise TickTaken.
+        ``tick`` (daemon replicas on a shared store): the scheduled run this is; run only
+        if no replica has claimed it yet, else raise TickTaken.
         """
         self._frozen_check()
         self._lost.clear()
         with self.store.lock(self.name, self.profile.settings.state.lock_timeout,
                              on_lost=self._lost.set):
-            if once_per is not None and isinstance(self.store, SharesProfiles) and \
-                    not self.store.claim_tick(self.name, once_per):
+            if tick is not None and isinstance(self.store, SharesProfiles) and \
+                    not self.store.claim_tick(self.name, tick):
                 raise TickTaken(f"profile {self.name!r} already ran in this tick")
             run_id = self.store.start_run(self.name, command or mode)
             token = logs.run_id_var.set(run_id)

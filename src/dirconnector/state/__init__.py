@@ -108,9 +108,10 @@ class SharesProfiles(Protocol):
     replica: str
     """This process's replica id (written on its runs and locks)."""
 
-    def claim_tick(self, profile: str, period: float) -> bool:
-        """True once per ``period`` seconds of the database's clock, for the first caller
-        holding the profile's lock; False when a replica already ran it in this period."""
+    def claim_tick(self, profile: str, tick: str) -> bool:
+        """True for the first caller holding the profile's lock that claims ``tick``
+        (``number/period``: one scheduled run, labelled alike on every replica); False
+        once it or a later tick of the same period is taken."""
         ...
 
     def heartbeat(self, running: Iterable[str]) -> None:

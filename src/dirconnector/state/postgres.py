@@ -655,18 +655,19 @@ class PostgresStore:
                          (profile,))
 
     # ------------------------------------------------------------------ replicas (SharesProfiles)
-    def claim_tick(self, profile: str, period: float) -> bool:
-        """The tick is the database clock's epoch seconds over ``period``: replicas whose
-        clocks differ still agree on it."""
+    def claim_tick(self, profile: str, tick: str) -> bool:
+        """Ticks are ``number/period``: a claim must be later than the last one of the same
+        period, so a fire that waited (for a worker, for the database) never runs a tick
+        again after a later one ran."""
+        number, _, period = tick.partition("/")
         with self._on(profile) as conn:
             row = conn.execute(
-                "UPDATE holders SET tick = t.tick FROM (SELECT floor(extract(epoch FROM "
-                "clock_timestamp()) / %s)::bigint || '/' || %s AS tick) t "
-                "WHERE profile=%s AND holders.tick IS DISTINCT FROM t.tick RETURNING t.tick",
-                (period, str(period), profile)).fetchone()
+                "UPDATE holders SET tick = %s WHERE profile = %s AND (tick = '' OR "
+                "split_part(tick, '/', 2) <> %s OR split_part(tick, '/', 1)::bigint < %s) "
+                "RETURNING tick", (tick, profile, period, int(number))).fetchone()
         if row is None:
             return False
-        self._ticks[profile] = str(row[0])
+        self._ticks[profile] = tick
         return True
 
     def heartbeat(self, running: Iterable[str]) -> None:

@@ -206,14 +206,15 @@ def test_a_run_that_loses_its_lock_stops_applying_and_fails(pg, tmp_path):
     other.close()
 
 
-def test_a_tick_is_claimed_once_per_period(pg):
+def test_a_tick_is_claimed_once(pg):
     db = pg.new_database()
     one = postgres.PostgresStore(settings(pg, db), replica="one")
     two = postgres.PostgresStore(settings(pg, db), replica="two")
     with one.lock("p"):
-        assert one.claim_tick("p", 3600)
+        assert one.claim_tick("p", "7/3600")
     with two.lock("p"):
-        assert not two.claim_tick("p", 3600)
-        assert two.claim_tick("p", 1800)  # another schedule: another tick
+        assert not two.claim_tick("p", "7/3600")
+        assert not two.claim_tick("p", "6/3600")  # a late fire of an earlier tick
+        assert two.claim_tick("p", "8/3600")  # the next one
     one.close()
     two.close()
