@@ -20,7 +20,8 @@ from ..model import Snapshot
 from ..outcome import Outcome
 from ..plan import Change, Plan
 
-__all__ = ["CheckReport", "DeferredRecord", "HasLimitations", "Outcome", "Record", "Target"]
+__all__ = ["CheckReport", "DeferredRecord", "HasLimitations", "Outcome", "Record", "Target",
+           "WritesExternalId"]
 
 Record = Callable[[Outcome], None]
 
@@ -97,4 +98,24 @@ class HasLimitations(Protocol):
 
     def limitations(self, plan: Plan) -> Sequence[tuple[Change, str]]:
         """The changes of ``plan`` this server cannot make, each with the reason."""
+        ...
+
+
+@runtime_checkable
+class WritesExternalId(Protocol):
+    """A target that can give an existing account or group another external id, or none.
+
+    ``ref`` is the server's own id (the ``ref`` of a record in its snapshot); an empty
+    ``external_id`` removes the attribute. Nothing else about the record changes (a
+    Bitwarden member keeps its role, permissions, collections and groups). A refusal
+    raises TargetError. The target's own relinks (RelinkUser, RelinkGroup) are written
+    by these methods, and ``migrate apply`` and ``rollback`` write through nothing else.
+    """
+
+    def set_user_external_id(self, ref: str, external_id: str) -> None:
+        """Set the externalId of the account ``ref`` ("" removes it)."""
+        ...
+
+    def set_group_external_id(self, ref: str, external_id: str) -> None:
+        """Set the externalId of the group ``ref`` ("" removes it)."""
         ...
