@@ -108,8 +108,8 @@ class WritesExternalId(Protocol):
     ``ref`` is the server's own id (the ``ref`` of a record in its snapshot); an empty
     ``external_id`` removes the attribute. Nothing else about the record changes (a
     Bitwarden member keeps its role, permissions, collections and groups). A refusal
-    raises TargetError. The target's own relinks (RelinkUser, RelinkGroup) are written
-    by these methods, and ``migrate apply`` and ``rollback`` write through nothing else.
+    raises TargetError. A target's own relinks (RelinkUser, RelinkGroup) take the same
+    code path, and ``migrate apply`` and ``rollback`` write through nothing else.
     """
 
     def set_user_external_id(self, ref: str, external_id: str) -> None:
