@@ -23,6 +23,7 @@ the built-in targets send:
   a cleared externalId is sent as null. The import cannot do this: it never relinks a
   member that has an external id.
 """
+
 from __future__ import annotations
 
 import csv
