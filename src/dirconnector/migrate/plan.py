@@ -261,12 +261,12 @@ class _Index(Generic[_R]):
                 self.first[k] = rec
 
     def all(self, k: str) -> list[_R]:
-        """Every record with key ``k``, in the order they were given."""
-        more = self.more.get(k)
-        if more is not None:
-            return more
+        """Every record with key ``k``, in the order they were given (a new list)."""
         rec = self.first.get(k)
-        return [] if rec is None else [rec]
+        if rec is None:
+            return []
+        more = self.more.get(k)
+        return [rec] if more is None else list(more)
 
 
 def _members(desired: Snapshot, current: Snapshot, preset: Preset, users_in: set[str],
@@ -285,7 +285,7 @@ def _members(desired: Snapshot, current: Snapshot, preset: Preset, users_in: set
     for ext in sorted(wanted, key=lambda e: desired.users[e].email):
         email = desired.users[ext].email
         name, new_ext = wanted[ext]
-        found = _unique(by_ext.all(ext) + by_email.all(email))
+        found = _standing_for(by_ext.all(ext), by_email.all(email))
         claimed.update(a.ref for a in found)
         holder = [a for a in by_ext_folded.all(new_ext.casefold()) if new_ext
                   and (not found or a.ref != found[0].ref)]
@@ -349,11 +349,19 @@ def _verdict(found: list[User], name: str, new_ext: str, holder: list[User], pre
     return "adopt_external_id", found_by, True, "found by externalId once apply sets it"
 
 
-def _unique(accounts: Iterable[User]) -> list[User]:
-    seen: dict[str, User] = {}
-    for a in accounts:
-        seen.setdefault(a.ref, a)
-    return list(seen.values())
+def _standing_for(linked: list[User], same_email: list[User]) -> list[User]:
+    """The accounts linked by directory id, then those with the email, each once.
+
+    Each list is free of repeats already (refs are a snapshot's keys); the usual case,
+    one account found both ways, makes no set.
+    """
+    if not same_email or (len(linked) == len(same_email) == 1
+                          and linked[0].ref == same_email[0].ref):
+        return linked
+    if not linked:
+        return same_email
+    refs = {a.ref for a in linked}
+    return linked + [a for a in same_email if a.ref not in refs]
 
 
 def _clash(new_ext: str, name: str, ext_count: Counter[str], name_count: Counter[str],
