@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from ...errors import AuthError, Conflict, DirconnectorError, TargetError, TransientError
-from ...http import HttpClient, backoff, pause
+from ...http import HttpClient, Response, backoff, pause
 from ...model import User
 from ...outcome import Outcome
 from ...plan import (
@@ -416,7 +414,7 @@ class ScimWriter:
         self._note_version(ref, resp)
         return body, self._version(ref)
 
-    def _note_version(self, ref: str, resp: requests.Response) -> None:
+    def _note_version(self, ref: str, resp: Response) -> None:
         if not self.caps.etag:
             return
         version = resp.headers.get("ETag")
@@ -431,7 +429,7 @@ class ScimWriter:
                 self._versions.pop(ref, None)  # unknown now: send no stale If-Match
 
     def _send(self, method: str, path: str, body: Any, t: Attempts, *, ok: tuple[int, ...],
-              version: str | None = None) -> requests.Response:
+              version: str | None = None) -> Response:
         headers = {"Content-Type": wire.SCIM_JSON}
         if version:
             headers["If-Match"] = version
@@ -439,7 +437,7 @@ class ScimWriter:
                                  on_retry=t.on_retry)
 
 
-def _body(resp: requests.Response) -> Any:
+def _body(resp: Response) -> Any:
     try:
         return resp.json() if resp.content else None
     except ValueError:
