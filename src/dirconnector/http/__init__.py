@@ -25,10 +25,10 @@ from .models import (
 )
 from .retry import (
     DEFAULT_POLICY,
+    READ_BACK,
     RETRY_STATUSES,
     Backoff,
     RetryPolicy,
-    backoff,
     is_testing,
     parse_retry_after,
     pause,
@@ -38,6 +38,7 @@ from .transport import Urllib3Transport, tls_verify
 
 __all__ = [
     "DEFAULT_POLICY",
+    "READ_BACK",
     "RETRY_STATUSES",
     "Backoff",
     "Headers",
@@ -52,7 +53,6 @@ __all__ = [
     "TransportError",
     "TransportTimeout",
     "Urllib3Transport",
-    "backoff",
     "error_detail",
     "is_testing",
     "parse_retry_after",

@@ -62,6 +62,10 @@ class RetryPolicy:
 DEFAULT_POLICY = RetryPolicy()
 """Six tries, waits from half a second doubling to a minute, five minutes in all."""
 
+READ_BACK = RetryPolicy(attempts=3, base_delay=0.4, max_delay=1.0, max_total_wait=5.0)
+"""Reading a resource back after an ambiguous failure, to learn whether a change landed:
+three tries a fraction of a second apart (it may meet the same flaky gateway)."""
+
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
@@ -79,7 +83,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def backoff(attempt: int, policy: RetryPolicy, rng: random.Random | None = None) -> float:
+def _jittered(attempt: int, policy: RetryPolicy, rng: random.Random | None) -> float:
     """Exponential back-off with jitter for the given 1-based attempt: a wait between half
     and all of ``base_delay * 2**(attempt-1)``, capped at ``max_delay``."""
     ceiling = min(policy.max_delay, policy.base_delay * (2 ** (attempt - 1)))
@@ -121,7 +125,7 @@ class Backoff:
     def delay(self, attempt: int, hinted: float | None = None) -> float:
         """The wait after try ``attempt``: the server's ``hinted`` seconds if it said, else
         back-off with jitter; never more than ``max_delay``."""
-        wait = backoff(attempt, self.policy, self._rng) if hinted is None else hinted
+        wait = _jittered(attempt, self.policy, self._rng) if hinted is None else hinted
         return min(wait, self.policy.max_delay)
 
     def fits(self, delay: float) -> bool:
