@@ -23,36 +23,45 @@ class Headers(Mapping[str, str]):
     """HTTP headers: looked up in any letter case; a repeated header reads as its values
     joined by ", " (RFC 9110 5.3), and ``get_list`` keeps the repeats apart."""
 
-    __slots__ = ("_items", "_joined")
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
-        pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
-        joined: dict[str, tuple[str, str]] = {}
-        for name, value in pairs:
-            low = name.lower()
-            have = joined.get(low)
-            joined[low] = (name, value) if have is None else (have[0], f"{have[1]}, {value}")
-        self._items = pairs
+        self._items = list(items.items()) if isinstance(items, Mapping) else list(items)
         """Every (name, value) as given, repeats included, in order."""
-        self._joined = joined
-        """Lower-case name -> (the name as first given, the values joined)."""
+        self._index: dict[str, tuple[str, str]] | None = None
+        """Lower-case name -> (the name as first given, the values joined); built on the
+        first lookup (a request's headers are only ever sent, never looked up)."""
+
+    def _joined(self) -> dict[str, tuple[str, str]]:
+        if self._index is None:
+            index: dict[str, tuple[str, str]] = {}
+            for name, value in self._items:
+                low = name.lower()
+                have = index.get(low)
+                index[low] = (name, value) if have is None else (have[0], f"{have[1]}, {value}")
+            self._index = index
+        return self._index
 
     def __getitem__(self, name: str) -> str:
-        return self._joined[name.lower()][1]
+        return self._joined()[name.lower()][1]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._joined
+        return isinstance(name, str) and name.lower() in self._joined()
 
     def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._joined.values())
+        return (name for name, _ in self._joined().values())
 
     def __len__(self) -> int:
-        return len(self._joined)
+        return len(self._joined())
 
     def get_list(self, name: str) -> list[str]:
         """Every value of ``name``, one per header line (Okta sends Link twice)."""
         low = name.lower()
         return [value for have, value in self._items if have.lower() == low]
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """Every (name, value) as given, repeats included, in order."""
+        return list(self._items)
 
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
@@ -117,7 +126,7 @@ class Response:
             content = (jsonlib.dumps(json) if json is not None else str(text)).encode()
             given = headers if isinstance(headers, Headers) else Headers(headers)
             if "Content-Type" not in given:
-                headers = [*given.items(), ("Content-Type", kind)]
+                headers = [*given.multi_items(), ("Content-Type", kind)]
         _set(self, "status", status)
         _set(self, "headers", headers if isinstance(headers, Headers) else Headers(headers))
         _set(self, "content", content)

@@ -27,7 +27,15 @@ from requests.adapters import HTTPAdapter
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, get_environ_proxies, select_proxy
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from .models import InvalidUrl, Request, Response, TlsError, TransportError, TransportTimeout
+from .models import (
+    Headers,
+    InvalidUrl,
+    Request,
+    Response,
+    TlsError,
+    TransportError,
+    TransportTimeout,
+)
 
 _TRANSPORT_RETRIES = urllib3.Retry(total=None, connect=0, read=False, status=0, other=0,
                                    redirect=30)
@@ -55,13 +63,14 @@ class Urllib3Transport:
         url = request.url
         try:
             raw = self._manager(url).urlopen(
-                request.method, url, body=request.content, headers=dict(request.headers),
+                request.method, url, body=request.content,
+                headers=dict(request.headers.multi_items()),
                 timeout=self._timeout, retries=_TRANSPORT_RETRIES)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise _failure(exc) from exc
         # urllib3 has read (and decoded) the body already: preload_content.
-        return Response(raw.status, headers=raw.headers, content=raw.data, url=url,
-                        reason=raw.reason or "")
+        return Response(raw.status, headers=Headers(raw.headers.iteritems()), content=raw.data,
+                        url=url, reason=raw.reason or "")
 
     def _manager(self, url: str) -> urllib3.PoolManager:
         """The pool manager for ``url``: through the environment's proxy, if one applies.
