@@ -305,7 +305,8 @@ def test_the_transport_gets_the_prepared_request():
 def test_a_response_without_url_gets_the_one_asked_for():
     """HttpClient fills in Response.url when a function transport leaves it empty."""
     c, _, _ = fake(Response(200, json={}))
-    assert c.request("GET", "Groups").url == "https://api.example.test/v2/Groups"
+    assert c.request("GET", "Groups", params={"count": 1}).url == \
+        "https://api.example.test/v2/Groups?count=1"
 
 
 def test_response_and_headers():

@@ -135,8 +135,8 @@ class HttpClient:
             try:
                 with self._lock:
                     self.requests_sent += 1
-                resp = self._transport(prepare(method, url, hdrs, params=params, json=json,
-                                               data=data))
+                sent = prepare(method, url, hdrs, params=params, json=json, data=data)
+                resp = self._transport(sent)
             except OSError as exc:
                 if isinstance(exc, TlsError):
                     raise self._error(f"TLS handshake with {self._where(url)} failed: {exc}",
@@ -151,7 +151,7 @@ class HttpClient:
                     ) from exc
             else:
                 if not resp.url:
-                    resp = resp.with_url(url)
+                    resp = resp.with_url(sent.url)
                 if resp.status in allowed:
                     return resp
                 if resp.status not in retried or waits.gives_up(attempt):
