@@ -2,8 +2,7 @@
 
 The apply loop itself belongs to each target (``Target.apply``): the order comes from
 ``Plan.by_phase()`` (users before memberships, removals last), retries from
-``dirconnector.http``, and ``targets.DeferredRecord`` keeps the journal true when a
-run is interrupted.
+``dirconnector.http``; a run is interrupted by the ``stop`` event a target is given.
 """
 
 from __future__ import annotations

@@ -71,6 +71,37 @@ CREATE TABLE IF NOT EXISTS meta (
 
 
 @dataclass(frozen=True, slots=True)
+class Marker:
+    """A source's change marker, taken before a good full read."""
+
+    value: str
+    config: str
+    """The digest of the configuration the read was made under."""
+    read_at: float
+    """When (epoch seconds): a marker is trusted for the source's full_read_interval."""
+
+
+@dataclass(frozen=True, slots=True)
+class GoodRun:
+    """What the runner keeps of a profile's last good run (ok or no changes)."""
+
+    source_digest: str | None = None
+    """``config:snapshot`` digest of the directory the server was made to hold: an equal
+    digest next time means nothing to do, without reading the server."""
+    users: int | None = None
+    """Usable users that read held (the guard compares the next read with it)."""
+    unusable: int | None = None
+    """Users it skipped for a data problem (no, invalid or duplicate email)."""
+    marker: Marker | None = None
+    """The source's change marker taken before that read, if it has one."""
+
+
+_GOOD_KEYS = ("applied_source_digest", "last_source_users", "last_source_unusable",
+              "source_marker")
+"""Where a GoodRun lives in ``meta`` (the names earlier versions wrote: no migration)."""
+
+
+@dataclass(frozen=True, slots=True)
 class RunRow:
     """One run as `history` shows it."""
 
@@ -260,6 +291,58 @@ class StateStore:
         with self._locked():
             self._db.execute("INSERT OR REPLACE INTO managed VALUES (?,?,?,?,?)",
                              (profile, kind, ref, external_id, time.time()))
+
+    # ------------------------------------------------------------------ what the runner keeps
+    def good_run(self, profile: str) -> GoodRun:
+        """The last good run's digest, counts and marker, in one read (empty if none)."""
+        with self._locked():
+            rows = dict(self._db.execute(
+                f"SELECT key, value FROM meta WHERE profile=? AND key IN "
+                f"({','.join('?' * len(_GOOD_KEYS))})", (profile, *_GOOD_KEYS)).fetchall())
+        values = {k: json.loads(v) for k, v in rows.items()}
+        saved = values.get("source_marker")
+        marker = Marker(str(saved["marker"]), str(saved.get("config", "")),
+                        float(saved.get("read_at", 0))) \
+            if isinstance(saved, dict) and saved.get("marker") else None
+        users, unusable = values.get("last_source_users"), values.get("last_source_unusable")
+        return GoodRun(values.get("applied_source_digest"),
+                       None if users is None else int(users),
+                       None if unusable is None else int(unusable), marker)
+
+    def save_good_run(self, profile: str, run: GoodRun) -> None:
+        """Remember a good run, all of it in one transaction."""
+        marker = None if run.marker is None else {
+            "marker": run.marker.value, "config": run.marker.config,
+            "read_at": run.marker.read_at}
+        self._set_many(profile, dict(zip(_GOOD_KEYS, (run.source_digest, run.users,
+                                                      run.unusable, marker), strict=True)))
+
+    def keep_marker(self, profile: str, marker: Marker | None) -> None:
+        """Set (or, with None, forget) the change marker alone: it is cleared before every
+        apply, so an interrupted or partial run reads everything next time."""
+        self._set_many(profile, {"source_marker": None if marker is None else {
+            "marker": marker.value, "config": marker.config, "read_at": marker.read_at}})
+
+    def frozen(self, profile: str) -> dict[str, Any] | None:
+        """When and how the profile was handed to the IdP's SCIM (``migrate apply``)."""
+        value = self.get_meta(profile, "frozen")
+        return value if isinstance(value, dict) and value else None
+
+    def _set_many(self, profile: str, values: dict[str, Any]) -> None:
+        with self._locked():
+            self._db.execute("BEGIN")
+            try:
+                for key, value in values.items():
+                    if value is None:
+                        self._db.execute("DELETE FROM meta WHERE profile=? AND key=?",
+                                         (profile, key))
+                    else:
+                        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?,?,?)",
+                                         (profile, key, json.dumps(value)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     # ------------------------------------------------------------------ meta & connector state
     def get_meta(self, profile: str, key: str, default: Any = None) -> Any:

@@ -1,4 +1,4 @@
-"""run_once: read the directory, read the server, plan, guard, apply, record.
+"""The runner: read the directory, read the server, plan, guard, apply, record.
 
 Every command is a subset of this pipeline. ``mode="plan"`` stops after the plan;
 ``mode="sync"`` goes on to apply it; ``apply_saved`` applies a plan file after
@@ -17,26 +17,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from . import logs, registry
 from .apply import ApplyReport
 from .bwdc import keys as bwdc_keys
-from .connectors import ReadsPreviousKeys
+from .connectors import Connector, HasChangeMarker, ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
 from .errors import DirconnectorError, ProfileFrozen, RunInterrupted, SafetyLimit, StalePlan
 from .guard import DATA_PROBLEMS, LastRead, Limits, guard
 from .model import PreviousKeys, Snapshot
 from .outcome import Outcome
 from .plan import AddMembers, Change, CreateUser, Kept, LinkUser, Plan, subject
-from .settings import Profile, parse_duration
-from .state import StateStore
-from .targets import HasLimitations
+from .settings import Profile
+from .state import GoodRun, Marker, StateStore
+from .targets import HasLimitations, StoresUserFields, Target
 
 log = logging.getLogger(__name__)
-
-SOURCE_MARKER = "source_marker"
-"""Meta key: the connector's change marker taken before the last good full read."""
 
 Mode = Literal["plan", "sync"]
 Status = Literal["ok", "no-changes", "planned", "refused", "partial", "failed", "unchanged"]
@@ -87,39 +84,47 @@ def limits_of(profile: Profile) -> Limits:
                   s.max_membership_removals, s.max_membership_removal_ratio)
 
 
-def build_connector(profile: Profile) -> Any:
+def build_connector(profile: Profile) -> Connector:
     cls = registry.find(registry.CONNECTORS, profile.source.type).load()
-    return cls(profile.source)
+    connector: Connector = cls(profile.source)
+    return connector
 
 
-def build_target(profile: Profile) -> Any:
+def build_target(profile: Profile) -> Target:
     cls = registry.find(registry.TARGETS, profile.target.type).load()
-    return cls(profile.target)
+    target: Target = cls(profile.target)
+    return target
+
+
+Applied = Callable[[int, int], None]
+"""Told after each change's outcome: how many are done, of how many (a progress bar)."""
 
 
 class Runner:
-    """Runs one profile's pipeline against a state store."""
+    """Runs one profile's pipeline against a state store: read, plan, guard, apply, record."""
 
-    def __init__(self, profile: Profile, store: StateStore, *, connector: Any = None,
-                 target: Any = None, progress: Callable[[str], None] | None = None,
-                 stop: threading.Event | None = None) -> None:
+    def __init__(self, profile: Profile, store: StateStore, *,
+                 connector: Connector | None = None, target: Target | None = None,
+                 progress: Callable[[str], None] | None = None,
+                 applied: Applied | None = None, stop: threading.Event | None = None) -> None:
         self.profile = profile
         self.store = store
         self.stop = stop or threading.Event()
-        """Set from another thread (SIGTERM) to end the run after the change in flight."""
+        """Set from another thread (SIGTERM) to end the run after the changes in flight."""
         self.connector = connector if connector is not None else build_connector(profile)
         self.target = target if target is not None else build_target(profile)
         self.takeover_from = profile.settings.sync.takeover_from
         if self.takeover_from != "none" and isinstance(self.connector, ReadsPreviousKeys):
             self.connector.read_previous_keys(self.takeover_from)
         self.progress = progress or (lambda _msg: None)
+        self.applied = applied or (lambda _done, _total: None)
 
     @property
     def name(self) -> str:
         return self.profile.name
 
     def _frozen_check(self) -> None:
-        frozen = self.store.get_meta(self.name, "frozen")
+        frozen = self.store.frozen(self.name)
         if frozen:
             raise ProfileFrozen(
                 f"profile {self.name!r} was handed to the identity provider's SCIM on "
@@ -152,6 +157,45 @@ class Runner:
                                   "; ".join(result.refused) or result.error)
             return result
 
+    def _run(self, run_id: str, mode: Mode, force: bool, full: bool) -> RunResult:
+        timings: dict[str, float] = {}
+        config = self._config_digest()
+        good = self.store.good_run(self.name)
+        # 0. A directory that proves it was not written to is not read at all.
+        marker = self._change_marker(config) if mode == "sync" and not full else None
+        if marker is not None and self._trusted(good.marker, marker):
+            log.info("the directory has not changed since the last good run (%s); "
+                     "nothing to do, nothing read", marker.value)
+            return RunResult(run_id, self.name, "unchanged", timings=timings)
+        # 1. Read the directory; an unchanged one means no server read either.
+        desired = self._read(full, timings)
+        digest = f"{config}:{desired.digest()}"
+        if mode == "sync" and not full and desired.complete and good.source_digest == digest:
+            log.info("directory unchanged since the last good run; nothing to do")
+            self.store.keep_marker(self.name, marker)
+            return RunResult(run_id, self.name, "unchanged", desired=desired, timings=timings)
+        # 2. Read the server and plan; 3. guard.
+        plan = self.make_plan(desired, self._read_server(timings))
+        result = RunResult(run_id, self.name, "planned", plan=plan, desired=desired,
+                           timings=timings)
+        reasons = self.check_plan(plan, good)
+        if mode == "plan":
+            result.refused = reasons
+            result.status = "planned" if plan.changes else "no-changes"
+            return result
+        if reasons and not force:
+            result.refused = reasons
+            result.status = "refused"
+            return result
+        # 4. Apply; 5. record a good run (the server now matches the directory).
+        self.store.keep_marker(self.name, None)
+        self._apply(plan, run_id, result)
+        if result.status in ("ok", "no-changes"):
+            self.store.save_good_run(self.name, GoodRun(
+                digest, len(desired.users), _unusable(desired),
+                marker if desired.complete else None))
+        return result
+
     def _read(self, full: bool, timings: dict[str, float]) -> Snapshot:
         self.progress("reading the directory")
         t0 = time.perf_counter()
@@ -166,46 +210,12 @@ class Runner:
                 self.takeover_from, bwdc_keys.rule(self.profile.source.type)))
         return desired
 
-    def _run(self, run_id: str, mode: Mode, force: bool, full: bool) -> RunResult:
-        timings: dict[str, float] = {}
-        config = self._config_digest()
-        marker = self._change_marker() if mode == "sync" else None
-        if marker is not None and not full and self._unchanged_since_good_run(marker, config):
-            log.info("the directory has not changed since the last good run (%s); "
-                     "nothing to do, nothing read", marker)
-            return RunResult(run_id, self.name, "unchanged", timings=timings)
-        desired = self._read(full, timings)
-        digest = f"{config}:{desired.digest()}"
-        if (mode == "sync" and not full and desired.complete
-                and self.store.get_meta(self.name, "applied_source_digest") == digest):
-            log.info("directory unchanged since the last good run; nothing to do")
-            self._keep_marker(marker, config)
-            return RunResult(run_id, self.name, "unchanged", desired=desired, timings=timings)
-
+    def _read_server(self, timings: dict[str, float]) -> Snapshot:
         self.progress("reading the server")
         t0 = time.perf_counter()
-        current: Snapshot = self.target.snapshot()
+        current = self.target.snapshot()
         timings["target_read"] = time.perf_counter() - t0
-        plan = self.make_plan(desired, current)
-        result = RunResult(run_id, self.name, "planned", plan=plan, desired=desired,
-                           timings=timings)
-        reasons = self.check_plan(plan)
-        if mode == "plan":
-            result.refused = reasons
-            result.status = "planned" if plan.changes else "no-changes"
-            return result
-        if reasons and not force:
-            result.refused = reasons
-            result.status = "refused"
-            return result
-        self.store.set_meta(self.name, SOURCE_MARKER, None)
-        self._apply(plan, run_id, result)
-        if result.status in ("ok", "no-changes"):   # the server now matches the directory
-            self.store.set_meta(self.name, "applied_source_digest", digest)
-            self.store.set_meta(self.name, "last_source_users", len(desired.users))
-            self.store.set_meta(self.name, "last_source_unusable", _unusable(desired))
-            self._keep_marker(marker if desired.complete else None, config)
-        return result
+        return current
 
     # ------------------------------------------------------------ skipping unchanged reads
 
@@ -218,38 +228,30 @@ class Runner:
         text = json.dumps(self.profile.redacted(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def _marker_max_age(self) -> float:
-        """Seconds a marker is trusted: the source's ``full_read_interval`` (0: never)."""
-        interval = getattr(self.profile.source, "full_read_interval", None)
-        if isinstance(interval, str):
-            interval = parse_duration(interval)
-        return interval.total_seconds() if isinstance(interval, timedelta) else 0.0
-
-    def _change_marker(self) -> str | None:
-        """The connector's change marker (``change_marker()``, optional), or None."""
-        read_marker = getattr(self.connector, "change_marker", None)
-        if read_marker is None or self._marker_max_age() <= 0:
+    def _change_marker(self, config: str) -> Marker | None:
+        """The connector's change marker now (HasChangeMarker), or None."""
+        connector = self.connector
+        if not isinstance(connector, HasChangeMarker) or \
+                connector.full_read_interval <= timedelta(0):
             return None
         try:
-            marker = read_marker()
+            value = connector.change_marker()
         except (DirconnectorError, ValueError, OSError) as exc:
             # Only a shortcut: the full read that follows reports any real problem.
             log.debug("no change marker (%s); reading the directory in full", exc)
             return None
-        return str(marker) if marker else None
+        return Marker(str(value), config, time.time()) if value else None
 
-    def _unchanged_since_good_run(self, marker: str, config: str) -> bool:
-        saved = self.store.get_meta(self.name, SOURCE_MARKER)
-        if not isinstance(saved, dict) or saved.get("marker") != marker \
-                or saved.get("config") != config:
+    def _trusted(self, saved: Marker | None, now: Marker) -> bool:
+        """The same marker and configuration as before the last good read, within the
+        source's full_read_interval of that read."""
+        if saved is None or (saved.value, saved.config) != (now.value, now.config):
             return False
-        age = time.time() - float(saved.get("read_at", 0))
-        return 0 <= age < self._marker_max_age()
+        assert isinstance(self.connector, HasChangeMarker)
+        age = now.read_at - saved.read_at
+        return 0 <= age < self.connector.full_read_interval.total_seconds()
 
-    def _keep_marker(self, marker: str | None, config: str) -> None:
-        """After a good full read: the marker taken before it, and when it was read."""
-        self.store.set_meta(self.name, SOURCE_MARKER, None if marker is None else {
-            "marker": marker, "config": config, "read_at": time.time()})
+    # ------------------------------------------------------------ plan and guard
 
     def preview(self) -> tuple[Plan, list[str]]:
         """The plan a full run would make and the guard's reasons to refuse it, without
@@ -261,20 +263,22 @@ class Runner:
     def make_plan(self, desired: Snapshot, current: Snapshot) -> Plan:
         if not desired.complete:
             log.warning("the directory read was incomplete; removals will be refused")
-        fields = tuple(getattr(self.target, "user_fields", USER_FIELDS))
+        target = self.target
+        fields = target.user_fields if isinstance(target, StoresUserFields) else USER_FIELDS
         plan = diff(desired, current, policy_of(self.profile), self.store.managed(self.name),
-                    fields)
-        if isinstance(self.target, HasLimitations) and plan.changes:
-            plan = without_impossible(plan, self.target.limitations(plan))
-        notes = tuple(self.target.describe(plan)) if plan.changes else ()
+                    tuple(fields))
+        if isinstance(target, HasLimitations) and plan.changes:
+            plan = without_impossible(plan, target.limitations(plan))
+        notes = tuple(target.describe(plan)) if plan.changes else ()
         return dataclasses.replace(plan, notes=notes) if notes else plan
 
-    def check_plan(self, plan: Plan) -> list[str]:
-        users = self.store.get_meta(self.name, "last_source_users")
-        unusable = self.store.get_meta(self.name, "last_source_unusable")
-        last = LastRead(int(users), None if unusable is None else int(unusable)) \
-            if users is not None else None
+    def check_plan(self, plan: Plan, good: GoodRun | None = None) -> list[str]:
+        """The guard's reasons to refuse ``plan``, against the last good run."""
+        good = good if good is not None else self.store.good_run(self.name)
+        last = None if good.users is None else LastRead(good.users, good.unusable)
         return guard(plan, limits_of(self.profile), last)
+
+    # ------------------------------------------------------------ apply
 
     def _apply(self, plan: Plan, run_id: str, result: RunResult) -> None:
         report = ApplyReport()
@@ -284,22 +288,14 @@ class Runner:
         if plan.empty:
             result.status = "no-changes"
             return
-
-        interrupted: list[RunInterrupted] = []
+        total = len(plan.changes)
 
         def record(outcome: Outcome) -> None:
             report.add(outcome)
             self.store.record(run_id, self.name, outcome)
-            if self.stop.is_set() and not interrupted:
-                # The change just finished is journalled; ask the target to stop starting
-                # new ones (once: the outcomes of changes still in flight must reach the
-                # journal too, so later calls only record).
-                interrupted.append(RunInterrupted(
-                    f"run {run_id} stopped by a signal after {len(report.outcomes)} of "
-                    f"{len(plan.changes)} change(s)"))
-                raise interrupted[0]
+            self.applied(len(report.outcomes), total)
 
-        self.progress(f"applying {len(plan.changes)} change(s)")
+        self.progress(f"applying {total} change(s)")
         t0 = time.perf_counter()
         # The snapshots and the plan (millions of objects at 100k users, all acyclic and
         # alive until the run ends) move to the collector's permanent generation, so the
@@ -307,26 +303,26 @@ class Runner:
         # again (measured: a fifth of the apply time of a 10k-user sync to SCIM).
         gc.freeze()
         try:
-            self.target.apply(plan, record)
+            self.target.apply(plan, record, self.stop)
         finally:
             gc.unfreeze()
             result.timings["apply"] = time.perf_counter() - t0
-        if interrupted:
-            raise interrupted[0]
-        missing = len(plan.changes) - len(report.outcomes)
-        if report.ok and not missing:
+        done = len(report.outcomes)
+        if self.stop.is_set() and done < total:
+            raise RunInterrupted(f"run {run_id} stopped by a signal after {done} of {total} "
+                                 f"change(s)")
+        if report.ok and done == total:
             result.status = "ok"
-        else:
-            result.status = "partial"
-            failed = len(report.failed)
-            skipped = len(report.outcomes) - failed - sum(
-                1 for o in report.outcomes if o.status == "ok")
-            parts = [f"{failed} of {len(plan.changes)} change(s) failed"] if failed else []
-            if skipped:
-                parts.append(f"{skipped} were not sent")
-            if missing:
-                parts.append(f"{missing} got no outcome")
-            result.error = "; ".join(parts) or "some changes did not apply"
+            return
+        result.status = "partial"
+        failed = len(report.failed)
+        unsent = done - failed - sum(1 for o in report.outcomes if o.status == "ok")
+        parts = [f"{failed} of {total} change(s) failed"] if failed else []
+        if unsent:
+            parts.append(f"{unsent} were not sent")
+        if done < total:
+            parts.append(f"{total - done} got no outcome")
+        result.error = "; ".join(parts) or "some changes did not apply"
 
     def apply_saved(self, plan: Plan, *, force: bool = False) -> RunResult:
         """Apply a plan file, only if the server still holds what it was computed from."""

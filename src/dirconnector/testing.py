@@ -9,14 +9,16 @@ built-in plugin's tests call them against a real server or an emulator.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from .checks import CheckReport
-from .connectors import ReadsPreviousKeys
+from .connectors import HasChangeMarker, ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
 from .model import Group, Snapshot, User, flatten, normalize_email
 from .outcome import Outcome
@@ -40,6 +42,7 @@ from .plan import (
 )
 from .settings import PluginSettings
 from .state_space import ConnectorState
+from .targets import HasLimitations, StoresUserFields, Target
 
 
 class FakeSettings(PluginSettings):
@@ -101,9 +104,12 @@ class FakeTarget:
     def describe(self, plan: Plan) -> tuple[str, ...]:
         return ()
 
-    def apply(self, plan: Plan, record: Callable[[Outcome], None]) -> None:
+    def apply(self, plan: Plan, record: Callable[[Outcome], None],
+              stop: threading.Event | None = None) -> None:
         for batch in plan.by_phase():
             for change in batch:
+                if stop is not None and stop.is_set():
+                    return               # start nothing new
                 reason = self.fail(change) if self.fail else None
                 if reason:
                     record(Outcome(change, "failed", reason))
@@ -212,9 +218,23 @@ def check_connector(connector: Any, state: ConnectorState | None = None) -> Snap
     state.commit()
     second = connector.fetch(state)
     assert second.digest() == first.digest(), "a second fetch must return the same state"
+    if isinstance(connector, HasChangeMarker):
+        check_change_marker(connector)
     if isinstance(connector, ReadsPreviousKeys):
         check_previous_keys(connector, first)
     return first
+
+
+def check_change_marker(connector: HasChangeMarker) -> None:
+    """The HasChangeMarker capability: a non-negative ``full_read_interval``, and a marker
+    that stays the same while nothing is written (a text, or None when the server has
+    none). That it moves with every write is each connector's own integration test."""
+    interval = connector.full_read_interval
+    assert isinstance(interval, timedelta) and interval >= timedelta(0), \
+        "full_read_interval must be a timedelta >= 0"
+    first, second = connector.change_marker(), connector.change_marker()
+    assert first is None or isinstance(first, str), "change_marker() returns str or None"
+    assert first == second, "the change marker moved although nothing was written"
 
 
 def check_previous_keys(connector: ReadsPreviousKeys, plain: Snapshot) -> None:
@@ -236,15 +256,26 @@ def check_previous_keys(connector: ReadsPreviousKeys, plain: Snapshot) -> None:
 def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
     """The contract every target passes, starting from an empty server.
 
-    Creates ``users`` and ``groups`` (with members), converges, renames a group,
-    revokes and restores a user, and checks that each step's next plan is empty.
+    An apply with ``stop`` already set changes nothing; one stopped at its first outcome
+    returns with a true record. Then it creates ``users`` and ``groups`` (with
+    members), converges, renames a group, revokes and restores a user, and checks that
+    each step's next plan is empty. The capabilities a target claims are checked too:
+    ``StoresUserFields`` names known fields; ``HasLimitations`` names changes of the plan.
     """
+    assert isinstance(target, Target), "a target implements the Target protocol"
     assert target.check().ok, "check() must pass on a reachable server"
     policy = Policy(remove_missing=True)
+    fields = tuple(target.user_fields) if isinstance(target, StoresUserFields) else USER_FIELDS
+    assert set(fields) <= set(USER_FIELDS), f"user_fields names unknown fields: {fields}"
+    desired = Snapshot.build(users, groups)
+    _check_stop(target, desired, policy, fields)
 
     def converge(desired: Snapshot) -> Snapshot:
-        fields = tuple(getattr(target, "user_fields", USER_FIELDS))
         plan = diff(desired, target.snapshot(), policy, managed_refs(target), fields)
+        if isinstance(target, HasLimitations):
+            impossible = target.limitations(plan)
+            assert all(any(c is p for p in plan.changes) for c, _ in impossible), \
+                "limitations() must name changes of the plan it was given"
         outcomes: list[Outcome] = []
         target.apply(plan, outcomes.append)
         failed = [o for o in outcomes if o.status != "ok"]
@@ -255,7 +286,6 @@ def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
         assert again.empty, f"not converged: {again.changes[:5]}"
         return after
 
-    desired = Snapshot.build(users, groups)
     after = converge(desired)
     assert {u.external_id for u in after.users.values() if u.active} >= {
         u.external_id for u in users if u.active}
@@ -266,6 +296,33 @@ def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
     assert not next(u for u in revoked.users.values() if u.external_id == u0.external_id).active
     restored = converge(desired)
     assert next(u for u in restored.users.values() if u.external_id == u0.external_id).active
+
+
+def _check_stop(target: Target, desired: Snapshot, policy: Policy,
+                fields: tuple[str, ...]) -> None:
+    """``stop`` set before the apply: nothing happens. Set at the first outcome: the apply
+    returns, having recorded each change at most once (what a target sends in one request,
+    like Bitwarden's import, may all be recorded; the converge that follows proves the
+    journal true)."""
+    before = target.snapshot()
+    plan = diff(desired, before, policy, managed_refs(target), fields)
+    stop = threading.Event()
+    stop.set()
+    outcomes: list[Outcome] = []
+    target.apply(plan, outcomes.append, stop)
+    assert outcomes == [], "an apply with stop set must start nothing"
+    assert target.snapshot().digest() == before.digest(), "a stopped apply changed the server"
+    stop = threading.Event()
+
+    def first_stops(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        stop.set()
+
+    target.apply(plan, first_stops, stop)
+    recorded = [id(o.change) for o in outcomes]
+    assert recorded, "an apply must record its first outcome"
+    assert len(set(recorded)) == len(recorded), "a change was recorded twice"
+    assert set(recorded) <= {id(c) for c in plan.changes}, "an outcome of no planned change"
 
 
 def managed_refs(target: Any) -> frozenset[str]:

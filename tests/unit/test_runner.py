@@ -17,14 +17,12 @@ from dirconnector.testing import FakeConnector, FakeTarget
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "directory.json"
 
 
-def profile(tmp_path: Path, marker_age: int = 3600, **sync: object):
-    """A profile; ``marker_age``: seconds a change marker is trusted (full_read_interval)."""
+def profile(tmp_path: Path, **sync: object):
+    """A profile of the file source to a SCIM URL (the tests hand in fakes for both)."""
     data = {"source": {"type": "file", "users": str(EXAMPLES)},
             "target": {"type": "scim", "url": "http://127.0.0.1:9", "token": "t0ken"},
             "sync": {"remove_missing": True, **sync}, "state": {"path": str(tmp_path / "s.db")}}
-    loaded = settings.load(data=data)
-    source = loaded.source.model_copy(update={"full_read_interval": timedelta(seconds=marker_age)})
-    return loaded.model_copy(update={"source": source})
+    return settings.load(data=data)
 
 
 USERS = [User(f"e{i}", f"u{i}@x.com", display_name=f"U{i}") for i in range(40)]
@@ -164,12 +162,13 @@ def test_records_from_many_threads_are_all_journalled(tmp_path, store):
 
 
 class MarkedConnector(FakeConnector):
-    """A fake directory with a change marker, like OpenLDAP's contextCSN."""
+    """A fake directory with a change marker, like OpenLDAP's contextCSN (HasChangeMarker)."""
 
     def __init__(self, **kw):
         super().__init__(users=USERS, groups=GROUPS, **kw)
         self.marker: str | None = "csn-1"
         self.marker_reads = 0
+        self.full_read_interval = timedelta(hours=1)
 
     def change_marker(self):
         self.marker_reads += 1
@@ -213,7 +212,7 @@ def test_marker_is_not_trusted_past_full_read_interval(tmp_path, store):
 
 def test_no_full_read_interval_never_asks_for_a_marker(tmp_path, store):
     runner, conn, _ = marked(tmp_path, store)
-    runner.profile = profile(tmp_path, marker_age=0)
+    conn.full_read_interval = timedelta(0)
     runner.run("sync")
     runner.run("sync")
     assert conn.marker_reads == 0 and conn.fetches == 2
@@ -279,7 +278,7 @@ def test_partial_run_counts_what_failed_and_what_was_not_sent(tmp_path, store):
     from dirconnector.outcome import Outcome
 
     class Skipping(FakeTarget):
-        def apply(self, plan, record):
+        def apply(self, plan, record, stop=None):
             changes = list(plan.changes)
             record(Outcome(changes[0], "skipped", "not sent"))
             record(Outcome(changes[1], "failed", "HTTP 500"))
@@ -320,3 +319,29 @@ def test_emptied_groups_are_refused_then_forced_exactly(tmp_path, store):
     forced = runner.run("sync", force=True)
     assert [(c.kind, len(c.members)) for c in forced.plan.changes] == [("remove_members", 30)]
     assert all(not g.member_ids for g in target.state.groups.values())
+
+
+def test_stop_ends_the_run_after_the_change_in_flight(tmp_path, store):
+    """stop set at the 5th outcome: RunInterrupted, exactly 5 journalled, the rerun converges."""
+    from dirconnector.errors import RunInterrupted
+
+    stop = threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def applied(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 5:
+            stop.set()
+
+    target = FakeTarget()
+    runner = Runner(profile(tmp_path), store, connector=FakeConnector(users=USERS, groups=GROUPS),
+                    target=target, applied=applied, stop=stop)
+    with pytest.raises(RunInterrupted, match="after 5 of 42"):
+        runner.run("sync")
+    assert seen == [(n, 42) for n in range(1, 6)]
+    run = store.runs("default", 1)[0]
+    assert run.status == "interrupted" and len(store.journal(run.id)) == 5
+    assert len(target.applied) == 5
+    runner.stop = threading.Event()
+    assert runner.run("sync").status == "ok"
+    assert runner.run("sync", full=True).plan.empty

@@ -1,15 +1,25 @@
-"""The Target protocol: how a server is read and changed.
+"""The Target protocol, how a server is read and changed, and its optional capabilities.
 
 ``snapshot`` returns what the server holds (users and groups keyed by the server's
 own ids, in ``ref``). ``apply`` carries out a plan's changes and reports each
 outcome through ``record`` as soon as it is known, so the journal is right even if
 the process dies half-way. The order comes from ``Plan.by_phase()``, retries from
-``dirconnector.http``, and ``DeferredRecord`` (below) keeps the journal true when the
-runner interrupts an apply.
+``dirconnector.http``. ``record`` never raises; a run that must end early (SIGTERM)
+sets ``stop``, and the target starts no new change once it is set, while the outcomes
+of changes already sent still reach ``record``.
+
+Optional capabilities are small protocols of their own; the runner asks
+``isinstance(target, StoresUserFields)``, never ``getattr``, and
+``dirconnector.testing.check_target`` tests each one a target claims:
+
+- ``StoresUserFields``: which user attributes the server holds for a directory to
+  compare (the others are never planned as updates);
+- ``HasLimitations``: changes this server cannot make, turned into plan notes.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -20,39 +30,10 @@ from ..model import Snapshot
 from ..outcome import Outcome
 from ..plan import Change, Plan
 
-__all__ = ["CheckReport", "DeferredRecord", "HasLimitations", "Outcome", "Record", "Target"]
+__all__ = ["CheckReport", "HasLimitations", "Outcome", "Record", "StoresUserFields", "Target"]
 
 Record = Callable[[Outcome], None]
-
-
-class DeferredRecord:
-    """Wraps ``record`` so every outcome reaches it even after it raised once.
-
-    The runner's ``record`` raises RunInterrupted when a signal asks the run to stop.
-    A target must then start nothing new, but the changes already sent (a Bulk
-    response's operations, requests in flight on other threads) still happened and
-    must be journalled: it keeps calling this wrapper for them, checks ``stopped``
-    before starting more, and calls ``raise_pending()`` at the end.
-    """
-
-    def __init__(self, record: Record) -> None:
-        self._record = record
-        self.error: BaseException | None = None
-
-    def __call__(self, outcome: Outcome) -> None:
-        try:
-            self._record(outcome)
-        except BaseException as exc:  # kept and re-raised by raise_pending
-            if self.error is None:
-                self.error = exc
-
-    @property
-    def stopped(self) -> bool:
-        return self.error is not None
-
-    def raise_pending(self) -> None:
-        if self.error is not None:
-            raise self.error
+"""Receives each change's outcome as soon as it is known; never raises."""
 
 
 @runtime_checkable
@@ -72,11 +53,12 @@ class Target(Protocol):
         """Every account and group the server holds now."""
         ...
 
-    def apply(self, plan: Plan, record: Record) -> None:
+    def apply(self, plan: Plan, record: Record, stop: threading.Event | None = None) -> None:
         """Carry out the plan; report every change's outcome through ``record``.
 
         A failure of one change is recorded and the rest go on; only a failure that
-        makes every further change pointless (credentials revoked) raises.
+        makes every further change pointless (credentials revoked) raises. Once ``stop``
+        is set no new change starts; the ones in flight finish and are recorded.
         """
         ...
 
@@ -97,4 +79,16 @@ class HasLimitations(Protocol):
 
     def limitations(self, plan: Plan) -> Sequence[tuple[Change, str]]:
         """The changes of ``plan`` this server cannot make, each with the reason."""
+        ...
+
+
+@runtime_checkable
+class StoresUserFields(Protocol):
+    """Names the user attributes this server holds for a directory to compare and change
+    (``diff.USER_FIELDS`` by default). Bitwarden holds only the email: a person's name
+    belongs to their own account, so names are never planned as updates there."""
+
+    @property
+    def user_fields(self) -> tuple[str, ...]:
+        """A subset of ``diff.USER_FIELDS``."""
         ...

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import ClassVar
 
 from pydantic import BaseModel
@@ -72,6 +73,11 @@ class LdapConnector:
                 return self._read(wire, self._resolve(wire), state)
         finally:
             wire.close()
+
+    @property
+    def full_read_interval(self) -> timedelta:
+        """How long an unchanged marker is trusted (``[source] full_read_interval``)."""
+        return self.settings.full_read_interval
 
     def change_marker(self) -> str | None:
         """A value that changes whenever anything in the directory is written, or None.

@@ -13,6 +13,7 @@ to those sent that the organization knows by external id (reference 2.6, step 7)
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -38,7 +39,6 @@ from ...plan import (
     RevokeUser,
     UpdateUser,
 )
-from .. import DeferredRecord
 from .api import REVOKED, BitwardenApi
 from .importer import ImportRequest, Work
 
@@ -59,27 +59,27 @@ class Applier:
         self._pending: dict[int, Change] = {}
         self._import_errors: dict[int, str] = {}
         self._record: Callable[[Outcome], None] = lambda o: None
-        self._journal = DeferredRecord(self._record)
+        self._stop = threading.Event()
 
-    def run(self, plan: Plan, work: Work, record: Callable[[Outcome], None]) -> None:
+    def run(self, plan: Plan, work: Work, record: Callable[[Outcome], None],
+            stop: threading.Event) -> None:
+        """Send ``work``; once ``stop`` is set nothing new starts (the rest stays pending)."""
         self._pending = {id(c): c for c in plan.changes}
-        journal = DeferredRecord(record)  # an interrupted run still journals what finished
-        self._journal = journal
-        self._record = journal
+        self._record = record
+        self._stop = stop
         try:
             self._run(work)
         except AuthError as exc:
             for change in list(self._pending.values()):
                 self._done(change, "skipped", f"not attempted: {exc}")
             raise
-        journal.raise_pending()
 
     def _done(self, change: Change, status: Any, error: str = "", ref: str = "") -> None:
         if self._pending.pop(id(change), None) is not None:
             self._record(Outcome(change, status, error, ref))
 
     def _endpoint(self, change: Change, method: str, path: str, body: Any = None) -> bool:
-        if self._journal.stopped:
+        if self._stop.is_set():
             return False                 # interrupted: start nothing new
         try:
             self.api.call(method, path, json=body)
@@ -153,7 +153,7 @@ class Applier:
         owner: dict[Future[None], RelinkUser] = {}
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             while True:
-                while len(running) < self.concurrency and not self._journal.stopped:
+                while len(running) < self.concurrency and not self._stop.is_set():
                     change = next(todo, None)
                     if change is None:
                         break
@@ -197,7 +197,7 @@ class Applier:
         sent: list[Change] = []
         broken = ""
         for req in requests:
-            if self._journal.stopped:
+            if self._stop.is_set():
                 break                    # interrupted: send no further import
             if lost_groups:
                 req = self._without(req, lost_groups)

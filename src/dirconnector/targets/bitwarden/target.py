@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from ipaddress import ip_address
@@ -174,14 +175,15 @@ class BitwardenTarget:
                 out.append((change, OWNER_KEPT))
         return out
 
-    def apply(self, plan: Plan, record: Callable[[Outcome], None]) -> None:
+    def apply(self, plan: Plan, record: Callable[[Outcome], None],
+              stop: threading.Event | None = None) -> None:
         if plan.empty:
             return
         current = self._current(plan)
         owners = frozenset(o for o in current.info.get("owners", "").split(",") if o)
         work = plan_work(plan, current, large=self.large, owners=owners, cloud=self.api.cloud)
         Applier(self.api, current, self.settings.invite_users,
-                self.settings.concurrency).run(plan, work, record)
+                self.settings.concurrency).run(plan, work, record, stop or threading.Event())
 
     def _current(self, plan: Plan) -> Snapshot:
         """The server state the plan was computed against (read again if not cached)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -66,12 +67,12 @@ class BulkCreator:
             out.append(cur)
         return out
 
-    def create(self, changes: Sequence[CreateUser], emit: Callable[[Outcome], None]
-               ) -> list[tuple[CreateUser, bool]]:
+    def create(self, changes: Sequence[CreateUser], emit: Callable[[Outcome], None],
+               stop: threading.Event) -> list[tuple[CreateUser, bool]]:
         """Create in Bulk, emitting each outcome; return (change, uncertain) to send singly."""
         leftovers: list[tuple[CreateUser, bool]] = []
         for batch in self.batches(changes):
-            if getattr(emit, "stopped", False):
+            if stop.is_set():
                 break                    # interrupted: send no further Bulk request
             if self.broken:
                 leftovers.extend((c, False) for c, _ in batch)

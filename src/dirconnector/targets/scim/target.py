@@ -35,7 +35,7 @@ from ...http import HttpClient
 from ...model import Group, Snapshot
 from ...plan import AddMembers, Change, CreateUser, Plan, RemoveMembers, RevokeUser, UpdateUser
 from ...settings import HttpPluginSettings
-from .. import DeferredRecord, Record
+from .. import Record
 from ..bitwarden.importer import email_change_note
 from ..bitwarden.target import BitwardenSettings
 from . import wire as wire
@@ -293,27 +293,28 @@ class ScimTarget:
 
     # ------------------------------------------------------------ write
 
-    def apply(self, plan: Plan, record: Record) -> None:
+    def apply(self, plan: Plan, record: Record, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
         caps = self.capabilities()
         writer = ScimWriter(self.http, caps, member_chunk=self.settings.member_chunk,
                             users_by_ext=self._users_by_ext, groups_by_ext=self._groups_by_ext,
                             versions=self._versions, logins=self._logins,
                             relink=self.relink if caps.flavor == "bitwarden" else None)
         self.bulk_requests = 0
-        journal = DeferredRecord(record)  # an interrupted run still journals what finished
         for batch in plan.by_phase():
+            if stop.is_set():
+                return                   # interrupted: the next phase does not start
             pending: list[Change] = list(batch)
             uncertain: set[int] = set()
             creates = [c for c in pending if isinstance(c, CreateUser)]
             if creates and self._bulk_usable(caps, len(creates)):
                 bulk = BulkCreator(self.http, writer, caps, self.settings.bulk_size)
-                left = bulk.create(creates, journal)
+                left = bulk.create(creates, record, stop)
                 self.bulk_requests += bulk.requests
-                journal.raise_pending()
                 pending = [c for c in pending if not isinstance(c, CreateUser)]
                 pending += [c for c, _ in left]
                 uncertain = {id(c) for c, unsure in left if unsure}
-            run_phase(pending, writer, journal, uncertain, self.settings.concurrency)
+            run_phase(pending, writer, record, uncertain, self.settings.concurrency, stop)
 
     def _bulk_usable(self, caps: wire.Capabilities, creates: int) -> bool:
         return self.settings.bulk == "auto" and caps.bulk and creates > 1

@@ -1,0 +1,152 @@
+"""history, config show / validate, connectors, import-bwdc: looking and setting up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .context import Ctx, errors_to_exit, pass_ctx
+from .main import main
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, help="How many runs to show.")
+@click.option("--profile", "profile_name", help="Only this profile [default: the configured one].")
+@click.option("--all-profiles", is_flag=True, help="Runs of every profile in the state file.")
+@click.option("--run", "run_id", help="Show the journal of one run.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@pass_ctx
+def history(ctx: Ctx, limit: int, profile_name: str | None, all_profiles: bool,
+            run_id: str | None, fmt: str) -> None:
+    """Past runs with their counts and failures, from the state store."""
+    from rich.markup import escape
+
+    from .. import report
+    from ..report import printable
+
+    with errors_to_exit(ctx):
+        store = ctx.store()
+        if run_id:
+            rows = store.journal(run_id)
+            if fmt == "json":
+                click.echo(report.dumps(rows))
+                return
+            for r in rows:
+                mark = {"ok": "[green]ok[/green]", "failed": "[red]FAILED[/red]"}.get(
+                    r["status"], r["status"])
+                ctx.console.print(f"{r['seq']:>5} {mark} {r['kind']} "
+                                  f"{escape(printable(r['subject']))} "
+                                  f"{escape(printable(r['error']))}")
+            return
+        name = None if all_profiles else (profile_name or ctx.profile().name)
+        runs = store.runs(name, limit)
+        if fmt == "json":
+            click.echo(report.dumps([r.__dict__ if hasattr(r, "__dict__") else _row(r)
+                                     for r in runs]))
+        else:
+            ctx.console.print(report.history_table(runs, show_profile=all_profiles))
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return {k: getattr(r, k) for k in r.__slots__}
+
+
+@main.group("config")
+def config_group() -> None:
+    """Show or validate the configuration."""
+
+
+@config_group.command("show")
+@click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="toml",
+              show_default=True)
+@pass_ctx
+def config_show(ctx: Ctx, fmt: str) -> None:
+    """The effective configuration (file + environment), secrets redacted."""
+    with errors_to_exit(ctx):
+        data = ctx.profile().redacted()
+        if fmt == "json":
+            click.echo(json.dumps(data, indent=2, default=str))
+        else:
+            click.echo(_toml(data))
+
+
+@config_group.command("validate")
+@pass_ctx
+def config_validate(ctx: Ctx) -> None:
+    """Check the configuration without connecting anywhere."""
+    with errors_to_exit(ctx):
+        profile = ctx.profile()
+        if profile.settings.migrate:
+            from ..migrate.presets import migrate_settings
+
+            migrate_settings(profile.settings.migrate)
+        ctx.console.print(f"[green]Configuration is valid[/green] ({profile.path}): "
+                          f"profile {profile.name!r}, source {profile.source.type!r}, "
+                          f"target {profile.target.type!r}.")
+
+
+@main.command()
+@pass_ctx
+def connectors(ctx: Ctx) -> None:
+    """List the installed connectors (sources) and targets."""
+    from rich.table import Table
+
+    from .. import registry
+
+    table = Table("kind", "type", "provided by", "class")
+    for kind, group in (("source", registry.CONNECTORS), ("target", registry.TARGETS)):
+        for name, plugin in registry.available(group).items():
+            table.add_row(kind, name, plugin.distribution, plugin.value)
+    ctx.console.print(table)
+
+
+@main.command("import-bwdc")
+@click.argument("data_json", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the profile here (refuses to overwrite) instead of to stdout.")
+@pass_ctx
+def import_bwdc(ctx: Ctx, data_json: str, out: str | None) -> None:
+    """Convert Bitwarden Directory Connector's data.json into a dirconnector profile.
+
+    Every option dirconnector understands is mapped; the others are listed. Secrets
+    are never written: they become *_env references to set before the first run.
+    """
+    from ..bwdc.convert import convert
+    from ..errors import ConfigError
+
+    with errors_to_exit(ctx):
+        try:
+            data = json.loads(Path(data_json).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{data_json}: not a readable JSON file: {exc}") from exc
+        text, unmapped = convert(data)
+        if out:
+            target = Path(out)
+            if target.exists():
+                raise ConfigError(f"{out} already exists; not overwriting it")
+            target.write_text(text, encoding="utf-8")
+            target.chmod(0o600)
+            ctx.err.print(f"Wrote {out}. Check it with `dirconnector --config {out} "
+                          f"config validate`, then `plan`.")
+        else:
+            click.echo(text, nl=False)
+        for item in unmapped:
+            ctx.err.print(f"[yellow]not mapped:[/yellow] {item}")
+
+
+def _toml(data: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer for `config show` (tables after scalars)."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((f"{prefix}{key}", value))
+        elif value is not None:
+            lines.append(f"{key} = {json.dumps(value, default=str)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        lines.append(_toml(table, prefix=f"{name}.").strip("\n"))
+    return "\n".join(lines) + "\n"
