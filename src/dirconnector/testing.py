@@ -42,7 +42,7 @@ from .plan import (
 )
 from .settings import PluginSettings
 from .state_space import ConnectorState
-from .targets import HasLimitations, StoresUserFields, Target
+from .targets import HasLimitations, StoresUserFields, Target, WritesExternalId
 
 
 class FakeSettings(PluginSettings):
@@ -260,7 +260,8 @@ def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
     returns with a true record. Then it creates ``users`` and ``groups`` (with
     members), converges, renames a group, revokes and restores a user, and checks that
     each step's next plan is empty. The capabilities a target claims are checked too:
-    ``StoresUserFields`` names known fields; ``HasLimitations`` names changes of the plan.
+    ``StoresUserFields`` names known fields; ``HasLimitations`` names changes of the plan;
+    ``WritesExternalId`` sets, clears and restores ids (``check_writes_external_id``).
     """
     assert isinstance(target, Target), "a target implements the Target protocol"
     assert target.check().ok, "check() must pass on a reachable server"
@@ -296,6 +297,8 @@ def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
     assert not next(u for u in revoked.users.values() if u.external_id == u0.external_id).active
     restored = converge(desired)
     assert next(u for u in restored.users.values() if u.external_id == u0.external_id).active
+    if isinstance(target, WritesExternalId):
+        check_writes_external_id(target)
 
 
 def _check_stop(target: Target, desired: Snapshot, policy: Policy,

@@ -179,7 +179,7 @@ class Migration:
     def apply(self, idp: str | None, scope_groups: Sequence[str] = (), *,
               map_path: Path | None = None, force: bool = False) -> MigrateOutcome:
         writer_for(self.target)  # a target that cannot write external ids: say so first
-        frozen = self.store.get_meta(self.name, "frozen")
+        frozen = self.store.frozen(self.name)
         if frozen:
             raise ProfileFrozen(f"profile {self.name!r} was already handed to "
                                 f"{frozen.get('idp', '?')} on {frozen.get('at', '?')} "
@@ -206,7 +206,7 @@ class Migration:
             try:
                 self._write(rows, "new", out)
                 if out.done or not out.failed:
-                    self.store.set_meta(self.name, "frozen", {
+                    self.store.freeze(self.name, {
                         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                         "idp": plan.idp, "map": str(path),
                         "scope_groups": list(plan.scope.groups),
@@ -224,7 +224,7 @@ class Migration:
         writer_for(self.target)
         path = map_path.resolve()
         rows = read_map(path)
-        frozen = self.store.get_meta(self.name, "frozen") or {}
+        frozen = self.store.frozen(self.name) or {}
         if frozen.get("map") and Path(frozen["map"]) != path and not force:
             raise ConfigError(f"--map {path}: profile {self.name!r} was frozen with "
                               f"{frozen['map']}", hint="pass that map, or --force")
@@ -250,8 +250,8 @@ class Migration:
                                                 f"since?); --force restores it anyway"))
                 self._write(todo, "old", out)
                 if not out.failed:
-                    self.store.set_meta(self.name, "frozen", None)
-                out.frozen = bool(self.store.get_meta(self.name, "frozen"))
+                    self.store.freeze(self.name, None)
+                out.frozen = bool(self.store.frozen(self.name))
             finally:
                 self.store.finish_run(run_id, "partial" if out.failed else "ok",
                                       {"restored": len(out.done), "failed": len(out.failed)},
