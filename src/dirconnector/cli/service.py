@@ -95,7 +95,7 @@ def status(ctx: Ctx, configs: tuple[str, ...], profiles_dir: Path | None, fmt: s
                 holders = store.holders() if isinstance(store, SharesProfiles) else {}
                 last = store.runs(profile.name, 1)
                 info = store.get_meta(profile.name, "daemon", {}) or {}
-                frozen = store.get_meta(profile.name, "frozen")
+                frozen = store.frozen(profile.name)
                 holder = holders.get(profile.name)
                 rows.append({
                     "profile": profile.name, "config": str(path),

@@ -613,6 +613,9 @@ class PostgresStore:
         value = self.get_meta(profile, "frozen")
         return value if isinstance(value, dict) and value else None
 
+    def freeze(self, profile: str, how: dict[str, Any] | None) -> None:
+        self.set_meta(profile, "frozen", how or None)
+
     def _set_many(self, profile: str, values: dict[str, Any]) -> None:
         with self._on(profile) as conn, conn.transaction():
             for key, value in values.items():

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from ...errors import AuthError, Conflict, DirconnectorError, TargetError, TransientError
-from ...http import HttpClient, backoff, pause
+from ...http import READ_BACK, HttpClient, Response
 from ...model import User
 from ...outcome import Outcome
 from ...plan import (
@@ -43,6 +41,7 @@ from ...plan import (
     UpdateUser,
     subject,
 )
+from .. import WritesExternalId
 from . import wire as wire
 
 log = logging.getLogger(__name__)
@@ -70,21 +69,18 @@ class Skip(Exception):
     """The change is deliberately not sent; the message says why."""
 
 
-ExternalIdWriter = Callable[[Change], None]
-"""Writes a relink's external id some other way than SCIM PATCH (Bitwarden: the Public
-API member update, which every server version honours)."""
-
-
 class ScimWriter:
     """Executes single changes; shared by the worker threads of one apply."""
 
     def __init__(self, http: HttpClient, caps: wire.Capabilities, *, member_chunk: int,
                  users_by_ext: Mapping[str, str], groups_by_ext: Mapping[str, str],
                  versions: Mapping[str, str], logins: Mapping[str, str] | None = None,
-                 relink: ExternalIdWriter | None = None) -> None:
+                 relink: WritesExternalId | None = None) -> None:
         self.http = http
         self.caps = caps
         self.relink = relink
+        """Writes relinks some other way than SCIM PATCH (Bitwarden: the Public API member
+        and group updates, which every server version honours)."""
         self.member_chunk = member_chunk
         self._lock = threading.Lock()
         self._users = dict(users_by_ext)      # external id -> SCIM id (snapshot + created)
@@ -127,7 +123,9 @@ class ScimWriter:
 
         A gateway can fail after the server acted; reading the resource back tells the
         journal what really happened. Only single-attribute changes are checked; the
-        read-back is tried three times, as it may meet the same flaky gateway.
+        read-back is tried three times (READ_BACK), as it may meet the same flaky gateway.
+        Its own loop: a failed read is any error, a 404 included, not only what
+        HttpClient retries; the waiting is HttpClient's Backoff.
         """
         if isinstance(change, RevokeUser | RestoreUser | LinkUser | RelinkUser):
             path, ref = self.caps.users_path, change.ref
@@ -135,16 +133,18 @@ class ScimWriter:
             path, ref = self.caps.groups_path, change.ref
         else:
             return False
-        for attempt in range(3):
+        waits = self.http.backoff(READ_BACK)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 body, _ = self._read(path, ref)
                 break
             except AuthError:
                 raise
             except DirconnectorError:
-                pause(0.2 * (attempt + 1))
-        else:
-            return False
+                if not waits.again(attempt):
+                    return False
         if isinstance(change, RevokeUser | RestoreUser):
             return bool(body.get("active", True)) == isinstance(change, RestoreUser)
         if isinstance(change, LinkUser | RelinkUser):
@@ -164,12 +164,10 @@ class ScimWriter:
             self.modify(users, change.ref, ops, t)
             return change.ref
         if isinstance(change, LinkUser | RelinkUser):
-            # RFC 7643 3.1 externalId; Bitwarden honours PATCH externalId since PM-19232.
-            if isinstance(change, RelinkUser) and self.relink is not None:
-                self.relink(change)
+            if isinstance(change, RelinkUser):
+                self.set_user_external_id(change.ref, change.user.external_id, t)
             else:
-                self.modify(users, change.ref,
-                            [wire.replace_op("externalId", change.user.external_id)], t)
+                self.patch_external_id(users, change.ref, change.user.external_id, t)
             self._remember(self._users, change.user.external_id, change.ref)
             return change.ref
         if isinstance(change, RevokeUser | RestoreUser):
@@ -186,11 +184,10 @@ class ScimWriter:
         if isinstance(change, CreateGroup):
             return self.create_group(change, t)
         if isinstance(change, LinkGroup | RelinkGroup):
-            if isinstance(change, RelinkGroup) and self.relink is not None:
-                self.relink(change)
+            if isinstance(change, RelinkGroup):
+                self.set_group_external_id(change.ref, change.external_id, t)
             else:
-                self.modify(groups, change.ref,
-                            [wire.replace_op("externalId", change.external_id)], t)
+                self.patch_external_id(groups, change.ref, change.external_id, t)
             self._remember(self._groups, change.external_id, change.ref)
             return change.ref
         if isinstance(change, RenameGroup):
@@ -280,8 +277,10 @@ class ScimWriter:
         A POST whose answer was lost may have created the object. Servers that enforce
         uniqueness answer the retry with 409 (then ``recover``), but many do not for
         groups (scim2-server does not), so a lost answer is followed by a lookup by
-        externalId rather than a blind second POST.
+        externalId rather than a blind second POST. That lookup is why this loop is not
+        HttpClient's (which would POST again blindly); it waits through the same Backoff.
         """
+        waits = self.http.backoff()
         attempt = 0
         while True:
             attempt += 1
@@ -306,11 +305,10 @@ class ScimWriter:
                         return str(found["id"])
                 raise
             except TransientError:
-                if attempt >= self.http.retry.attempts:
+                if not waits.again(attempt):
                     raise
                 t.retries += 1
                 uncertain = True
-                pause(backoff(attempt, self.http.retry))
 
     def find(self, path: str, attribute: str, value: str) -> dict[str, Any] | None:
         """The first resource with ``attribute eq value`` (RFC 7644 3.4.2.2), exact match only."""
@@ -376,6 +374,40 @@ class ScimWriter:
             with self._lock:
                 where[external_id] = ref
 
+    # ------------------------------------------------------------ external ids
+
+    def set_user_external_id(self, ref: str, external_id: str,
+                             t: Attempts | None = None) -> None:
+        """A relink's write, and ``migrate``'s (WritesExternalId): through ``relink`` when
+        the target has one (Bitwarden's Public API), else PATCH (``patch_external_id``)."""
+        if self.relink is not None:
+            self.relink.set_user_external_id(ref, external_id)
+        else:
+            self.patch_external_id(self.caps.users_path, ref, external_id, t or Attempts())
+
+    def set_group_external_id(self, ref: str, external_id: str,
+                              t: Attempts | None = None) -> None:
+        """Likewise for a group."""
+        if self.relink is not None:
+            self.relink.set_group_external_id(ref, external_id)
+        else:
+            self.patch_external_id(self.caps.groups_path, ref, external_id, t or Attempts())
+
+    def patch_external_id(self, path: str, ref: str, external_id: str, t: Attempts) -> None:
+        """Set or clear one resource's externalId (RFC 7643 3.1) by PATCH, or GET + PUT.
+
+        Setting is ``replace`` (RFC 7644 3.5.2.3), clearing is ``remove`` (3.5.2.2); a
+        server without PATCH gets the resource back without the attribute (``modify``).
+        Bitwarden's PATCH handles only ``replace`` and stores a blank value as null
+        (reference 3.2/3.3), so a clear there is ``replace`` with "". Bitwarden honours
+        PATCH externalId since PM-19232 (users) and PM-19551 (groups).
+        """
+        if external_id or self.caps.flavor == "bitwarden":
+            op = wire.replace_op("externalId", external_id)
+        else:
+            op = wire.remove_op("externalId")
+        self.modify(path, ref, [op], t)
+
     # ------------------------------------------------------------ PATCH / PUT with ETags
 
     def modify(self, path: str, ref: str, ops: Sequence[dict[str, Any]], t: Attempts) -> None:
@@ -416,7 +448,7 @@ class ScimWriter:
         self._note_version(ref, resp)
         return body, self._version(ref)
 
-    def _note_version(self, ref: str, resp: requests.Response) -> None:
+    def _note_version(self, ref: str, resp: Response) -> None:
         if not self.caps.etag:
             return
         version = resp.headers.get("ETag")
@@ -431,7 +463,7 @@ class ScimWriter:
                 self._versions.pop(ref, None)  # unknown now: send no stale If-Match
 
     def _send(self, method: str, path: str, body: Any, t: Attempts, *, ok: tuple[int, ...],
-              version: str | None = None) -> requests.Response:
+              version: str | None = None) -> Response:
         headers = {"Content-Type": wire.SCIM_JSON}
         if version:
             headers["If-Match"] = version
@@ -439,7 +471,7 @@ class ScimWriter:
                                  on_retry=t.on_retry)
 
 
-def _body(resp: requests.Response) -> Any:
+def _body(resp: Response) -> Any:
     try:
         return resp.json() if resp.content else None
     except ValueError:
