@@ -12,7 +12,7 @@ from dirconnector.migrate import render as render
 from dirconnector.migrate.apply import Migration
 from dirconnector.migrate.plan import PRESETS, Scope, migrate_plan, migrate_settings
 from dirconnector.model import Group, Snapshot, User
-from dirconnector.state import StateStore
+from dirconnector.state import SqliteStore
 from dirconnector.testing import FakeConnector
 
 BW = {"server": "bitwarden"}
@@ -145,7 +145,7 @@ def test_target_without_external_id_writes_is_refused(tmp_path: Path):
         "profile": "p", "source": {"type": "file", "users": str(directory)},
         "target": {"type": "scim", "url": "http://127.0.0.1:9/v2"},
         "state": {"path": str(tmp_path / "state.db")}})
-    store = StateStore(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     try:
         migration = Migration(profile, store, connector=FakeConnector(),
                               target=ReadOnlyTarget())
