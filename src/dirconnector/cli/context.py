@@ -120,9 +120,12 @@ def errors_to_exit(ctx: Ctx) -> Iterator[None]:
     except DirconnectorError as exc:
         from .. import logs
 
-        ctx.err.print(f"[bold red]Error:[/bold red] {logs.redact(str(exc))}", markup=True)
+        from rich.markup import escape  # messages name TOML tables: [state], [sync]
+
+        ctx.err.print(f"[bold red]Error:[/bold red] {escape(logs.redact(str(exc)))}",
+                      markup=True)
         if exc.hint:
-            ctx.err.print(f"[dim]Hint: {logs.redact(exc.hint)}[/dim]")
+            ctx.err.print(f"[dim]Hint: {escape(logs.redact(exc.hint))}[/dim]")
         if ctx.verbose > 1:
             logging.getLogger("dirconnector").debug("traceback", exc_info=True)
         sys.exit(exc.exit_code)
