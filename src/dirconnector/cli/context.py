@@ -118,9 +118,9 @@ def errors_to_exit(ctx: Ctx) -> Iterator[None]:
     try:
         yield
     except DirconnectorError as exc:
-        from .. import logs
-
         from rich.markup import escape  # messages name TOML tables: [state], [sync]
+
+        from .. import logs
 
         ctx.err.print(f"[bold red]Error:[/bold red] {escape(logs.redact(str(exc)))}",
                       markup=True)

@@ -143,7 +143,7 @@ def open_store(settings: StateSettings, *, replica: str | None = None) -> StateS
 def migrate(settings: StateSettings) -> tuple[int, int]:
     """Create or upgrade the schema (``dirconnector state migrate``): (before, after)."""
     if settings.url is not None:
-        from .postgres import migrate as pg_migrate
+        from .pg_schema import migrate as pg_migrate
 
         return pg_migrate(settings)
     SqliteStore(settings.path).close()  # SQLite creates its tables when it opens

@@ -16,7 +16,7 @@ from dirconnector.model import User
 from dirconnector.outcome import Outcome
 from dirconnector.plan import CreateUser
 from dirconnector.settings import StateSettings
-from dirconnector.state import open_store, postgres
+from dirconnector.state import open_store, pg_schema, postgres
 from dirconnector.sync import Runner
 from dirconnector.testing import FakeConnector, FakeTarget
 
@@ -84,7 +84,7 @@ def test_a_newer_schema_is_refused_by_the_store_and_by_migrate(pg):
     with pg.connect(db) as conn:
         conn.execute("INSERT INTO schema_version VALUES (99, 0)")
     for attempt in (lambda: open_store(settings(pg, db)),
-                    lambda: postgres.migrate(settings(pg, db))):
+                    lambda: pg_schema.migrate(settings(pg, db))):
         with pytest.raises(StateError, match="schema version 99, newer than this dirconnector "
                                              "knows"):
             attempt()
@@ -92,12 +92,12 @@ def test_a_newer_schema_is_refused_by_the_store_and_by_migrate(pg):
 
 def test_migrate_applies_only_the_steps_after_the_current_version(pg, monkeypatch):
     db = pg.new_database()
-    monkeypatch.setattr(postgres, "MIGRATIONS", (*postgres.MIGRATIONS,
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", (*pg_schema.MIGRATIONS,
                                                  (2, "CREATE TABLE extra (x integer)")))
     with pytest.raises(StateError, match="needs 2"):
         open_store(settings(pg, db))
-    assert postgres.migrate(settings(pg, db)) == (1, 2)
-    assert postgres.migrate(settings(pg, db)) == (2, 2)
+    assert pg_schema.migrate(settings(pg, db)) == (1, 2)
+    assert pg_schema.migrate(settings(pg, db)) == (2, 2)
     open_store(settings(pg, db)).close()
 
 
