@@ -192,6 +192,12 @@ def test_three_replicas_share_the_profiles(tmp_path, scim, postgres):
         big_users = users_on(scim, tenants["big"])
         assert sorted(u["externalId"] for u in big_users) == sorted(
             f"big-u{j}" for j in range(BIG_USERS)), "nothing lost or duplicated"
+        (cut_short,) = conn.execute("SELECT id FROM runs WHERE profile='big' AND replica=%s "
+                                    "AND status='interrupted'", (victim.name,)).fetchall()
+        journalled = {r[0] for r in conn.execute(
+            "SELECT ref FROM journal WHERE run_id=%s AND status='ok'", cut_short).fetchall()}
+        assert journalled and journalled <= {u["id"] for u in big_users}, \
+            "the killed run's journal holds only changes the server holds"
         # 3. PostgreSQL restarts: the next ticks converge on the surviving replicas.
         restarted_at = time.time()
         pg.restart()
