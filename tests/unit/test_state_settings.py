@@ -42,7 +42,7 @@ def test_password_from_the_environment(monkeypatch):
 
 @pytest.mark.parametrize(("state", "message"), [
     ({"url": "mysql://db/x"}, "not a postgresql:// URL"),
-    ({"password": "x" * 10}, "apply to PostgreSQL: set url too"),
+    ({"password": "pw-without-a-url"}, "apply to PostgreSQL: set url too"),
     ({"url": URL, "password": "pw-one-234", "password_env": "X"}, "both set"),
     ({"url": URL, "sslmode": "sometimes"}, "sslmode"),
     ({"url": URL, "lock_lease": "1s"}, "at least 3s"),
