@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .notify_settings import DaemonSettings, NotifySettings
 
 ENV_PREFIX = "DIRCONNECTOR_"
 DEFAULT_FILE = "dirconnector.toml"
@@ -190,6 +191,8 @@ class Settings(BaseModel):
     state: StateSettings = StateSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     migrate: dict[str, Any] = Field(default_factory=dict)
+    notify: NotifySettings = NotifySettings()
+    daemon: DaemonSettings = DaemonSettings()
 
 
 def environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -383,11 +386,13 @@ def secret_values(profile: Profile) -> set[str]:
     def walk(model: BaseModel) -> None:
         for name in type(model).model_fields:
             value = getattr(model, name)
-            if isinstance(value, SecretStr) and value.get_secret_value():
-                found.add(value.get_secret_value())
-            elif isinstance(value, BaseModel):
-                walk(value)
+            for item in value if isinstance(value, tuple | list) else (value,):
+                if isinstance(item, SecretStr) and item.get_secret_value():
+                    found.add(item.get_secret_value())
+                elif isinstance(item, BaseModel):
+                    walk(item)
 
     walk(profile.source)
     walk(profile.target)
+    walk(profile.settings)  # [notify] and [daemon]
     return found
