@@ -50,12 +50,18 @@ def _stack(run: RunRow) -> tuple[dict[str, int], int, int]:
     return applied, failed, planned
 
 
-def _nice(top: float) -> float:
-    """A round axis maximum at or above ``top``."""
+def _axis(top: float) -> tuple[float, int]:
+    """A round step and the number of steps (2 to 5) that reach ``top``."""
     if top <= 0:
-        return 1.0
-    base = 10.0 ** math.floor(math.log10(top))
-    return float(next(m * base for m in (1, 2, 2.5, 5, 10) if m * base >= top))
+        return 1.0, 1
+    rough = top / 4
+    base = 10.0 ** math.floor(math.log10(rough))
+    step = float(next(m * base for m in (1, 2, 2.5, 5, 10) if m * base >= rough))
+    return step, max(1, math.ceil(top / step - 1e-9))
+
+
+def _num(value: float, step: float) -> str:
+    return f"{value:,.0f}" if step >= 1 else f"{value:,.1f}" if step >= 0.1 else f"{value:,.2f}"
 
 
 def _label(ts: float) -> str:
@@ -71,9 +77,10 @@ def runs_chart(runs: Sequence[RunRow], link: Callable[[str], str | None] | None 
         return '<p class="muted">No sync has run yet.</p>'
     stacks = [_stack(r) for r in shown]
     durations = [(r.finished - r.started) if r.finished else 0.0 for r in shown]
-    ymax = _nice(max(max(sum(a.values()) + f, p if r.status == "refused" else 0)
-                     for (a, f, p), r in zip(stacks, shown, strict=True)))
-    dmax = _nice(max(durations))
+    ystep, yn = _axis(max(max(sum(a.values()) + f, p if r.status == "refused" else 0)
+                          for (a, f, p), r in zip(stacks, shown, strict=True)))
+    dstep, dn = _axis(max(durations))
+    ymax, dmax = ystep * yn, dstep * dn
     pw, ph = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = pw / max(len(shown), 12)
     bar = min(28.0, slot * 0.7)
@@ -87,21 +94,21 @@ def runs_chart(runs: Sequence[RunRow], link: Callable[[str], str | None] | None 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
            f'width="{WIDTH}" height="{HEIGHT}" role="img" font-family="system-ui, DejaVu Sans, '
            f'sans-serif" font-size="11" aria-label="{h(f"Runs of profile {profile}")}">']
-    for i in range(5):  # grid and both axes' labels
-        v, d = ymax * i / 4, dmax * i / 4
+    for i in range(yn + 1):  # the grid and the changes axis (left)
+        v = ystep * i
         out.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
-                   f'stroke="#e3e7ee"/>'
-                   f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" text-anchor="end" fill="#5b6475">'
-                   f"{v:,.0f}</text>"
-                   f'<text x="{LEFT + pw + 6}" y="{yd(d) + 4:.1f}" fill="{COLOURS["duration"]}">'
-                   f"{d:,.1f} s</text>")
-    out.append(f'<text x="{LEFT - 40}" y="{TOP - 12}" fill="#5b6475">changes</text>')
+                   f'stroke="#e3e7ee"/><text x="{LEFT - 6}" y="{y(v) + 4:.1f}" '
+                   f'text-anchor="end" fill="#5b6475">{_num(v, ystep)}</text>')
+    for i in range(dn + 1):  # the duration axis (right)
+        d = dstep * i
+        out.append(f'<text x="{LEFT + pw + 6}" y="{yd(d) + 4:.1f}" '
+                   f'fill="{COLOURS["duration"]}">{_num(d, dstep)} s</text>')
     x_legend = float(LEFT)
     for key, text in LEGEND:
         out.append(f'<rect x="{x_legend:.0f}" y="{TOP - 22}" width="10" height="10" '
                    f'fill="{COLOURS[key]}"/><text x="{x_legend + 14:.0f}" y="{TOP - 13}">{h(text)}'
                    f"</text>")
-        x_legend += 24 + 6.2 * len(text)
+        x_legend += 26 + 5.9 * len(text)
     points = []
     for i, (r, (applied, failed, planned), took) in enumerate(
             zip(shown, stacks, durations, strict=True)):
@@ -143,12 +150,14 @@ def runs_chart(runs: Sequence[RunRow], link: Callable[[str], str | None] | None 
                f'fill="{COLOURS["duration"]}"/>' for p in points)
     out.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{TOP + ph}" y2="{TOP + ph}" '
                f'stroke="#8a93a3"/>')
-    ticks = sorted({0, len(shown) - 1, *range(0, len(shown), max(1, len(shown) // 5))})
-    for i in ticks:
+    every = max(1, math.ceil(86 / slot))  # a label is about 70 px wide
+    for i in range(0, len(shown), every):
         cx = LEFT + slot * i + slot / 2
         out.append(f'<text x="{cx:.1f}" y="{TOP + ph + 16}" text-anchor="middle" '
                    f'fill="#5b6475">{h(_label(shown[i].started))}</text>')
-    out.append(f'<text x="{LEFT + pw}" y="{HEIGHT - 4}" text-anchor="end" fill="#5b6475">'
+    out.append(f'<text x="{LEFT}" y="{HEIGHT - 4}" fill="#5b6475">bars: changes per run (left '
+               f"axis) · line: duration (right axis)</text>"
+               f'<text x="{LEFT + pw}" y="{HEIGHT - 4}" text-anchor="end" fill="#5b6475">'
                f"{len(shown)} run(s), oldest left; times UTC</text></svg>")
     return "".join(out)
 

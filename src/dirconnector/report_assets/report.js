@@ -177,6 +177,7 @@
     } else if (col.type === "status") {
       td.className = "st-" + String(v).replace(/[^a-z]+/g, "-"); td.textContent = v;
     } else if (col.type === "link") {
+      td.className = "nowrap";
       if (v[1] && safeHref(v[1])) { var a = el("a", null, v[0]); a.setAttribute("href", v[1]); td.appendChild(a); }
       else { td.textContent = v[0]; }
     } else if (col.type === "detail") {
