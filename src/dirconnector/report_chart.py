@@ -61,7 +61,8 @@ def _axis(top: float) -> tuple[float, int]:
 
 
 def _num(value: float, step: float) -> str:
-    return f"{value:,.0f}" if step >= 1 else f"{value:,.1f}" if step >= 0.1 else f"{value:,.2f}"
+    digits = 0 if step >= 1 else 1 if step >= 0.1 else 2 if step >= 0.01 else 3
+    return f"{value:,.{digits}f}"
 
 
 def _label(ts: float) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hmac
 import ipaddress
 import re
@@ -126,20 +127,50 @@ def _planned(run: RunRow | None) -> Counter[str]:
                     if k.startswith("plan.") and k[5:] in LABELS})
 
 
+def _next(view: ProfileView) -> str:
+    if not view.next_run:
+        return "-"
+    try:
+        at = dt.datetime.fromisoformat(view.next_run).timestamp()
+    except ValueError:
+        return view.next_run
+    left = at - time.time()
+    return when(at) + (f" (in {left:.0f} s)" if 0 <= left < 3600 else "")
+
+
+def _last_plan(run: RunRow | None) -> str:
+    planned = _planned(run)
+    if not planned:
+        return "No changes." if run is not None and run.counts else "-"
+    return h(tally(planned)) + ' <span class="muted">(' + h(", ".join(
+        f"{n:,} {LABELS[k]}" for k, n in sorted(planned.items()))) + ")</span>"
+
+
+def overview(views: list[ProfileView]) -> str:
+    """One line per profile, linking to its section."""
+    rows = "".join(
+        f'<tr><td class="nowrap"><a href="#profile-{h(v.name)}">{h(v.name)}</a></td>'
+        f'<td><span class="badge {h(v.state)}">{h(v.state)}</span></td>'
+        f"<td>{h(when(v.last.started)) if v.last else 'never'}</td>"
+        f'<td class="nowrap">{h(v.last.status) if v.last else "-"}</td><td>{h(_next(v))}</td>'
+        f"<td>{_last_plan(v.last)}</td>"
+        f'<td class="num">{v.failures}</td></tr>' for v in views)
+    return ("<section><h2>Profiles</h2><table><thead><tr><th>profile</th><th>state</th>"
+            "<th>last run</th><th>result</th><th>next run</th><th>last plan</th>"
+            f'<th class="num">failures in a row</th></tr></thead><tbody>{rows}</tbody>'
+            "</table></section>")
+
+
 def _profile(view: ProfileView) -> str:
     from .report_chart import runs_chart
 
     last = view.last
-    planned = _planned(last)
     items = [("state", f'<span class="badge {h(view.state)}">{h(view.state)}</span>'),
              ("configuration", f"<code>{h(view.config)}</code>"),
              ("last run", (f'<a href="runs/{h(last.id)}">{h(last.id)}</a> · {h(last.status)} · '
                            f"{h(when(last.started))}" if last else "never")),
-             ("next run", h(view.next_run.replace("T", " ") if view.next_run else "-")),
-             ("last plan", h(tally(planned) if planned else "No changes.") + (
-                 " <span class=\"muted\">(" + h(", ".join(
-                     f"{n:,} {LABELS[k]}" for k, n in sorted(planned.items()))) + ")</span>"
-                 if planned else ""))]
+             ("next run", h(_next(view))),
+             ("last plan", _last_plan(last))]
     if view.failures:
         items.append(("failures in a row", h(str(view.failures))))
     parts = [facts(items)]
@@ -183,6 +214,7 @@ def render(views: list[ProfileView], warning: str = "", refresh: int = 30) -> st
     body = []
     if warning:
         body.append(f'<div class="warning">{h(warning)}</div>')
+    body.append(overview(views))
     body.extend(_profile(v) for v in views)
     body.append('<p><a href="history">Every run, over time</a> · <a href="healthz">healthz'
                 '</a> · <a href="metrics">metrics</a></p>')
