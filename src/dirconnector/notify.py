@@ -149,7 +149,7 @@ def build(profile: Any, events: Sequence[Event], *, status: str, run_id: str, er
     if not events:
         return []
     planned = {k[5:]: v for k, v in counts.items() if k.startswith("plan.")}
-    applied: Counter[str] = Counter()
+    applied: Counter[str] = Counter(ok=0, failed=0, skipped=0)
     for key, n in counts.items():
         kind, _, outcome = key.rpartition(".")
         if kind in planned and outcome in ("ok", "failed", "skipped"):
