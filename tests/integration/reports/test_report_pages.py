@@ -125,8 +125,8 @@ def test_run_report_puts_failures_first_with_their_reason(env: Env, browser: Bro
     browser.open(out.as_uri(), READY)
     text = browser.text()
     assert f"dirconnector run {run_id}" in text and "partial" in text
-    # The two refused creates, and the memberships of those two people.
-    assert failed > 2 and f"{failed} of {total} change(s) failed" in text
+    # The two refused creates, and the memberships of those two people (if they have any).
+    assert failed >= 2 and f"{failed} of {total} change(s) failed" in text
     assert "2 no email" in text  # skipped entries, by reason
     statuses = browser.cells("changes", 5)
     assert statuses[:failed] == ["failed"] * failed and set(statuses[failed:]) == {"ok"}
