@@ -1,4 +1,6 @@
-"""HttpClient against a real local server: retries, Retry-After, bounds, error translation."""
+"""HttpClient: retries, Retry-After, bounds and error translation through a function
+transport; the urllib3 transport itself (wire format, proxies, TLS, redirects) against
+a real local server."""
 
 from __future__ import annotations
 
@@ -15,8 +17,14 @@ import pytest
 
 from dirconnector.errors import AuthError, Conflict, SourceError, TargetError, TransientError
 from dirconnector.http import (
+    Backoff,
+    Headers,
     HttpClient,
+    Request,
+    Response,
     RetryPolicy,
+    TlsError,
+    TransportTimeout,
     is_testing,
     parse_retry_after,
     pause,
@@ -28,7 +36,7 @@ class Script:
     """Responses to hand out in order: (status, headers, body); the requests that came."""
 
     def __init__(self) -> None:
-        self.queue: list[tuple[int, dict[str, str], str | bytes]] = []
+        self.queue: list[tuple[int, dict[str, str] | list[tuple[str, str]], str | bytes]] = []
         self.seen = 0
         self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
         """(method, request target, headers by lower-case name, body) of each request."""
@@ -43,7 +51,7 @@ def serve(script: Script, tls: ssl.SSLContext | None = None) -> tuple[str, Threa
             script.requests.append((self.command, self.path, headers, sent))
             status, headers, body = script.queue.pop(0) if script.queue else (200, {}, "{}")
             self.send_response(status)
-            for k, v in headers.items():
+            for k, v in headers.items() if isinstance(headers, dict) else headers:
                 self.send_header(k, v)
             data = body.encode() if isinstance(body, str) else body
             self.send_header("Content-Length", str(len(data)))
@@ -97,24 +105,84 @@ def test_retry_after_forms():
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
 
 
-def test_429_then_success_honours_retry_after(server):
+class Replies:
+    """A function transport: hands out the given answers (or raises the given errors) in
+    order, and keeps every Request it was handed."""
+
+    def __init__(self, *replies: Response | OSError) -> None:
+        self.replies = list(replies)
+        self.requests: list[Request] = []
+
+    def __call__(self, request: Request) -> Response:
+        self.requests.append(request)
+        reply = self.replies.pop(0) if self.replies else Response(200, json={})
+        if isinstance(reply, OSError):
+            raise reply
+        return reply
+
+
+def fake(*replies: Response | OSError, side="target", **kw) -> tuple[HttpClient, Replies,
+                                                                     list[float]]:
+    """An HttpClient on a function transport, with the sleeps it asks for recorded."""
+    slept: list[float] = []
+    transport = Replies(*replies)
+    c = HttpClient("https://api.example.test/v2", side=side, label="test", sleep=slept.append,
+                   retry=RetryPolicy(**kw) if kw else RetryPolicy(), transport=transport)
+    return c, transport, slept
+
+
+def test_429_then_success_honours_retry_after():
     """A 429 with Retry-After: 1.5 waits 1.5 s, then succeeds."""
-    url, script = server
-    script.queue = [(429, {"Retry-After": "1.5"}, "{}"), (200, {}, '{"ok": true}')]
-    c, slept = client(url)
+    c, sent, slept = fake(Response(429, headers={"Retry-After": "1.5"}),
+                          Response(200, json={"ok": True}))
     assert c.get_json("/x") == {"ok": True}
-    assert slept == [1.5] and script.seen == 2
+    assert slept == [1.5] and len(sent.requests) == 2
 
 
-def test_testing_mode_retries_at_once_and_still_logs_the_wait(server, caplog):
+def test_retry_after_as_an_http_date_is_waited_for():
+    """Retry-After as an HTTP date (RFC 9110 10.2.3) waits until that moment."""
+    when = email.utils.formatdate(time.time() + 20, usegmt=True)
+    c, _, slept = fake(Response(503, headers={"Retry-After": when}), Response(200, json=[]))
+    assert c.get_json("/x") == []
+    assert 18 <= slept[0] <= 21
+
+
+def test_a_retry_after_longer_than_max_delay_is_cut_to_it():
+    """One wait never exceeds max_delay, whatever the server asks for."""
+    c, _, slept = fake(Response(429, headers={"Retry-After": "3600"}), Response(200, json={}),
+                       max_delay=7, max_total_wait=100)
+    c.get_json("/x")
+    assert slept == [7]
+
+
+def test_the_vendor_hint_is_used_without_retry_after():
+    """With no Retry-After, retry_hint reads the wait from the vendor's headers (Okta)."""
+    slept: list[float] = []
+    c = HttpClient("https://okta.example.test", side="source", label="okta", sleep=slept.append,
+                   retry_hint=lambda resp: float(resp.headers["X-Rate-Limit-Reset"]),
+                   transport=Replies(Response(429, headers={"x-rate-limit-reset": "4"}),
+                                     Response(200, json={})))
+    c.get_json("/api/v1/users")
+    assert slept == [4.0]
+
+
+def test_backoff_without_a_hint_grows_within_jitter():
+    """Without a hint each wait is between half and all of base_delay * 2**(try-1)."""
+    c, _, slept = fake(*[Response(502)] * 4, Response(200, json={}), base_delay=1)
+    c.get_json("/x")
+    assert [(lo / 2 <= w <= lo) for w, lo in zip(slept, (1, 2, 4, 8), strict=True)] == [True] * 4
+
+
+def test_testing_mode_retries_at_once_and_still_logs_the_wait(caplog):
     """With set_testing on, a 429's Retry-After is logged and the retry sent without waiting."""
-    url, script = server
-    script.queue = [(429, {"Retry-After": "30"}, "{}"), (200, {}, '{"ok": true}')]
-    c = HttpClient(url, side="target", label="test", timeout=5)   # the default sleep
+    transport = Replies(Response(429, headers={"Retry-After": "30"}),
+                        Response(200, json={"ok": True}))
+    c = HttpClient("https://api.example.test", side="target", label="test",
+                   transport=transport)   # the default sleep
     started = time.monotonic()
     with caplog.at_level("INFO", logger="dirconnector.http"):
         assert c.get_json("/x") == {"ok": True}
-    assert time.monotonic() - started < 5 and script.seen == 2
+    assert time.monotonic() - started < 5 and len(transport.requests) == 2
     assert "HTTP 429; retry 1 in 30.00s" in caplog.text
 
 
@@ -129,48 +197,139 @@ def test_pause_sleeps_unless_testing(monkeypatch):
     assert slept == [0.5] and is_testing()
 
 
-def test_503_storm_gives_up_after_the_bound(server):
+def test_503_storm_gives_up_after_the_bound():
     """Endless 503s end in a TransientError after the configured attempts."""
-    url, script = server
-    script.queue = [(503, {}, "busy")] * 10
-    c, slept = client(url, attempts=3, base_delay=0.01)
-    with pytest.raises(TransientError, match="gave up after 3 attempts"):
+    c, sent, slept = fake(*[Response(503, text="busy")] * 10, attempts=3, base_delay=0.01)
+    with pytest.raises(TransientError, match="gave up after 3 attempts") as caught:
         c.get_json("/x")
-    assert script.seen == 3 and len(slept) == 2
+    assert len(sent.requests) == 3 and len(slept) == 2
+    assert "answered 503: busy" in str(caught.value)
 
 
-def test_total_wait_bound(server):
+def test_total_wait_bound():
     """A Retry-After beyond the total wait budget fails instead of sleeping for an hour."""
-    url, script = server
-    script.queue = [(429, {"Retry-After": "50"}, "{}")] * 5
-    c, _ = client(url, attempts=5, max_delay=60, max_total_wait=100)
-    with pytest.raises(TransientError, match="still failing"):
+    c, _, slept = fake(*[Response(429, headers={"Retry-After": "50"})] * 5,
+                       attempts=5, max_delay=60, max_total_wait=100)
+    with pytest.raises(TransientError, match=r"still failing \(HTTP 429\) after 3 attempt"):
         c.get_json("/x")
+    assert slept == [50, 50]
 
 
-def test_errors_are_translated(server):
+def test_a_status_is_retried_only_where_the_caller_widens_the_set():
+    """500 is final by default; an idempotent read that lists it in retry_statuses retries it."""
+    c, sent, _ = fake(Response(500), Response(500), Response(200, json={}))
+    with pytest.raises(TargetError, match="answered 500"):
+        c.get_json("/x")
+    assert c.get_json("/x", retry_statuses={500}) == {} and len(sent.requests) == 3
+
+
+def test_each_retry_is_reported_and_signed_afresh():
+    """on_retry hears each retry; auth and sign run on every try (a DPoP proof is single-use)."""
+    proofs = iter(["p1", "p2"])
+    heard: list[tuple[int, str]] = []
+    transport = Replies(Response(503), Response(201, json={"id": "7"}))
+    c = HttpClient("https://api.example.test", side="target", label="test", transport=transport,
+                   auth=lambda: {"Authorization": "Bearer t"},
+                   sign=lambda method, url: {"DPoP": next(proofs)})
+    resp = c.request("POST", "Users", data="{}", on_retry=lambda n, why: heard.append((n, why)))
+    assert resp.status == 201 and resp.json() == {"id": "7"}
+    assert [r.headers["dpop"] for r in transport.requests] == ["p1", "p2"]
+    assert all(r.headers["authorization"] == "Bearer t" for r in transport.requests)
+    assert heard == [(1, "HTTP 503")]
+
+
+def test_errors_are_translated():
     """401 → AuthError, 409 → Conflict on a target; on a source both are SourceError."""
-    url, script = server
-    script.queue = [(401, {}, json.dumps({"detail": "bad token"})),
-                    (409, {}, json.dumps({"detail": "exists"}))]
-    c, _ = client(url)
+    c, _, _ = fake(Response(401, json={"detail": "bad token"}),
+                   Response(409, json={"detail": "exists"}))
     with pytest.raises(AuthError, match="bad token"):
         c.get_json("/x")
     with pytest.raises(Conflict, match="exists"):
         c.request("POST", "/x")
-    script.queue = [(403, {}, json.dumps({"error": {"code": "Forbidden", "message": "no"}}))]
-    s, _ = client(url, side="source")
+    s, _, _ = fake(Response(403, json={"error": {"code": "Forbidden", "message": "no"}}),
+                   Response(409, json={"detail": "exists"}), side="source")
     with pytest.raises(SourceError, match="answered 403: no"):
         s.get_json("/x")
+    with pytest.raises(SourceError, match="answered 409: exists") as caught:
+        s.get_json("/x")
+    assert not isinstance(caught.value, Conflict)
 
 
-def test_body_that_is_not_json_is_a_clear_error(server):
+def test_body_that_is_not_json_is_a_clear_error():
     """A truncated body names the request and shows its beginning."""
-    url, script = server
-    script.queue = [(200, {}, '{"Resources": [')]
-    c, _ = client(url)
-    with pytest.raises(TransientError, match="not JSON"):
+    c, _, _ = fake(Response(200, content=b'{"Resources": ['))
+    with pytest.raises(TransientError, match=r"GET /v2/Users answered 200 with a body that is "
+                                             r"not JSON \('{\"Resources\": \['\)"):
         c.get_json("/Users")
+
+
+def test_a_dropped_connection_is_retried_then_transient():
+    """A transport's OSError is a connection failure: retried, then a TransientError."""
+    c, sent, slept = fake(ConnectionResetError("reset"), ConnectionResetError("reset"),
+                          attempts=2, base_delay=0.01)
+    with pytest.raises(TransientError, match=r"api\.example\.test/v2/x: connection failed "
+                                             r"after 2 attempt"):
+        c.get_json("/x")
+    assert len(sent.requests) == 2 and len(slept) == 1
+
+
+def test_a_timeout_says_so_and_a_write_that_may_have_landed_is_not_resent():
+    """With retry_connection_errors off a timeout fails at once, named a timeout."""
+    c, sent, slept = fake(TransportTimeout("read timed out"))
+    with pytest.raises(TransientError, match="timed out after 1 attempt"):
+        c.request("POST", "Users", data="{}", retry_connection_errors=False)
+    assert len(sent.requests) == 1 and slept == []
+
+
+def test_a_tls_failure_is_not_retried_and_says_what_to_set():
+    """A failed TLS handshake is the side's error at once, with the ca_file hint."""
+    c, sent, _ = fake(TlsError("certificate verify failed: self-signed certificate"))
+    with pytest.raises(TargetError, match=r"TLS handshake with api\.example\.test/v2/x failed: "
+                                          r"certificate verify failed") as caught:
+        c.get_json("/x")
+    assert "ca_file" in caught.value.hint and len(sent.requests) == 1
+
+
+def test_the_transport_gets_the_prepared_request():
+    """Method, absolute URL with params, headers and the encoded body reach the transport."""
+    c, sent, _ = fake()
+    c.request("PUT", "Users/1", params={"attributes": "id"}, json={"name": "é"},
+              headers={"If-Match": 'W/"1"'})
+    (req,) = sent.requests
+    assert (req.method, req.url) == ("PUT", "https://api.example.test/v2/Users/1?attributes=id")
+    assert req.json() == {"name": "é"} and req.headers["if-match"] == 'W/"1"'
+    assert req.headers["Content-Type"] == "application/json"
+    assert req.headers["User-Agent"] == "dirconnector/0.1"
+
+
+def test_a_response_without_url_gets_the_one_asked_for():
+    """HttpClient fills in Response.url when a function transport leaves it empty."""
+    c, _, _ = fake(Response(200, json={}))
+    assert c.request("GET", "Groups", params={"count": 1}).url == \
+        "https://api.example.test/v2/Groups?count=1"
+
+
+def test_response_and_headers():
+    """Headers are case-insensitive and keep repeats apart; json and text read the body."""
+    h = Headers([("Link", "<a>; rel=self"), ("link", "<b>; rel=next"), ("ETag", 'W/"2"')])
+    assert h["LINK"] == "<a>; rel=self, <b>; rel=next" and h.get("etag") == 'W/"2"'
+    assert h.get_list("Link") == ["<a>; rel=self", "<b>; rel=next"] and "x" not in h
+    r = Response(200, json={"a": [1]})
+    assert r.json() == {"a": [1]} and r.headers["content-type"] == "application/json"
+    latin = Response(400, content="né".encode("latin-1"),
+                     headers={"Content-Type": "text/plain; charset=ISO-8859-1"})
+    assert latin.text == "né"
+    with pytest.raises(AttributeError):
+        r.status = 500  # type: ignore[misc]
+
+
+def test_backoff_counts_tries_and_total_wait():
+    """Backoff stops at the last try and before the total wait would pass its cap."""
+    slept: list[float] = []
+    waits = Backoff(RetryPolicy(attempts=3, max_delay=10, max_total_wait=15), sleep=slept.append)
+    assert waits.again(1, hinted=10) and not waits.again(2, hinted=6)
+    assert waits.again(2, hinted=5) and not waits.again(3, hinted=0)
+    assert slept == [10, 5] and waits.waited == 15
 
 
 def test_connection_refused_is_retried_then_transient():
@@ -210,6 +369,32 @@ def test_gzip_answers_and_redirects(server):
     assert c.get_json("/x") == {"ok": 1}
     assert [(p, h["authorization"]) for _, p, h, _ in script.requests] == [
         ("/x", "Bearer t"), ("/moved", "Bearer t")]
+
+
+def test_a_redirect_to_another_host_drops_the_credentials(server, no_proxy_env):
+    """Authorization goes to the host it was meant for, never to the one a redirect names."""
+    url, script = server
+    other = Script()
+    other_url, httpd = serve(other)
+    try:
+        script.queue = [(307, {"Location": other_url.replace("127.0.0.1", "localhost") + "/y"},
+                         "")]
+        c = HttpClient(url, side="target", label="test", auth=lambda: {"Authorization": "Bearer t"})
+        assert c.get_json("/x") == {}
+    finally:
+        httpd.shutdown()
+    assert script.requests[0][2]["authorization"] == "Bearer t"
+    (_, path, headers, _), = other.requests
+    assert path == "/y" and "authorization" not in headers
+
+
+def test_repeated_header_lines_stay_apart(server):
+    """Two Link lines (Okta sends self and next apart) come back as two values."""
+    url, script = server
+    script.queue = [(200, [("Link", '<a>; rel="self"'), ("Link", '<b>; rel="next"')], "[]")]
+    resp = HttpClient(url, side="source", label="test").request("GET", "/x")
+    assert resp.headers.get_list("link") == ['<a>; rel="self"', '<b>; rel="next"']
+    assert resp.url == url + "/x" and resp.reason == "OK"
 
 
 def test_a_netrc_entry_does_not_replace_the_authorization_header(server, tmp_path, monkeypatch):

@@ -57,6 +57,6 @@ def test_every_third_party_import_in_src_is_a_declared_dependency() -> None:
 
 
 def test_the_check_sees_an_undeclared_import() -> None:
-    """The scan finds the imports it must judge (urllib3, imported by http.py)."""
+    """The scan finds the imports it must judge (urllib3, imported by dirconnector.http)."""
     assert "urllib3" in _imported_modules()
     assert "urllib3" in _declared()

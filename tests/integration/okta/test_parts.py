@@ -6,20 +6,17 @@ import json
 
 import jwt
 import pytest
-import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from dirconnector.connectors.okta.api import OktaApi, RateGauge
 from dirconnector.connectors.okta.auth import ApiToken, load_signing_key
 from dirconnector.errors import ConfigError, IncompleteRead
+from dirconnector.http import Response
 
 
-def response(**headers: str) -> requests.Response:
-    resp = requests.Response()
-    resp.status_code = 200
-    resp.headers.update(headers)
-    return resp
+def response(**headers: str) -> Response:
+    return Response(200, headers=headers)
 
 
 def test_encrypted_pem_is_refused_with_the_reason() -> None:

@@ -14,10 +14,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from ...errors import IncompleteRead, SourceError, TransientError
-from ...http import HttpClient, error_detail
+from ...http import HttpClient, Response, error_detail
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +87,7 @@ class Graph:
                 f"azure: Microsoft Graph kept refusing GET {_path(self.http.url(url))} ({exc}); "
                 "the read was abandoned and nothing is planned from it",
                 hint="Graph is throttling this app or tenant; run again later") from exc
-        if resp.status_code == 200:
+        if resp.status == 200:
             try:
                 body = resp.json()
             except ValueError as exc:
@@ -100,9 +98,9 @@ class Graph:
             return body
         raise self._failure(url, resp, delta)
 
-    def _failure(self, url: str, resp: requests.Response, delta: bool) -> Exception:
+    def _failure(self, url: str, resp: Response, delta: bool) -> Exception:
         code, message = _graph_error(resp)
-        status = resp.status_code
+        status = resp.status
         full = _path(self.http.url(url))
         where = f"GET {full}"
         if delta and (status == 410 or code.lower() in RESYNC_CODES):
@@ -135,7 +133,7 @@ class Graph:
         return url
 
 
-def _graph_error(resp: requests.Response) -> tuple[str, str]:
+def _graph_error(resp: Response) -> tuple[str, str]:
     """(code, message) from ``{"error": {"code", "message", "innerError"}}`` (errors.md)."""
     try:
         body = resp.json()

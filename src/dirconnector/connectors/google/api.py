@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ...errors import ConfigError, IncompleteRead, SourceError
-from ...http import RetryPolicy, backoff, parse_retry_after, pause
+from ...http import Backoff, RetryPolicy, parse_retry_after, pause
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,16 @@ class DirectoryClient:
             request = res.list_next(request, body)
 
     def execute(self, request: Any, what: str) -> dict[str, Any]:
-        """Run one request with retries; any failure becomes one SourceError line."""
+        """Run one request with retries; any failure becomes one SourceError line.
+
+        The loop is our own, not HttpClient's: the request is the client library's (its
+        transport is httplib2, its inner retries ignore Retry-After). The waiting is the
+        shared Backoff's, with this client's sleep.
+        """
         from google.auth.exceptions import RefreshError, TransportError
         from googleapiclient.errors import HttpError
 
-        waited = 0.0
+        waits = Backoff(self.retry, sleep=self._sleep)
         attempt = 0
         while True:
             attempt += 1
@@ -152,16 +157,13 @@ class DirectoryClient:
                 body = request.execute(num_retries=self.num_retries)
             except HttpError as exc:
                 status, reason, message = _error_parts(exc)
-                if _retryable(status, reason) and attempt < self.retry.attempts:
-                    hint = parse_retry_after(exc.resp.get("retry-after"))
-                    delay = min(self.retry.max_delay,
-                                hint if hint is not None else backoff(attempt, self.retry))
-                    if waited + delay <= self.retry.max_total_wait:
+                if _retryable(status, reason) and not waits.gives_up(attempt):
+                    delay = waits.delay(attempt, parse_retry_after(exc.resp.get("retry-after")))
+                    if waits.fits(delay):
                         log.warning("google: %s: %s %s; retrying in %.1fs (try %d of %d)",
                                     what, status, reason or message, delay, attempt + 1,
                                     self.retry.attempts)
-                        self._sleep(delay)
-                        waited += delay
+                        waits.wait(delay)
                         continue
                 raise self._api_error(what, status, reason, message, attempt) from exc
             except RefreshError as exc:

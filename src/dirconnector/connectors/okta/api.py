@@ -26,10 +26,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import requests
-
 from ...errors import IncompleteRead, SourceError
-from ...http import RETRY_STATUSES, HttpClient, RetryPolicy, pause
+from ...http import RETRY_STATUSES, HttpClient, Response, RetryPolicy, pause
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +46,9 @@ def next_link(values: list[str]) -> str | None:
     return None
 
 
-def link_values(resp: requests.Response) -> list[str]:
-    """Every Link header line; urllib3 keeps repeated headers apart in ``raw.headers``."""
-    raw = getattr(resp.raw, "headers", None)
-    getlist = getattr(raw, "getlist", None)
-    if callable(getlist):
-        values = [str(v) for v in getlist("Link")]
-        if values:
-            return values
-    joined = resp.headers.get("Link")
-    return [joined] if joined else []
+def link_values(resp: Response) -> list[str]:
+    """Every Link header line, repeated headers kept apart."""
+    return resp.headers.get_list("Link")
 
 
 class RateGauge:
@@ -74,7 +65,7 @@ class RateGauge:
         """Seconds spent holding off before reaching zero (for the report)."""
         self.lowest_remaining: int | None = None
 
-    def until_reset(self, resp: requests.Response) -> float | None:
+    def until_reset(self, resp: Response) -> float | None:
         """Seconds from the server's ``Date`` to ``X-Rate-Limit-Reset``, bounded; None if absent."""
         reset = _min_number(resp.headers.get("X-Rate-Limit-Reset"))
         if reset is None:
@@ -88,7 +79,7 @@ class RateGauge:
         # which is the safe side; never retry in a tight loop.
         return min(max(reset - server_now, 0.5), self.max_wait)
 
-    def observe(self, resp: requests.Response) -> None:
+    def observe(self, resp: Response) -> None:
         """Note the budget a response reports; schedule a pause when it is nearly spent."""
         limit = _min_number(resp.headers.get("X-Rate-Limit-Limit"))
         remaining = _min_number(resp.headers.get("X-Rate-Limit-Remaining"))
@@ -105,6 +96,12 @@ class RateGauge:
                 self.resume_at = max(self.resume_at, self._clock() + wait)
 
     def pause(self, sleep: Callable[[float], None]) -> None:
+        """Hold off until the scheduled reset, if one is due.
+
+        Not a retry, so not a Backoff: a wait *before* a request, already bounded by
+        ``max_wait`` (``until_reset``). It sleeps through the connector's ``sleep``,
+        dirconnector.http.pause unless a test injects one, so ``set_testing`` stops it too.
+        """
         delay = self.resume_at - self._clock()
         if delay > 0:
             log.info("okta: rate-limit budget nearly spent; waiting %.1fs for the reset", delay)
@@ -125,7 +122,7 @@ def _min_number(value: str | None) -> float | None:
     return min(numbers) if numbers else None
 
 
-def _server_date(resp: requests.Response) -> datetime:
+def _server_date(resp: Response) -> datetime:
     """The answer's Date header (RFC 9110 6.6.1), else the local clock."""
     try:
         return email.utils.parsedate_to_datetime(resp.headers["Date"]).astimezone(UTC)
@@ -148,7 +145,7 @@ class OktaAuth(Protocol):
 
     def sign(self, method: str, url: str) -> Mapping[str, str]: ...
 
-    def challenged(self, resp: requests.Response) -> bool: ...
+    def challenged(self, resp: Response) -> bool: ...
 
 
 class OktaApi:
@@ -173,24 +170,24 @@ class OktaApi:
     def start_clock(self) -> None:
         self.server_start = None
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None) -> requests.Response:
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
         self.gauge.pause(self._sleep)
         resp = self._send(path, params)
-        if resp.status_code == 401 and self.auth.challenged(resp):
+        if resp.status == 401 and self.auth.challenged(resp):
             resp = self._send(path, params)       # a DPoP nonce or a renewed token
         self.gauge.observe(resp)
         if self.server_start is None:
             self.server_start = _server_date(resp)
-        if resp.status_code != 200:
+        if resp.status != 200:
             raise self._refused(resp)
         return resp
 
-    def _send(self, path: str, params: Mapping[str, Any] | None) -> requests.Response:
+    def _send(self, path: str, params: Mapping[str, Any] | None) -> Response:
         # Page reads are idempotent, so a 500 is retried like a 503.
         return self.http.request("GET", path, params=params, ok=(200, *_REFUSED),
                                  retry_statuses=RETRY_STATUSES | {500})
 
-    def _refused(self, resp: requests.Response) -> SourceError:
+    def _refused(self, resp: Response) -> SourceError:
         """Okta's error object (errorCode, errorSummary, errorCauses) as one line."""
         try:
             body = resp.json()
@@ -203,7 +200,7 @@ class OktaApi:
                   if isinstance(c, dict) and c.get("errorSummary")]
         if causes:
             words += " (" + "; ".join(causes) + ")"
-        status = resp.status_code
+        status = resp.status
         message = (f"okta: GET {urlsplit(resp.url).path} answered {status}"
                    f"{' ' + code if code else ''}: {words}")
         if status == 400:

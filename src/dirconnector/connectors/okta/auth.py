@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ...errors import ConfigError, SourceError
-from ...http import HttpClient, error_detail
+from ...http import HttpClient, Response, error_detail
 from .dpop import DpopProver
 
 log = logging.getLogger(__name__)
@@ -98,7 +97,7 @@ class ApiToken:
     def sign(self, method: str, url: str) -> Mapping[str, str]:
         return self._header
 
-    def challenged(self, resp: requests.Response) -> bool:
+    def challenged(self, resp: Response) -> bool:
         """Nothing to renew: a refused token stays refused."""
         return False
 
@@ -144,7 +143,7 @@ class ServiceApp:
                     "DPoP": self.dpop.proof(method, url, nonce=self.dpop.resource_nonce,
                                             access_token=self._token)}
 
-    def challenged(self, resp: requests.Response) -> bool:
+    def challenged(self, resp: Response) -> bool:
         """After a 401: True when one more try can succeed (a DPoP nonce, a dead token)."""
         challenge = resp.headers.get("WWW-Authenticate", "")
         with self._lock:
@@ -170,19 +169,19 @@ class ServiceApp:
             resp, body = self._request_token()
             error = str(body.get("error", "")) if isinstance(body, dict) else ""
             described = str(body.get("error_description", "")) if isinstance(body, dict) else ""
-            if resp.status_code == 400 and self.dpop is None and (
+            if resp.status == 400 and self.dpop is None and (
                     error == "invalid_dpop_proof" or "dpop" in described.lower()):
                 log.info("okta: service app %s requires DPoP; sending DPoP proofs",
                          self.client_id)
                 self.dpop = DpopProver(self._clock)
                 continue
             nonce = resp.headers.get("DPoP-Nonce")
-            if resp.status_code == 400 and error == "use_dpop_nonce" and self.dpop and nonce:
+            if resp.status == 400 and error == "use_dpop_nonce" and self.dpop and nonce:
                 self.dpop.token_nonce = nonce
                 continue
             break
-        if resp.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
-            raise _token_error(resp.status_code, body, error_detail(resp))
+        if resp.status != 200 or not isinstance(body, dict) or not body.get("access_token"):
+            raise _token_error(resp.status, body, error_detail(resp))
         kind = str(body.get("token_type", "")).lower()
         if kind not in ("bearer", "dpop") or (kind == "dpop") != (self.dpop is not None):
             raise SourceError(f"okta token endpoint: unexpected token_type "
@@ -193,7 +192,7 @@ class ServiceApp:
         self._renew_at = self._clock() + max(lifetime - RENEW_BEFORE, lifetime / 2)
         log.debug("okta: %s token obtained for %s, valid %.0fs", kind, self.client_id, lifetime)
 
-    def _request_token(self) -> tuple[requests.Response, Any]:
+    def _request_token(self) -> tuple[Response, Any]:
         form = {"grant_type": "client_credentials", "scope": " ".join(self.scopes),
                 "client_assertion_type": ASSERTION_TYPE, "client_assertion": self.assertion()}
         headers = {"Accept": "application/json"}

@@ -2,7 +2,7 @@
 
 Reads ``/api/v1/users`` (all statuses: a plain listing omits DEPROVISIONED users,
 so they are read by a second, explicit ``status eq "DEPROVISIONED"`` query),
-``/api/v1/groups`` and ``/api/v1/groups/{id}/users`` over requests, with an API token
+``/api/v1/groups`` and ``/api/v1/groups/{id}/users`` through HttpClient, with an API token
 (SSWS) or a service app's private-key JWT (auth.py). The official ``okta`` SDK was
 measured and not used; connectors/okta.md says why. Incremental reads: cache.py.
 

@@ -26,10 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-
 from ...errors import DirconnectorError, IncompleteRead, SourceError
-from ...http import RETRY_STATUSES, HttpClient, RetryPolicy, error_detail, pause
+from ...http import RETRY_STATUSES, HttpClient, Response, RetryPolicy, error_detail, pause
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ class TokenError(SourceError):
     """The token endpoint refused or failed; its message is already the one line to show."""
 
 
-def onelogin_message(resp: requests.Response) -> str:
+def onelogin_message(resp: Response) -> str:
     """OneLogin's own words from any of its three error shapes (v2, v1 envelope, flat)."""
     try:
         body = resp.json()
@@ -128,16 +126,16 @@ class OneLoginApi:
             raise TokenError(f"{LABEL}: cannot get a token from {where}: {inner}",
                               hint=exc.hint) from exc
         self.tokens_fetched += 1
-        if resp.status_code in (400, 401, 403):
+        if resp.status in (400, 401, 403):
             raise TokenError(
                 f"{LABEL}: API credential rejected: POST {TOKEN_PATH} answered "
-                f"{resp.status_code} ({onelogin_message(resp)}) for client_id "
+                f"{resp.status} ({onelogin_message(resp)}) for client_id "
                 f"{self._client_id!r}; check client_id and client_secret",
                 hint=CREDENTIAL_HINT)
-        if resp.status_code == 404:
+        if resp.status == 404:
             raise TokenError(f"{LABEL}: {where} answered 404; check subdomain, region or "
                               f"base_url", hint="the API host is https://<subdomain>.onelogin.com")
-        if resp.status_code == 500:
+        if resp.status == 500:
             # generate-tokens: credentials of a deleted user fail with HTTP 500.
             raise TokenError(f"{LABEL}: POST {TOKEN_PATH} answered 500 "
                               f"({onelogin_message(resp)})",
@@ -156,7 +154,7 @@ class OneLoginApi:
 
     # ------------------------------------------------------------------ requests
 
-    def get(self, path: str, params: Mapping[str, Any] | None, what: str) -> requests.Response:
+    def get(self, path: str, params: Mapping[str, Any] | None, what: str) -> Response:
         """GET one page; retried by HttpClient; re-authenticates once on 401."""
         for attempt in (1, 2):
             try:
@@ -168,22 +166,22 @@ class OneLoginApi:
                 inner = str(exc).removeprefix(f"{LABEL}: ")
                 raise IncompleteRead(f"{LABEL}: could not read {what}: {inner}",
                                      hint=exc.hint) from exc
-            if resp.status_code == 200:
+            if resp.status == 200:
                 self.pages_read += 1
                 return resp
-            if resp.status_code == 401 and attempt == 1:
+            if resp.status == 401 and attempt == 1:
                 log.info("%s: %s answered 401; getting a new token", LABEL, path)
                 self.forget_token()
                 continue
             break
         words = onelogin_message(resp)
-        if resp.status_code == 401:
+        if resp.status == 401:
             raise SourceError(f"{LABEL}: reading {what} answered 401 ({words}) with a fresh "
                               f"token", hint=CREDENTIAL_HINT)
-        if resp.status_code == 403:
+        if resp.status == 403:
             raise SourceError(f"{LABEL}: reading {what} answered 403 ({words})",
                               hint="give the API credential the 'Read users' scope")
-        raise IncompleteRead(f"{LABEL}: reading {what} answered {resp.status_code} ({words})")
+        raise IncompleteRead(f"{LABEL}: reading {what} answered {resp.status} ({words})")
 
     def v2_pages(self, path: str, params: Mapping[str, str], what: str,
                  ) -> Iterator[list[dict[str, Any]]]:
@@ -244,7 +242,7 @@ class OneLoginApi:
         return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
 
 
-def _json(resp: requests.Response, what: str) -> Any:
+def _json(resp: Response, what: str) -> Any:
     try:
         return resp.json()
     except ValueError as exc:

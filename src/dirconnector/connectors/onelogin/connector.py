@@ -13,7 +13,7 @@ reset, 7 password pending, 8 security questions required. Defaults: 1, 4, 5, 7, 
 active (the person exists and is entitled; the password state is OneLogin's business);
 2 and 3 are inactive (revoked); 0 is not synced (reason "status"). Every list is an option.
 
-Requests over ``requests`` through HttpClient: onelogin-python-sdk cannot page v1 groups
+Plain REST through HttpClient: onelogin-python-sdk cannot page v1 groups
 (its GetGroups200Response drops ``pagination``) and does not retry 429. Settings live in
 settings.py, the token and paging plumbing in api.py.
 """

@@ -16,10 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from ...errors import AuthError, TargetError
-from ...http import HttpClient, error_detail
+from ...http import HttpClient, Response, error_detail
 from ...model import Group, Snapshot, User, normalize_email
 
 log = logging.getLogger(__name__)
@@ -121,12 +119,12 @@ class BitwardenApi:
         except TargetError as exc:
             raise AuthError(f"bitwarden: could not get a token from {self.identity_url}: "
                             f"{exc}", hint=exc.hint) from exc
-        if resp.status_code != 200:
-            code = error_detail(resp) or f"HTTP {resp.status_code}"
+        if resp.status != 200:
+            code = error_detail(resp) or f"HTTP {resp.status}"
             raise AuthError(
                 f"bitwarden: {self.identity_url} refused client_id {self.client_id} "
                 f"({code}): {TOKEN_HINTS.get(code, 'check client_id and client_secret')}",
-                status=resp.status_code)
+                status=resp.status)
         try:
             body = resp.json()
             token = str(body["access_token"])
@@ -141,7 +139,7 @@ class BitwardenApi:
         return {"Authorization": f"Bearer {self.token()}"}
 
     def call(self, method: str, path: str, *, json: Any = None,
-             ok: Iterable[int] = (200, 201, 204)) -> requests.Response:
+             ok: Iterable[int] = (200, 201, 204)) -> Response:
         """One Public API request; a 401 renews the token once and tries again."""
         try:
             return self.http.request(method, path, json=json, ok=ok)

@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from ...errors import AuthError, DirconnectorError, TransientError
-from ...http import pause
+from ...http import READ_BACK
 from ...model import Group, Snapshot, normalize_email
 from ...outcome import Outcome
 from ...plan import (
@@ -96,19 +96,25 @@ class Applier:
         """After an error, does the server already hold the change's effect?
 
         A revoke whose answer was lost is retried and answered 400 "Already revoked.";
-        the member's status, read back, tells what really happened.
+        the member's status, read back, tells what really happened. The read-back is
+        tried three times (READ_BACK: it may meet the same flaky gateway) on any error,
+        not only on what HttpClient retries, waiting through HttpClient's Backoff.
         """
         if not isinstance(change, RevokeUser | RestoreUser | RelinkUser):
             return False
         member: Any = None
-        for attempt in range(3):         # the read-back may meet the same flaky gateway
+        waits = self.api.http.backoff(READ_BACK)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 member = self.api.get(f"public/members/{change.ref}")
                 break
             except AuthError:
                 raise
             except DirconnectorError:
-                pause(0.2 * (attempt + 1))
+                if not waits.again(attempt):
+                    break
         if isinstance(change, RelinkUser):
             return isinstance(member, dict) and member.get("externalId") == \
                 change.user.external_id

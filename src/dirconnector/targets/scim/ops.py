@@ -18,10 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from ...errors import AuthError, Conflict, DirconnectorError, TargetError, TransientError
-from ...http import HttpClient, backoff, pause
+from ...http import READ_BACK, HttpClient, Response
 from ...model import User
 from ...outcome import Outcome
 from ...plan import (
@@ -127,7 +125,9 @@ class ScimWriter:
 
         A gateway can fail after the server acted; reading the resource back tells the
         journal what really happened. Only single-attribute changes are checked; the
-        read-back is tried three times, as it may meet the same flaky gateway.
+        read-back is tried three times (READ_BACK), as it may meet the same flaky gateway.
+        Its own loop: a failed read is any error, a 404 included, not only what
+        HttpClient retries; the waiting is HttpClient's Backoff.
         """
         if isinstance(change, RevokeUser | RestoreUser | LinkUser | RelinkUser):
             path, ref = self.caps.users_path, change.ref
@@ -135,16 +135,18 @@ class ScimWriter:
             path, ref = self.caps.groups_path, change.ref
         else:
             return False
-        for attempt in range(3):
+        waits = self.http.backoff(READ_BACK)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 body, _ = self._read(path, ref)
                 break
             except AuthError:
                 raise
             except DirconnectorError:
-                pause(0.2 * (attempt + 1))
-        else:
-            return False
+                if not waits.again(attempt):
+                    return False
         if isinstance(change, RevokeUser | RestoreUser):
             return bool(body.get("active", True)) == isinstance(change, RestoreUser)
         if isinstance(change, LinkUser | RelinkUser):
@@ -280,8 +282,10 @@ class ScimWriter:
         A POST whose answer was lost may have created the object. Servers that enforce
         uniqueness answer the retry with 409 (then ``recover``), but many do not for
         groups (scim2-server does not), so a lost answer is followed by a lookup by
-        externalId rather than a blind second POST.
+        externalId rather than a blind second POST. That lookup is why this loop is not
+        HttpClient's (which would POST again blindly); it waits through the same Backoff.
         """
+        waits = self.http.backoff()
         attempt = 0
         while True:
             attempt += 1
@@ -306,11 +310,10 @@ class ScimWriter:
                         return str(found["id"])
                 raise
             except TransientError:
-                if attempt >= self.http.retry.attempts:
+                if not waits.again(attempt):
                     raise
                 t.retries += 1
                 uncertain = True
-                pause(backoff(attempt, self.http.retry))
 
     def find(self, path: str, attribute: str, value: str) -> dict[str, Any] | None:
         """The first resource with ``attribute eq value`` (RFC 7644 3.4.2.2), exact match only."""
@@ -416,7 +419,7 @@ class ScimWriter:
         self._note_version(ref, resp)
         return body, self._version(ref)
 
-    def _note_version(self, ref: str, resp: requests.Response) -> None:
+    def _note_version(self, ref: str, resp: Response) -> None:
         if not self.caps.etag:
             return
         version = resp.headers.get("ETag")
@@ -431,7 +434,7 @@ class ScimWriter:
                 self._versions.pop(ref, None)  # unknown now: send no stale If-Match
 
     def _send(self, method: str, path: str, body: Any, t: Attempts, *, ok: tuple[int, ...],
-              version: str | None = None) -> requests.Response:
+              version: str | None = None) -> Response:
         headers = {"Content-Type": wire.SCIM_JSON}
         if version:
             headers["If-Match"] = version
@@ -439,7 +442,7 @@ class ScimWriter:
                                  on_retry=t.on_retry)
 
 
-def _body(resp: requests.Response) -> Any:
+def _body(resp: Response) -> Any:
     try:
         return resp.json() if resp.content else None
     except ValueError:

@@ -150,7 +150,7 @@ class ScimTarget:
         resp = self.http.request("GET", "ServiceProviderConfig", ok=(200, 400, 403, 404, 405,
                                                                       500, 501))
         config: Any = None
-        if resp.status_code == 200:
+        if resp.status == 200:
             try:
                 config = resp.json()
             except ValueError:
@@ -160,7 +160,7 @@ class ScimTarget:
                 log.info("SCIM: no ServiceProviderConfig and Bitwarden paging; flavor bitwarden")
                 return wire.capabilities(None, "bitwarden")
             log.info("SCIM: no ServiceProviderConfig (HTTP %s); assuming PATCH, no Bulk, "
-                     "no ETags", resp.status_code)
+                     "no ETags", resp.status)
             return wire.capabilities(None, "generic")
         return wire.capabilities(config, "generic")
 
