@@ -3,7 +3,7 @@
 Each channel (``[[notify.webhook]]``, ``slack``, ``teams``, ``email``, in each profile)
 has its own queue and thread, so a receiver that is down or slow delays nothing but
 its own messages. A message is tried ``[notify] attempts`` times with exponential
-back-off (``http.pause``: the project's testing switch makes the waits instant); a
+back-off (``http.Backoff``: the project's testing switch makes the waits instant); a
 4xx answer, a refused login or recipient is not retried. What cannot be sent is logged
 (with the channel's name, never its URL) and counted: ``on_result(channel kind, event,
 "sent" | "failed" | "dropped")`` feeds the daemon's metrics. A full queue drops the
@@ -48,7 +48,8 @@ from .notify_settings import (
 log = logging.getLogger(__name__)
 
 OnResult = Callable[[str, str, str], None]
-BACKOFF = http.RetryPolicy(base_delay=2.0, max_delay=120.0)
+BACKOFF = {"base_delay": 2.0, "max_delay": 120.0, "max_total_wait": 900.0}
+"""Waits between the tries of one message: 2 s doubling to 2 min, 15 min in all."""
 QUEUE_SIZE = 100
 
 
@@ -155,17 +156,18 @@ class Notifier:
                 self._done()
 
     def _deliver(self, notice: Notice, channel: Channel, attempts: int) -> None:
+        waits = http.Backoff(http.RetryPolicy(attempts=attempts, **BACKOFF))
         for attempt in range(1, attempts + 1):
             try:
                 send(notice, channel)
             except (Permanent, DirconnectorError, smtplib.SMTPException, OSError) as exc:
                 reason = scrub(str(exc), channel)
                 retry = not isinstance(exc, Permanent) and _transient(exc)
-                if retry and attempt < attempts:
-                    wait = http.backoff(attempt, BACKOFF)
+                wait = waits.delay(attempt)
+                if retry and not waits.gives_up(attempt) and waits.fits(wait):
                     log.warning("notification %s to %s failed (%s); retry %d in %.1fs",
                                 notice.event, channel.name, reason, attempt, wait)
-                    http.pause(wait)
+                    waits.wait(wait)
                     continue
                 log.error("notification %s of profile %s (run %s) NOT sent to %s after %d "
                           "attempt(s): %s", notice.event, notice.profile, notice.run_id or "-",
