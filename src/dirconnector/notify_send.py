@@ -32,7 +32,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from . import http, logs
@@ -266,7 +265,3 @@ def _send_mail(notice: Notice, cfg: EmailChannel) -> None:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             smtp.quit()
 
-
-def summary(notifier: Notifier | None) -> dict[str, Any]:
-    """For /healthz: messages still waiting."""
-    return {"pending": notifier.pending if notifier else 0}
