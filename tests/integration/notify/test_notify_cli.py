@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,7 +43,8 @@ SECRETS = (HOOK_SECRET, SLACK_KEY, TEAMS_KEY, SMTP_PASSWORD, TOKEN)
 @pytest.fixture
 def receivers(artifacts: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Webhook, Mailbox]]:
     folder = artifacts / "notifications" / request.node.name
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # messages of this run only
+    folder.mkdir(parents=True)
     watch_artifacts(folder, SECRETS)
     hook, box = Webhook(), Mailbox(folder, "notify", SMTP_PASSWORD)
     try:

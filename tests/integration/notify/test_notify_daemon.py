@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def test_daemon_notifies_once_per_event_and_counts_every_delivery(
     """Webhook: changes, failed, failing, recovered once each; e-mail: the default events;
     the silent Slack receiver's messages fail and are counted, and runs go on every second."""
     folder = artifacts / "notifications" / "daemon"
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # messages of this run only
+    folder.mkdir(parents=True)
     watch_artifacts(folder, (SMTP_PASSWORD, SLACK_KEY, TOKEN))
     hook, box = Webhook(), Mailbox(folder, "notify", SMTP_PASSWORD)
     sock, silent = hanging()
