@@ -12,7 +12,7 @@ from typing import Any
 
 from bench_common import ROOT, fmt, load, log, machine, run_child, summarise
 
-PARTS = ("startup", "ldap", "diff", "apply", "e2e", "takeover")
+PARTS = ("startup", "ldap", "diff", "migrate", "apply", "e2e", "takeover")
 GOALS = [
     "LDAP read of 100k users + 5k groups <= 2.5x ldapsearch with python-ldap",
     "diff of 1M users <= 5 s and <= 2 GB",
@@ -21,6 +21,7 @@ GOALS = [
     "e2e no-op resync of 100k <= 1.5 s with zero writes",
     "dirconnector --help / --version <= 0.3 s",
     "takeover from bwdc (issue 18): sync of 100k relinks ends with 0 failed, the next plan empty",
+    "migrate plan of 100k members <= 2 s (issue 19)",
 ]
 
 
@@ -49,6 +50,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sizes", help="directory sizes for ldap and e2e (default "
                         "10000,100000); for diff/apply when they run alone")
     parser.add_argument("--diff-sizes", help="default 100000,1000000")
+    parser.add_argument("--migrate-sizes", help="default 10000,100000")
     parser.add_argument("--apply-size", type=int, help="default 10000")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--latency-ms", type=float, default=20.0,
@@ -73,6 +75,9 @@ def _main(args: argparse.Namespace) -> int:
     sizes = _ints(args.sizes) if args.sizes else [10_000, 100_000]
     diff_sizes = (_ints(args.diff_sizes) if args.diff_sizes
                   else sizes if args.part == "diff" and args.sizes else [100_000, 1_000_000])
+    migrate_sizes = (_ints(args.migrate_sizes) if args.migrate_sizes
+                     else sizes if args.part == "migrate" and args.sizes
+                     else [10_000, 100_000])
     apply_size = (args.apply_size or (sizes[0] if args.part == "apply" and args.sizes
                                       else 10_000))
     parts = PARTS if args.part == "all" else (args.part,)
@@ -102,6 +107,11 @@ def _main(args: argparse.Namespace) -> int:
 
             res = bench_diff.run(diff_sizes, args.repeat)
             lines = bench_diff.table(res)
+        elif part == "migrate":
+            import bench_migrate
+
+            res = bench_migrate.run(migrate_sizes, args.repeat)
+            lines = bench_migrate.table(res)
         elif part == "apply":
             import bench_apply
 

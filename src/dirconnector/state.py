@@ -349,6 +349,11 @@ class StateStore:
         value = self.get_meta(profile, "frozen")
         return value if isinstance(value, dict) and value else None
 
+    def freeze(self, profile: str, how: dict[str, Any] | None) -> None:
+        """Mark the profile handed to the IdP (``how``: idp, at, map), or, with None, undo it:
+        a frozen profile refuses sync, so the connector never fights the IdP."""
+        self.set_meta(profile, "frozen", how or None)
+
     def _set_many(self, profile: str, values: dict[str, Any]) -> None:
         with self._locked():
             self._db.execute("BEGIN")

@@ -42,7 +42,7 @@ from .plan import (
 )
 from .settings import PluginSettings
 from .state_space import ConnectorState
-from .targets import HasLimitations, StoresUserFields, Target
+from .targets import HasLimitations, StoresUserFields, Target, WritesExternalId
 
 
 class FakeSettings(PluginSettings):
@@ -260,7 +260,8 @@ def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
     returns with a true record. Then it creates ``users`` and ``groups`` (with
     members), converges, renames a group, revokes and restores a user, and checks that
     each step's next plan is empty. The capabilities a target claims are checked too:
-    ``StoresUserFields`` names known fields; ``HasLimitations`` names changes of the plan.
+    ``StoresUserFields`` names known fields; ``HasLimitations`` names changes of the plan;
+    ``WritesExternalId`` sets, clears and restores ids (``check_writes_external_id``).
     """
     assert isinstance(target, Target), "a target implements the Target protocol"
     assert target.check().ok, "check() must pass on a reachable server"
@@ -296,6 +297,8 @@ def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
     assert not next(u for u in revoked.users.values() if u.external_id == u0.external_id).active
     restored = converge(desired)
     assert next(u for u in restored.users.values() if u.external_id == u0.external_id).active
+    if isinstance(target, WritesExternalId):
+        check_writes_external_id(target)
 
 
 def _check_stop(target: Target, desired: Snapshot, policy: Policy,
@@ -330,3 +333,50 @@ def managed_refs(target: Any) -> frozenset[str]:
     snap = target.snapshot()
     return frozenset(u.key for u in snap.users.values() if u.external_id) | frozenset(
         g.key for g in snap.groups.values() if g.external_id)
+
+
+def check_writes_external_id(target: Any) -> None:
+    """The WritesExternalId capability, on a server holding at least one account and group.
+
+    For the first account and the first group (by ref): a new external id shows in the
+    next snapshot and changes nothing else there; "" removes it; writing the original
+    value back leaves the server as it was (same digest); an id the server does not hold
+    raises TargetError rather than passing in silence.
+    """
+    import uuid
+
+    from .errors import TargetError
+    from .targets import WritesExternalId
+
+    claims = isinstance(target, WritesExternalId)  # (not narrowed: snapshot() is used too)
+    assert claims, ("the target must implement WritesExternalId (set_user_external_id and "
+                    "set_group_external_id)")
+    before: Snapshot = target.snapshot()
+    assert before.users and before.groups, "the server must hold an account and a group"
+    user_key, group_key = min(before.users), min(before.groups)
+    user, group = before.users[user_key], before.groups[group_key]
+    for value in ("contract-external-id", ""):
+        target.set_user_external_id(user.ref, value)
+        target.set_group_external_id(group.ref, value)
+        now: Snapshot = target.snapshot()
+        assert now.users.get(user_key) == replace(user, external_id=value), (
+            f"the account must read back with externalId {value!r} and nothing else changed: "
+            f"{now.users.get(user_key)}")
+        assert now.groups.get(group_key) == replace(group, external_id=value), (
+            f"the group must read back with externalId {value!r} and nothing else changed: "
+            f"{now.groups.get(group_key)}")
+        assert {k: u for k, u in now.users.items() if k != user_key} == {
+            k: u for k, u in before.users.items() if k != user_key}, "other accounts changed"
+        assert {k: g for k, g in now.groups.items() if k != group_key} == {
+            k: g for k, g in before.groups.items() if k != group_key}, "other groups changed"
+    target.set_user_external_id(user.ref, user.external_id)
+    target.set_group_external_id(group.ref, group.external_id)
+    assert target.snapshot().digest() == before.digest(), "restoring must restore the server"
+    missing = str(uuid.uuid4())
+    for write in (target.set_user_external_id, target.set_group_external_id):
+        try:
+            write(missing, "contract-external-id")
+        except TargetError:
+            continue
+        raise AssertionError(f"{write.__name__} of an id the server does not hold must raise "
+                             f"TargetError")

@@ -68,7 +68,7 @@ def status(ctx: Ctx, configs: tuple[str, ...], fmt: str) -> None:
             store = StateStore(profile.settings.state.path)
             last = store.runs(profile.name, 1)
             info = store.get_meta(profile.name, "daemon", {}) or {}
-            frozen = store.get_meta(profile.name, "frozen")
+            frozen = store.frozen(profile.name)
             rows.append({
                 "profile": profile.name, "config": str(path),
                 "last_run": last[0].id if last else None,

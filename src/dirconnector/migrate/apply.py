@@ -6,16 +6,22 @@ against a fresh read, and freezes the profile (state meta ``frozen``) so ``sync`
 and the daemon refuse to fight the IdP. Rollback puts the map's old values back
 exactly (an empty old value removes the attribute) and unfreezes.
 
-How an externalId is changed, per target:
+Every write goes through the target's WritesExternalId capability (targets/__init__),
+the same path the target's own relinks take; ``migrate`` knows no target class. What
+the built-in targets send:
 - ``scim``: ``PATCH replace externalId`` (RFC 7644 3.5.2.3); clearing is ``remove``
   (3.5.2.2), except on Bitwarden, whose PATCH handles only ``replace`` and stores a
-  blank value as null (reference 3.2/3.3, PM-19232 / PM-19551).
+  blank value as null (reference 3.2/3.3), and which honours PATCH externalId only
+  since PM-19232 (users) / PM-19551 (groups). A server without PATCH gets the resource
+  back by PUT without the attribute (RFC 7644 3.5.1). With ``[target.public_api]`` on
+  Bitwarden, the Public API's PUT below instead (every server version takes it).
 - ``bitwarden``: Public API ``PUT /public/members/{id}`` and ``PUT /public/groups/{id}``
   (SRV MembersController.Put / GroupsController.Put). PUT resets what it is not
   given, so the member's type, custom permissions and collections, and the group's
   name and collections, are read first and sent back unchanged; ``groups`` is left
-  out so memberships stay (UpdateOrganizationUserCommand: null groups = unchanged).
-  The import cannot do this: it never relinks a member that has an external id.
+  out so memberships stay (UpdateOrganizationUserCommand: null groups = unchanged);
+  a cleared externalId is sent as null. The import cannot do this: it never relinks a
+  member that has an external id.
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import ConfigError, ProfileFrozen, SafetyLimit, TargetError
 from ..model import Snapshot
 from ..settings import Profile
 from ..state import StateStore
+from ..targets import WritesExternalId
 from .plan import MigrationPlan, Scope, migrate_plan, migrate_settings
 
 log = logging.getLogger(__name__)
@@ -92,82 +99,16 @@ def read_map(path: Path) -> list[MapRow]:
 # ---------------------------------------------------------------------------- writers
 
 
-class ExternalIdWriter(Protocol):
-    def set_member(self, ref: str, value: str) -> None: ...
-    def set_group(self, ref: str, value: str) -> None: ...
-
-
-class ScimIdWriter:
-    """externalId through SCIM PATCH, with the scim target's ETag and PUT fallbacks."""
-
-    def __init__(self, target: Any) -> None:
-        from ..targets.scim.ops import ScimWriter
-
-        self.http = target.http
-        self.caps = target.capabilities()
-        self.bitwarden = self.caps.flavor == "bitwarden"
-        self.writer = ScimWriter(self.http, self.caps, member_chunk=1, users_by_ext={},
-                                 groups_by_ext={}, versions={})
-
-    def _set(self, path: str, ref: str, value: str) -> None:
-        from ..targets.scim import wire as wire
-        from ..targets.scim.ops import Attempts
-
-        if value or self.bitwarden:
-            self.writer.modify(path, ref, [wire.replace_op("externalId", value)], Attempts())
-        elif self.caps.patch or not self.caps.advertised:
-            self.writer.modify(path, ref, [{"op": "remove", "path": "externalId"}], Attempts())
-        else:  # no PATCH: PUT the resource without the attribute (RFC 7644 3.5.1)
-            body = self.http.get_json(f"{path}/{ref}")
-            body = {k: v for k, v in body.items() if k not in ("meta", "externalId")}
-            self.http.request("PUT", f"{path}/{ref}", json=body, ok=(200,))
-
-    def set_member(self, ref: str, value: str) -> None:
-        self._set(self.caps.users_path, ref, value)
-
-    def set_group(self, ref: str, value: str) -> None:
-        self._set(self.caps.groups_path, ref, value)
-
-
-def _collections(body: Any) -> list[dict[str, Any]]:
-    items = body.get("collections") if isinstance(body, dict) else None
-    return [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
-            for c in items or () if isinstance(c, dict)]
-
-
-class BitwardenIdWriter:
-    """externalId through the Public API's PUT, everything else sent back as read."""
-
-    CUSTOM = 4
-
-    def __init__(self, target: Any) -> None:
-        self.api = target.api
-
-    def set_member(self, ref: str, value: str) -> None:
-        body = self.api.get(f"public/members/{ref}")
-        put: dict[str, Any] = {"type": body.get("type"), "externalId": value or None,
-                               "collections": _collections(body)}
-        if body.get("type") == self.CUSTOM and body.get("permissions") is not None:
-            put["permissions"] = body["permissions"]
-        self.api.call("PUT", f"public/members/{ref}", json=put)
-
-    def set_group(self, ref: str, value: str) -> None:
-        body = self.api.get(f"public/groups/{ref}")
-        self.api.call("PUT", f"public/groups/{ref}", json={
-            "name": body.get("name"), "externalId": value or None,
-            "collections": _collections(body)})
-
-
-def writer_for(target: Any) -> ExternalIdWriter:
-    from ..targets.bitwarden.target import BitwardenTarget
-    from ..targets.scim.target import ScimTarget
-
-    if isinstance(target, ScimTarget):
-        return ScimIdWriter(target)
-    if isinstance(target, BitwardenTarget):
-        return BitwardenIdWriter(target)
-    raise ConfigError(f"target.type: `migrate` changes external ids on the scim and bitwarden "
-                      f"targets only, not {type(target).__name__}")
+def writer_for(target: object) -> WritesExternalId:
+    """The target itself, if it can write external ids; else a ConfigError saying what is
+    missing."""
+    if isinstance(target, WritesExternalId):
+        return target
+    raise ConfigError(
+        f"target.type: `migrate` changes the externalId of existing accounts and groups, and "
+        f"the {type(target).__name__} target cannot: it does not implement the "
+        f"WritesExternalId capability (set_user_external_id and set_group_external_id, "
+        f"dirconnector.targets)", hint="use the scim or bitwarden target for the hand-off")
 
 
 # ---------------------------------------------------------------------------- commands
@@ -237,7 +178,8 @@ class Migration:
 
     def apply(self, idp: str | None, scope_groups: Sequence[str] = (), *,
               map_path: Path | None = None, force: bool = False) -> MigrateOutcome:
-        frozen = self.store.get_meta(self.name, "frozen")
+        writer_for(self.target)  # a target that cannot write external ids: say so first
+        frozen = self.store.frozen(self.name)
         if frozen:
             raise ProfileFrozen(f"profile {self.name!r} was already handed to "
                                 f"{frozen.get('idp', '?')} on {frozen.get('at', '?')} "
@@ -264,7 +206,7 @@ class Migration:
             try:
                 self._write(rows, "new", out)
                 if out.done or not out.failed:
-                    self.store.set_meta(self.name, "frozen", {
+                    self.store.freeze(self.name, {
                         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                         "idp": plan.idp, "map": str(path),
                         "scope_groups": list(plan.scope.groups),
@@ -279,9 +221,10 @@ class Migration:
             return out
 
     def rollback(self, map_path: Path, *, force: bool = False) -> MigrateOutcome:
+        writer_for(self.target)
         path = map_path.resolve()
         rows = read_map(path)
-        frozen = self.store.get_meta(self.name, "frozen") or {}
+        frozen = self.store.frozen(self.name) or {}
         if frozen.get("map") and Path(frozen["map"]) != path and not force:
             raise ConfigError(f"--map {path}: profile {self.name!r} was frozen with "
                               f"{frozen['map']}", hint="pass that map, or --force")
@@ -307,8 +250,8 @@ class Migration:
                                                 f"since?); --force restores it anyway"))
                 self._write(todo, "old", out)
                 if not out.failed:
-                    self.store.set_meta(self.name, "frozen", None)
-                out.frozen = bool(self.store.get_meta(self.name, "frozen"))
+                    self.store.freeze(self.name, None)
+                out.frozen = bool(self.store.frozen(self.name))
             finally:
                 self.store.finish_run(run_id, "partial" if out.failed else "ok",
                                       {"restored": len(out.done), "failed": len(out.failed)},
@@ -324,7 +267,10 @@ class Migration:
         for row in rows:
             value = row.new if to == "new" else row.old
             try:
-                (writer.set_member if row.kind == "member" else writer.set_group)(row.ref, value)
+                if row.kind == "member":
+                    writer.set_user_external_id(row.ref, value)
+                else:
+                    writer.set_group_external_id(row.ref, value)
             except TargetError as exc:
                 out.failed.append((row, f"{row.email or row.name}: {exc}"))
                 continue

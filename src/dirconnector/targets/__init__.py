@@ -14,7 +14,9 @@ Optional capabilities are small protocols of their own; the runner asks
 
 - ``StoresUserFields``: which user attributes the server holds for a directory to
   compare (the others are never planned as updates);
-- ``HasLimitations``: changes this server cannot make, turned into plan notes.
+- ``HasLimitations``: changes this server cannot make, turned into plan notes;
+- ``WritesExternalId``: sets or clears an account's or group's externalId by the server's
+  id (relinks, ``migrate``), tested by ``dirconnector.testing.check_writes_external_id``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from ..model import Snapshot
 from ..outcome import Outcome
 from ..plan import Change, Plan
 
-__all__ = ["CheckReport", "HasLimitations", "Outcome", "Record", "StoresUserFields", "Target"]
+__all__ = ["CheckReport", "HasLimitations", "Outcome", "Record", "StoresUserFields", "Target",
+           "WritesExternalId"]
 
 Record = Callable[[Outcome], None]
 """Receives each change's outcome as soon as it is known; never raises."""
@@ -91,4 +94,24 @@ class StoresUserFields(Protocol):
     @property
     def user_fields(self) -> tuple[str, ...]:
         """A subset of ``diff.USER_FIELDS``."""
+        ...
+
+
+@runtime_checkable
+class WritesExternalId(Protocol):
+    """A target that can give an existing account or group another external id, or none.
+
+    ``ref`` is the server's own id (the ``ref`` of a record in its snapshot); an empty
+    ``external_id`` removes the attribute. Nothing else about the record changes (a
+    Bitwarden member keeps its role, permissions, collections and groups). A refusal
+    raises TargetError. A target's own relinks (RelinkUser, RelinkGroup) take the same
+    code path, and ``migrate apply`` and ``rollback`` write through nothing else.
+    """
+
+    def set_user_external_id(self, ref: str, external_id: str) -> None:
+        """Set the externalId of the account ``ref`` ("" removes it)."""
+        ...
+
+    def set_group_external_id(self, ref: str, external_id: str) -> None:
+        """Set the externalId of the group ``ref`` ("" removes it)."""
         ...

@@ -59,3 +59,18 @@ def test_apply_reports_speedup_cpu_per_change_and_requests(tmp_path: Path):
     assert res["c16"]["requests"].get("POST") == 60 and res["c16"]["requests"].get("PATCH") == 3
     assert res["c16"]["bulk_requests"] == 0
     assert res["bulk_c8"]["bulk_requests"] == 1 and res["bulk_c8"]["requests"]["POST"] == 4
+
+
+def test_migrate_reports_plan_with_baselines(tmp_path: Path):
+    """`bench migrate --sizes 1000` writes build/diff baselines, the migrate plan's time and
+    its verdicts on the synthetic hand-off (bench_migrate)."""
+    data = run_bench(tmp_path, "migrate", "--sizes", "1000", "--repeat", "1")
+    fig = data["parts"]["migrate"]["1000"]
+    for key in ("build_s", "diff_s", "plan_s", "wall_s", "cpu_s", "rss_mb"):
+        assert set(fig[key]) >= {"median", "min", "max", "runs"}, key
+    assert fig["plan_vs_diff"] > 0
+    # 1000 members + 10 leavers on the server; 50 groups, 5 outside the scope.
+    assert fig["members"] == 1010 and fig["groups"] == 50
+    c = fig["counts"]
+    assert (c["members.adopt_user_name"], c["members.conflict"], c["members.new"],
+            c["members.unmanaged"]) == (870, 20, 10, 110)

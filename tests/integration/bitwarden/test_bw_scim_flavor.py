@@ -11,7 +11,7 @@ from dirconnector.model import Group, Snapshot, User
 from dirconnector.outcome import Outcome
 from dirconnector.targets.bitwarden.target import BitwardenSettings, members_provider
 from dirconnector.targets.scim.target import ScimSettings, ScimTarget
-from dirconnector.testing import managed_refs
+from dirconnector.testing import check_writes_external_id, managed_refs
 from tests.emulators.bitwarden.org import REVOKED
 from tests.emulators.bitwarden.server import BitwardenServer
 
@@ -64,3 +64,27 @@ def test_scim_flavor_detected_from_url(bw_server: BitwardenServer) -> None:
     target = scim_target(bw_server, with_public_api=False)
     assert target.check().ok
     assert not bw_server.calls("GET", "ServiceProviderConfig")
+
+
+@pytest.mark.parametrize("through", ["scim", "public_api"])
+def test_writes_external_id_contract(bw_server: BitwardenServer, through: str) -> None:
+    """The scim target on Bitwarden passes the WritesExternalId contract: SCIM PATCH replace
+    (a clear is replace with "", stored as null), or the Public API's PUT with
+    [target.public_api], the path its relinks take."""
+    bw_server.add_owner("owner@example.com")
+    public_api = BitwardenSettings(type="bitwarden", server_url=bw_server.url,
+                                   client_id=bw_server.client_id,
+                                   client_secret=bw_server.client_secret)
+    target = ScimTarget(ScimSettings(type="scim", url=bw_server.scim_url,
+                                     token=bw_server.scim_key,
+                                     public_api=public_api if through == "public_api" else None))
+    converge(target, Snapshot.build(USERS, GROUPS))
+    bw_server.clear_log()
+    check_writes_external_id(target)
+    patches = bw_server.calls("PATCH", "/v2/")
+    puts = bw_server.calls("PUT", "/public/")
+    if through == "scim":
+        assert patches and not puts
+        assert all(op["op"] == "replace" for p in patches for op in p.body["Operations"])
+    else:
+        assert puts and not patches

@@ -14,8 +14,13 @@ from dirconnector.outcome import Outcome
 from dirconnector.plan import CreateUser, Plan
 from dirconnector.state_space import ConnectorState
 from dirconnector.targets.bitwarden.target import BitwardenTarget
-from dirconnector.testing import FakeConnector, check_target, managed_refs
-from tests.emulators.bitwarden.org import REVOKED, STAGED
+from dirconnector.testing import (
+    FakeConnector,
+    check_target,
+    check_writes_external_id,
+    managed_refs,
+)
+from tests.emulators.bitwarden.org import CUSTOM, REVOKED, STAGED
 from tests.emulators.bitwarden.server import BitwardenServer
 
 from .conftest import target_for
@@ -40,6 +45,35 @@ def sync(target: BitwardenTarget, desired: Snapshot, policy: Policy | None = Non
 def test_contract(target: BitwardenTarget) -> None:
     """The target passes the shared target contract against the test server."""
     check_target(target, USERS, GROUPS)
+
+
+def test_writes_external_id_contract(bw_server: BitwardenServer,
+                                     target: BitwardenTarget) -> None:
+    """The target passes the WritesExternalId contract (Public API PUT after a read), and
+    every member keeps its role, custom permissions, collections and groups, every group
+    its name, collections and members."""
+    bw_server.add_owner("owner@example.com")  # PUT needs another confirmed owner to remain
+    sync(target, Snapshot.build(USERS, GROUPS))
+    collection = {"id": "c0ffee00-0000-4000-8000-00000000000a", "readOnly": False,
+                  "hidePasswords": True, "manage": False}
+    for m in bw_server.org.members.values():
+        if m.email != "owner@example.com":
+            m.type, m.permissions = CUSTOM, {"manageGroups": True}
+        m.collections = [dict(collection)]
+    for g in bw_server.org.groups.values():
+        g.collections = [dict(collection)]
+
+    def kept() -> list[object]:
+        return [*((m.type, m.permissions, m.collections) for m in bw_server.org.members.values()),
+                *((g.name, g.collections, set(g.member_ids)) for g in bw_server.org.groups.values())]
+
+    before = kept()
+    bw_server.clear_log()
+    check_writes_external_id(target)
+    assert kept() == before
+    puts = bw_server.calls("PUT", "/public/members/")
+    assert puts and all("groups" not in p.body for p in puts)
+    assert any(p.body["externalId"] is None for p in puts)  # "" clears: sent as null
 
 
 def test_connector_to_bitwarden_converges(bw_server: BitwardenServer,

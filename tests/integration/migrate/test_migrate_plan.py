@@ -1,13 +1,19 @@
-"""The pure hand-off plan and the [migrate] table, without servers."""
+"""The pure hand-off plan, the [migrate] table, and what apply refuses, without servers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from dirconnector import settings
 from dirconnector.errors import ConfigError
 from dirconnector.migrate import render as render
+from dirconnector.migrate.apply import Migration
 from dirconnector.migrate.plan import PRESETS, Scope, migrate_plan, migrate_settings
 from dirconnector.model import Group, Snapshot, User
+from dirconnector.state import StateStore
+from dirconnector.testing import FakeConnector
 
 BW = {"server": "bitwarden"}
 
@@ -121,3 +127,35 @@ def test_checklist_names_the_profiles_own_schedule():
     first = plan.checklist("prod", "every 15m")[0]
     assert "profile 'prod'" in first and "its [schedule] runs it every 15m" in first
     assert "[schedule]" not in plan.checklist("prod")[0]
+
+
+class ReadOnlyTarget:
+    """A target that reads but cannot write an external id (no WritesExternalId)."""
+
+    def snapshot(self) -> Snapshot:
+        raise AssertionError("nothing may be read before the capability is checked")
+
+
+def test_target_without_external_id_writes_is_refused(tmp_path: Path):
+    """apply and rollback on a target without WritesExternalId stop before any read or
+    write, naming the capability and the two methods it lacks."""
+    directory = tmp_path / "directory.json"
+    directory.write_text('{"users": [], "groups": []}')
+    profile = settings.load(data={
+        "profile": "p", "source": {"type": "file", "users": str(directory)},
+        "target": {"type": "scim", "url": "http://127.0.0.1:9/v2"},
+        "state": {"path": str(tmp_path / "state.db")}})
+    store = StateStore(tmp_path / "state.db")
+    try:
+        migration = Migration(profile, store, connector=FakeConnector(),
+                              target=ReadOnlyTarget())
+        missing = (r"ReadOnlyTarget target cannot: it does not implement the WritesExternalId "
+                   r"capability \(set_user_external_id and set_group_external_id")
+        with pytest.raises(ConfigError, match=missing):
+            migration.apply("okta", map_path=tmp_path / "map.csv", force=True)
+        assert not (tmp_path / "map.csv").exists()
+        with pytest.raises(ConfigError, match=missing):
+            migration.rollback(tmp_path / "map.csv")
+        assert store.get_meta("p", "frozen") is None
+    finally:
+        store.close()

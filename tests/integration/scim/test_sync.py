@@ -11,7 +11,7 @@ from dirconnector.model import Group, Snapshot, User
 from dirconnector.outcome import Outcome
 from dirconnector.plan import Plan
 from dirconnector.targets.scim.target import ScimTarget
-from dirconnector.testing import check_target, managed_refs
+from dirconnector.testing import check_target, check_writes_external_id, managed_refs
 
 from .conftest import MakeTarget, ScimServer, directory
 from .proxy import FaultProxy
@@ -47,6 +47,18 @@ def test_contract(make_target: MakeTarget) -> None:
     """The target passes the contract suite every target runs."""
     users, groups = directory(12)
     check_target(make_target(), users, groups)
+
+
+def test_writes_external_id_contract(make_target: MakeTarget, proxy: FaultProxy) -> None:
+    """The target passes the WritesExternalId contract: PATCH replace to set, PATCH remove
+    to clear (RFC 7644 3.5.2.2/3.5.2.3)."""
+    target = make_target(proxy.url)
+    users, groups = directory(5)
+    sync(target, users, groups)
+    proxy.reset()
+    check_writes_external_id(target)
+    assert proxy.count("PATCH", "Users") >= 3 and proxy.count("PATCH", "Groups") >= 3
+    assert proxy.count("PUT", "Users") == proxy.count("PUT", "Groups") == 0
 
 
 def test_full_sync_then_empty_plan(make_target: MakeTarget, scim_server: ScimServer) -> None:

@@ -13,6 +13,7 @@ import trustme
 from dirconnector.errors import AuthError
 from dirconnector.outcome import Outcome
 from dirconnector.targets.scim.target import ScimSettings, ScimTarget
+from dirconnector.testing import check_writes_external_id
 
 from .conftest import TOKEN, MakeTarget, ScimServer, directory, start_server
 from .proxy import Fault, FaultProxy
@@ -106,6 +107,9 @@ def test_server_without_patch_gets_put(tmp_path: Path) -> None:
         assert proxy.count("PATCH", "Users") == 0 and proxy.count("PATCH", "Groups") == 0
         assert proxy.count("PUT", "Users") == 2
         assert next_plan(target, disabled, groups[1:2]).empty
+        # External ids too: set, and cleared by a PUT without the attribute (RFC 7644 3.5.1).
+        check_writes_external_id(target)
+        assert proxy.count("PATCH", "Users") == 0 and proxy.count("PATCH", "Groups") == 0
         proxy.stop()
     finally:
         server.process.terminate()

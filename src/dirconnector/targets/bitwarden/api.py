@@ -50,17 +50,23 @@ def member_update(member: Mapping[str, Any], external_id: str) -> dict[str, Any]
     """The MemberUpdateRequestModel that changes only ``externalId`` of ``member`` (as read).
 
     Permissions go back only for the Custom type (SRV MemberUpdateRequestModel.Validate:
-    "Only users with the Custom role may use custom permissions").
+    "Only users with the Custom role may use custom permissions"). ``groups`` is left out:
+    absent is null, and UpdateOrganizationUserCommand leaves a member's groups alone when
+    they are null. An empty ``external_id`` is sent as null (the member then has none).
     """
     kind = member.get("type")
     return {
         "type": kind,
-        "externalId": external_id,
+        "externalId": external_id or None,
         "permissions": member.get("permissions") if kind == CUSTOM else None,
-        "collections": [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
-                        for c in member.get("collections") or []],
-        "groups": None,
+        "collections": _collections(member),
     }
+
+
+def _collections(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A member's or group's collection access as read, in the shape PUT takes back."""
+    return [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
+            for c in body.get("collections") or [] if isinstance(c, dict)]
 
 
 def endpoints(server_url: str, api_url: str | None, identity_url: str | None) -> tuple[str, str]:
@@ -161,13 +167,14 @@ class BitwardenApi:
     # ------------------------------------------------------------------ external ids
 
     def set_member_external_id(self, member_id: str, external_id: str) -> None:
-        """Give a member another external id and change nothing else about it.
+        """Give a member another external id ("": none) and change nothing else about it.
 
         ``PUT /public/members/{id}`` resets what it is not sent (SRV MembersController.Put:
         "If a property is not provided, the value of the existing property will be reset";
         UpdateOrganizationUserCommand: collections null removes all collection access,
         groups null leaves groups alone). So the member is read first and its type, custom
-        permissions and collections are sent back as they are; groups are sent as null.
+        permissions and collections are sent back as they are; groups are left out (null).
+        The one path for relinks, ``migrate`` and its rollback alike.
         """
         member = self.get(f"public/members/{member_id}")
         if not isinstance(member, dict):
@@ -175,18 +182,20 @@ class BitwardenApi:
         self.call("PUT", f"public/members/{member_id}",
                   json=member_update(member, external_id))
 
-    def set_group_external_id(self, group_id: str, external_id: str, name: str) -> None:
-        """Give a group another external id (and ``name``), keeping its collections.
+    def set_group_external_id(self, group_id: str, external_id: str,
+                              name: str | None = None) -> None:
+        """Give a group another external id ("": none), keeping its collections.
 
         ``PUT /public/groups/{id}`` replaces name, external id and collections
-        (SRV GroupsController.Put); members are not part of it.
+        (SRV GroupsController.Put); members are not part of it. The group is read first;
+        ``name`` renames it in the same request, None keeps the name it has.
         """
         group = self.get(f"public/groups/{group_id}")
-        collections = [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
-                       for c in (group.get("collections") if isinstance(group, dict) else None)
-                       or []]
+        if not isinstance(group, dict):
+            raise TargetError(f"bitwarden: GET public/groups/{group_id} did not answer a group")
         self.call("PUT", f"public/groups/{group_id}",
-                  json={"name": name, "externalId": external_id, "collections": collections})
+                  json={"name": group.get("name") if name is None else name,
+                        "externalId": external_id or None, "collections": _collections(group)})
 
     # ------------------------------------------------------------------ reads
 

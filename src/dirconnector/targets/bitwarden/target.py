@@ -26,7 +26,7 @@ from ...checks import CheckReport
 from ...errors import DirconnectorError, StalePlan
 from ...model import Group, Snapshot
 from ...outcome import Outcome
-from ...plan import Change, DeleteUser, LinkUser, Plan, RelinkGroup, RelinkUser, UpdateUser
+from ...plan import Change, DeleteUser, LinkUser, Plan, UpdateUser
 from ...settings import HttpPluginSettings
 from .api import BitwardenApi, endpoints
 from .apply import Applier
@@ -185,6 +185,17 @@ class BitwardenTarget:
         Applier(self.api, current, self.settings.invite_users,
                 self.settings.concurrency).run(plan, work, record, stop or threading.Event())
 
+    # ------------------------------------------------------------------ WritesExternalId
+
+    def set_user_external_id(self, ref: str, external_id: str) -> None:
+        """``PUT /public/members/{ref}`` after a read, all but externalId sent back as read
+        (BitwardenApi.set_member_external_id, the path relinks take)."""
+        self.api.set_member_external_id(ref, external_id)
+
+    def set_group_external_id(self, ref: str, external_id: str) -> None:
+        """``PUT /public/groups/{ref}`` after a read, name and collections kept."""
+        self.api.set_group_external_id(ref, external_id)
+
     def _current(self, plan: Plan) -> Snapshot:
         """The server state the plan was computed against (read again if not cached)."""
         if self._last is not None and (plan.computed_from is self._last
@@ -211,26 +222,6 @@ def members_provider(settings: BitwardenSettings
         return api.group_members([g.ref for g in groups], settings.concurrency)
 
     return provide
-
-
-def external_id_writer(settings: BitwardenSettings) -> Callable[[Change], None]:
-    """Relinks for the ``scim`` target's bitwarden flavor, through the Public API.
-
-    Bitwarden's SCIM endpoint honours ``PATCH externalId`` only since PM-19232 (users,
-    2026) and PM-19551 (groups); the Public API member and group updates have always
-    taken it. SCIM ids are the Public API's member and group ids.
-    """
-    api = BitwardenTarget(settings).api
-
-    def write(change: Change) -> None:
-        if isinstance(change, RelinkUser):
-            api.set_member_external_id(change.ref, change.user.external_id)
-        elif isinstance(change, RelinkGroup):
-            api.set_group_external_id(change.ref, change.external_id, change.name)
-        else:
-            raise TypeError(f"not a relink: {change.kind}")
-
-    return write
 
 
 def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str, ...]:
@@ -283,5 +274,4 @@ def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str
     return tuple(notes)
 
 
-__all__ = ["BitwardenSettings", "BitwardenTarget", "describe", "external_id_writer",
-           "members_provider"]
+__all__ = ["BitwardenSettings", "BitwardenTarget", "describe", "members_provider"]

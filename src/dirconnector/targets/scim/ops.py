@@ -41,6 +41,7 @@ from ...plan import (
     UpdateUser,
     subject,
 )
+from .. import WritesExternalId
 from . import wire as wire
 
 log = logging.getLogger(__name__)
@@ -68,21 +69,18 @@ class Skip(Exception):
     """The change is deliberately not sent; the message says why."""
 
 
-ExternalIdWriter = Callable[[Change], None]
-"""Writes a relink's external id some other way than SCIM PATCH (Bitwarden: the Public
-API member update, which every server version honours)."""
-
-
 class ScimWriter:
     """Executes single changes; shared by the worker threads of one apply."""
 
     def __init__(self, http: HttpClient, caps: wire.Capabilities, *, member_chunk: int,
                  users_by_ext: Mapping[str, str], groups_by_ext: Mapping[str, str],
                  versions: Mapping[str, str], logins: Mapping[str, str] | None = None,
-                 relink: ExternalIdWriter | None = None) -> None:
+                 relink: WritesExternalId | None = None) -> None:
         self.http = http
         self.caps = caps
         self.relink = relink
+        """Writes relinks some other way than SCIM PATCH (Bitwarden: the Public API member
+        and group updates, which every server version honours)."""
         self.member_chunk = member_chunk
         self._lock = threading.Lock()
         self._users = dict(users_by_ext)      # external id -> SCIM id (snapshot + created)
@@ -166,12 +164,10 @@ class ScimWriter:
             self.modify(users, change.ref, ops, t)
             return change.ref
         if isinstance(change, LinkUser | RelinkUser):
-            # RFC 7643 3.1 externalId; Bitwarden honours PATCH externalId since PM-19232.
-            if isinstance(change, RelinkUser) and self.relink is not None:
-                self.relink(change)
+            if isinstance(change, RelinkUser):
+                self.set_user_external_id(change.ref, change.user.external_id, t)
             else:
-                self.modify(users, change.ref,
-                            [wire.replace_op("externalId", change.user.external_id)], t)
+                self.patch_external_id(users, change.ref, change.user.external_id, t)
             self._remember(self._users, change.user.external_id, change.ref)
             return change.ref
         if isinstance(change, RevokeUser | RestoreUser):
@@ -188,11 +184,10 @@ class ScimWriter:
         if isinstance(change, CreateGroup):
             return self.create_group(change, t)
         if isinstance(change, LinkGroup | RelinkGroup):
-            if isinstance(change, RelinkGroup) and self.relink is not None:
-                self.relink(change)
+            if isinstance(change, RelinkGroup):
+                self.set_group_external_id(change.ref, change.external_id, t)
             else:
-                self.modify(groups, change.ref,
-                            [wire.replace_op("externalId", change.external_id)], t)
+                self.patch_external_id(groups, change.ref, change.external_id, t)
             self._remember(self._groups, change.external_id, change.ref)
             return change.ref
         if isinstance(change, RenameGroup):
@@ -378,6 +373,40 @@ class ScimWriter:
         if external_id and ref:
             with self._lock:
                 where[external_id] = ref
+
+    # ------------------------------------------------------------ external ids
+
+    def set_user_external_id(self, ref: str, external_id: str,
+                             t: Attempts | None = None) -> None:
+        """A relink's write, and ``migrate``'s (WritesExternalId): through ``relink`` when
+        the target has one (Bitwarden's Public API), else PATCH (``patch_external_id``)."""
+        if self.relink is not None:
+            self.relink.set_user_external_id(ref, external_id)
+        else:
+            self.patch_external_id(self.caps.users_path, ref, external_id, t or Attempts())
+
+    def set_group_external_id(self, ref: str, external_id: str,
+                              t: Attempts | None = None) -> None:
+        """Likewise for a group."""
+        if self.relink is not None:
+            self.relink.set_group_external_id(ref, external_id)
+        else:
+            self.patch_external_id(self.caps.groups_path, ref, external_id, t or Attempts())
+
+    def patch_external_id(self, path: str, ref: str, external_id: str, t: Attempts) -> None:
+        """Set or clear one resource's externalId (RFC 7643 3.1) by PATCH, or GET + PUT.
+
+        Setting is ``replace`` (RFC 7644 3.5.2.3), clearing is ``remove`` (3.5.2.2); a
+        server without PATCH gets the resource back without the attribute (``modify``).
+        Bitwarden's PATCH handles only ``replace`` and stores a blank value as null
+        (reference 3.2/3.3), so a clear there is ``replace`` with "". Bitwarden honours
+        PATCH externalId since PM-19232 (users) and PM-19551 (groups).
+        """
+        if external_id or self.caps.flavor == "bitwarden":
+            op = wire.replace_op("externalId", external_id)
+        else:
+            op = wire.remove_op("externalId")
+        self.modify(path, ref, [op], t)
 
     # ------------------------------------------------------------ PATCH / PUT with ETags
 

@@ -35,12 +35,12 @@ from ...http import HttpClient
 from ...model import Group, Snapshot
 from ...plan import AddMembers, Change, CreateUser, Plan, RemoveMembers, RevokeUser, UpdateUser
 from ...settings import HttpPluginSettings
-from .. import Record
+from .. import Record, WritesExternalId
 from ..bitwarden.importer import email_change_note
 from ..bitwarden.target import BitwardenSettings
 from . import wire as wire
 from .bulk import BulkCreator
-from .ops import ExternalIdWriter, ScimWriter
+from .ops import ScimWriter
 from .pool import run_phase
 
 log = logging.getLogger(__name__)
@@ -92,15 +92,17 @@ class ScimTarget:
     def __init__(self, settings: ScimSettings, *,
                  members_provider: MembersProvider | None = None) -> None:
         self.settings = settings
-        self.relink: ExternalIdWriter | None = None
-        """Bitwarden with [target.public_api]: relinks go through the Public API."""
+        self.relink: WritesExternalId | None = None
+        """Bitwarden with [target.public_api]: relinks go through the Public API (Bitwarden's
+        SCIM endpoint honours PATCH externalId only since PM-19232 / PM-19551; the Public
+        API member and group updates always have). SCIM ids are the Public API's ids."""
         if settings.public_api is not None:
-            from ..bitwarden.target import external_id_writer
+            from ..bitwarden.target import BitwardenTarget
             from ..bitwarden.target import members_provider as public_api_members
 
             if members_provider is None:
                 members_provider = public_api_members(settings.public_api)
-            self.relink = external_id_writer(settings.public_api)
+            self.relink = BitwardenTarget(settings.public_api)
         self.members_provider = members_provider
         token = settings.token
         self.http = HttpClient(
@@ -115,6 +117,7 @@ class ScimTarget:
         self._logins: dict[str, str] = {}
         self._groups_by_ext: dict[str, str] = {}
         self._versions: dict[str, str] = {}
+        self._id_writer: ScimWriter | None = None
         self.bulk_requests = 0
         """Bulk requests the last apply sent (for reports and tests)."""
 
@@ -236,6 +239,7 @@ class ScimTarget:
             if isinstance(meta, dict) and meta.get("version"):
                 versions[str(res["id"])] = str(meta["version"])
         self._versions = versions
+        self._id_writer = None  # made again with these versions when next needed
         return Snapshot({u.ref: u for u in users}, {g.ref: g for g in groups}, info=info)
 
     def _bitwarden_members(self, groups: list[Group], user_refs: frozenset[str]
@@ -315,6 +319,29 @@ class ScimTarget:
                 pending += [c for c, _ in left]
                 uncertain = {id(c) for c, unsure in left if unsure}
             run_phase(pending, writer, record, uncertain, self.settings.concurrency, stop)
+
+    # ------------------------------------------------------------ WritesExternalId
+
+    def set_user_external_id(self, ref: str, external_id: str) -> None:
+        """As a RelinkUser is written: PATCH externalId (remove to clear), or the Public API
+        on Bitwarden with [target.public_api] (ScimWriter.set_user_external_id)."""
+        self._external_ids().set_user_external_id(ref, external_id)
+
+    def set_group_external_id(self, ref: str, external_id: str) -> None:
+        """As a RelinkGroup is written (ScimWriter.set_group_external_id)."""
+        self._external_ids().set_group_external_id(ref, external_id)
+
+    def _external_ids(self) -> ScimWriter:
+        """The writer for WritesExternalId calls: one per snapshot, sending If-Match with the
+        versions that snapshot read (a writer per call would copy them every time)."""
+        writer = self._id_writer
+        if writer is None:
+            caps = self.capabilities()
+            writer = ScimWriter(self.http, caps, member_chunk=self.settings.member_chunk,
+                                users_by_ext={}, groups_by_ext={}, versions=self._versions,
+                                relink=self.relink if caps.flavor == "bitwarden" else None)
+            self._id_writer = writer
+        return writer
 
     def _bulk_usable(self, caps: wire.Capabilities, creates: int) -> bool:
         return self.settings.bulk == "auto" and caps.bulk and creates > 1

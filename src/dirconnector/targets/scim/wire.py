@@ -201,6 +201,11 @@ def replace_op(path: str, value: Any) -> dict[str, Any]:
     return {"op": "replace", "path": path, "value": value}
 
 
+def remove_op(path: str) -> dict[str, Any]:
+    """RFC 7644 3.5.2.2: remove a simple attribute (the resource then has none)."""
+    return {"op": "remove", "path": path}
+
+
 def patch_body(ops: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """A PatchOp message (RFC 7644 3.5.2)."""
     return {"schemas": [PATCH_SCHEMA], "Operations": list(ops)}
@@ -239,7 +244,8 @@ def apply_patch_locally(resource: Mapping[str, Any], ops: Sequence[Mapping[str, 
     """The PUT body for a server without PATCH: the read resource with our own ops applied.
 
     Only the operation shapes this module produces are understood (replace of a simple
-    or ``a.b`` path, add/remove of members); ``meta`` is dropped (read-only, RFC 7643 3.1).
+    or ``a.b`` path, remove of a simple attribute, add/remove of members); ``meta`` is
+    dropped (read-only, RFC 7643 3.1).
     """
     body = {k: v for k, v in resource.items() if k != "meta"}
     for op in ops:
@@ -260,6 +266,8 @@ def apply_patch_locally(resource: Mapping[str, Any], ops: Sequence[Mapping[str, 
             gone = path[len("members[value eq "):-1]
             body["members"] = [m for m in body.get("members") or () if quote(
                 str(m.get("value"))) != gone]
+        elif op["op"] == "remove" and path and not any(c in path for c in "[]."):
+            body.pop(path, None)  # a PUT without the attribute clears it (RFC 7644 3.5.1)
         else:
             raise ValueError(f"cannot apply {op['op']} {path} locally")
     return body
