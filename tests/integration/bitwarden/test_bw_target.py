@@ -42,8 +42,10 @@ def sync(target: BitwardenTarget, desired: Snapshot, policy: Policy | None = Non
     return plan, outcomes
 
 
-def test_contract(target: BitwardenTarget) -> None:
-    """The target passes the shared target contract against the test server."""
+def test_contract(bw_server: BitwardenServer, target: BitwardenTarget) -> None:
+    """The target passes the shared target contract (its capabilities included) against
+    the test server, in an organization with its confirmed owner as every real one has."""
+    bw_server.add_owner("owner@example.com")
     check_target(target, USERS, GROUPS)
 
 
