@@ -258,7 +258,8 @@ class Daemon:
             events = events_for(previous, status, job.failures, settings.failing_after, applied)
             report = None
             if result is not None and result.plan is not None:
-                from .report_html import context_of, result_page
+                from .report_html import context_of
+                from .report_runs import result_page
 
                 profile, kept = job.profile, result
 

@@ -1,10 +1,11 @@
-"""HTML reports: a plan, a run, the run history. One self-contained page each.
+"""HTML reports: the page they share, and the plan's. One self-contained page each.
 
 Self-contained: the stylesheet and the script (``report_assets/``) are inlined, the rows
 travel as JSON in a ``<script type="application/json">`` block, and nothing is fetched,
 so a page works from a file:// URL and as an e-mail or ticket attachment. The summary
 is plain HTML (readable with scripts off); the tables are drawn by the script, which
 filters as you type, sorts and shows one page of rows at a time (100k rows stay quick).
+Runs and the run history are drawn by ``report_runs`` from the pieces here.
 
 Every string that comes from the directory or the server is escaped here
 (:func:`h`) or reaches the page through ``textContent`` in the script, never
@@ -22,7 +23,7 @@ import html
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -51,7 +52,6 @@ from .plan import (
     UpdateUser,
     subject,
 )
-from .state import RunRow
 
 KINDS: tuple[str, ...] = tuple(k for phase in PHASES for k in phase)
 """Every change kind, in apply order: the order of the tabs and of the counts."""
@@ -151,7 +151,7 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _now(ctx: ReportContext) -> float:
+def made_at(ctx: ReportContext) -> float:
     return ctx.generated or dt.datetime.now(dt.UTC).timestamp()
 
 
@@ -163,7 +163,7 @@ def facts(items: Iterable[tuple[str, str]]) -> str:
 
 # ----------------------------------------------------------------------------- rows
 
-def _kind_index() -> dict[str, int]:
+def kind_index() -> dict[str, int]:
     return {k: i for i, k in enumerate(KINDS)}
 
 
@@ -230,11 +230,11 @@ def change_row(seq: int, change: Change, kinds: dict[str, int],
 
 def kept_grid(kept: Iterable[Kept]) -> dict[str, Any]:
     rows = [[k.email or k.external_id, k.reason, k.detail, k.external_id, k.ref] for k in kept]
-    return _plain_grid(["person", "reason", "detail", "directory id", "server id"], rows,
+    return plain_grid(["person", "reason", "detail", "directory id", "server id"], rows,
                        "Nobody is kept as is.")
 
 
-def _plain_grid(labels: Sequence[str], rows: list[list[Any]], empty: str,
+def plain_grid(labels: Sequence[str], rows: list[list[Any]], empty: str,
                 types: dict[int, str] | None = None) -> dict[str, Any]:
     cols = [{"label": label, **({"type": types[i]} if types and i in types else {})}
             for i, label in enumerate(labels)]
@@ -252,7 +252,7 @@ def counts_table(planned: Counter[str], done: dict[str, Counter[str]] | None = N
         "".join(f'<th class="num">{s}</th>' for s in statuses) if done is not None else "") \
         + "</tr>"
     body = []
-    kinds = _kind_index()
+    kinds = kind_index()
     for kind in KINDS:
         if not planned.get(kind) and not (done and done.get(kind)):
             continue
@@ -329,17 +329,17 @@ def limits_table(limits: Limits | None, plan: Plan | None) -> str:
 
 def skipped_grid(skipped: Iterable[Any]) -> dict[str, Any]:
     rows = [[s.kind, s.ref, s.reason, s.detail] for s in skipped]
-    return _plain_grid(["kind", "entry", "reason", "detail"], rows,
+    return plain_grid(["kind", "entry", "reason", "detail"], rows,
                        "The directory read skipped nothing.")
 
 
-def _section(title: str, inner: str, sid: str = "") -> str:
+def section(title: str, inner: str, sid: str = "") -> str:
     ident = f' id="{sid}"' if sid else ""
     return f"<section{ident}><h2>{h(title)}</h2>\n{inner}\n</section>"
 
 
-def _grid_section(title: str, name: str, note: str = "") -> str:
-    return _section(title, (f'<p class="muted">{note}</p>' if note else "")
+def grid_section(title: str, name: str, note: str = "") -> str:
+    return section(title, (f'<p class="muted">{note}</p>' if note else "")
                     + f'<div data-grid="{name}"></div>', name)
 
 
@@ -348,10 +348,10 @@ def _grid_section(title: str, name: str, note: str = "") -> str:
 def plan_page(plan: Plan, ctx: ReportContext, refused: Sequence[str] = ()) -> str:
     """``plan --format html``: the summary, the guard's verdict, every change, who is kept
     as is and what the read skipped."""
-    kinds = _kind_index()
+    kinds = kind_index()
     planned = plan.counts()
     rows = [change_row(i, c, kinds) for i, c in enumerate(plan.changes, 1)]
-    body = [_summary_section(ctx, [
+    body = [summary_section(ctx, [
         ("source → target", h(f"{ctx.source} → {ctx.target}")),
         ("directory read", h(f"{plan.source_users:,} users, "
                              + ("complete" if plan.source_complete else
@@ -360,185 +360,32 @@ def plan_page(plan: Plan, ctx: ReportContext, refused: Sequence[str] = ()) -> st
                                     f"{plan.managed_memberships:,} group memberships")),
         ("plan", h(tally(planned) if plan.changes else "No changes.")),
     ])]
-    body.append(_section("Changes by kind", counts_table(planned)))
-    body.append(_section("Safety guard", verdict(refused, planned_only=True)
+    body.append(section("Changes by kind", counts_table(planned)))
+    body.append(section("Safety guard", verdict(refused, planned_only=True)
                          + limits_table(ctx.limits, plan)))
-    extra = _notes(plan)
+    extra = plan_notes(plan)
     if extra:
-        body.append(_section("Notes", extra))
-    body.append(_grid_section(f"Changes ({len(plan.changes):,})", "changes",
+        body.append(section("Notes", extra))
+    body.append(grid_section(f"Changes ({len(plan.changes):,})", "changes",
                               "Sorted in apply order; click a column to sort, type to filter."))
     grids = {"changes": grid_spec(rows, with_status=False, empty="No changes."),
              "kept": kept_grid(plan.kept), "skipped": skipped_grid(plan.skipped)}
-    body.append(_grid_section(f"Kept as is ({len(plan.kept):,})", "kept",
+    body.append(grid_section(f"Kept as is ({len(plan.kept):,})", "kept",
                               "Left exactly as the server holds them, memberships included."))
-    body.append(_grid_section(f"Skipped directory entries ({len(plan.skipped):,})", "skipped"))
+    body.append(grid_section(f"Skipped directory entries ({len(plan.skipped):,})", "skipped"))
     title = f"dirconnector plan: {ctx.profile}"
-    sub = h(f"{len(plan.changes):,} change(s) · made {when(_now(ctx))}"
+    sub = h(f"{len(plan.changes):,} change(s) · made {when(made_at(ctx))}"
             + (" · REFUSED by the safety guard" if refused else ""))
     return page(title, sub, "\n".join(body), grids)
 
 
-def _summary_section(ctx: ReportContext, items: list[tuple[str, str]]) -> str:
-    return _section("Summary", facts([("profile", h(ctx.profile)), *items,
-                                      ("report made", h(when(_now(ctx))))]))
+def summary_section(ctx: ReportContext, items: list[tuple[str, str]]) -> str:
+    return section("Summary", facts([("profile", h(ctx.profile)), *items,
+                                      ("report made", h(when(made_at(ctx))))]))
 
 
-def _notes(plan: Plan) -> str:
+def plan_notes(plan: Plan) -> str:
     from .takeover import summary as takeover_summary
 
     lines = [*takeover_summary(plan), *plan.notes]
     return "".join(f"<p>{h(line)}</p>" for line in lines)
-
-
-# ----------------------------------------------------------------------------- run
-
-def run_page(run: RunRow, entries: Iterable[dict[str, Any]], ctx: ReportContext,
-             plan: Plan | None = None) -> str:
-    """``history --run ID --format html``: a recorded run from its journal. ``plan``, when
-    the caller still holds it (a refused run's, in the daemon), lists what was not applied."""
-    from .plan import _change_from
-
-    kinds = _kind_index()
-    rows: list[list[Any]] = []
-    kept: list[Kept] = []
-    done: dict[str, Counter[str]] = {}
-    for e in entries:
-        payload = dict(e["change"])
-        if payload.get("kind") == "kept" or e["kind"] == "kept":
-            payload.pop("kind", None)
-            try:
-                kept.append(Kept(**payload))
-            except TypeError:
-                kept.append(Kept(e["ref"], "", e["subject"], e["error"]))
-            continue
-        try:
-            change = _change_from(payload)
-        except (KeyError, TypeError, ValueError):  # a journal row of another version
-            kind = e["kind"] if e["kind"] in kinds else "update_user"
-            rows.append([e["seq"], kinds[kind], e["subject"], "", "", e["status"], e["error"]])
-            continue
-        done.setdefault(change.kind, Counter())[e["status"]] += 1
-        rows.append(change_row(e["seq"], change, kinds, e["status"], e["error"]))
-    if not rows and plan is not None:
-        status = "refused" if run.status == "refused" else "not applied"
-        rows = [change_row(i, c, kinds, status) for i, c in enumerate(plan.changes, 1)]
-        kept = list(plan.kept)
-    return _run_body(run, rows, kept, done, ctx, plan, plan.skipped if plan else None)
-
-
-def result_page(result: Any, ctx: ReportContext) -> str:
-    """The report of a ``sync.RunResult`` still in memory (a notification's attachment)."""
-    kinds = _kind_index()
-    plan: Plan | None = result.plan
-    outcomes = {id(o.change): o for o in result.report.outcomes} if result.report else {}
-    rows: list[list[Any]] = []
-    done: dict[str, Counter[str]] = {}
-    pending = "refused" if result.status == "refused" else "not applied"
-    for i, c in enumerate(plan.changes if plan else (), 1):
-        o = outcomes.pop(id(c), None)
-        rows.append(change_row(i, c, kinds, o.status if o else pending, o.error if o else ""))
-        if o is not None:
-            done.setdefault(c.kind, Counter())[o.status] += 1
-    for o in outcomes.values():  # a target that recorded a changed copy of a change
-        rows.append(change_row(len(rows) + 1, o.change, kinds, o.status, o.error))
-        done.setdefault(o.change.kind, Counter())[o.status] += 1
-    run = RunRow(result.run_id, result.profile, "", 0.0, None, result.status, result.counts(),
-                 "; ".join(result.refused) or result.error)
-    return _run_body(run, rows, list(plan.kept) if plan else [], done, ctx, plan,
-                     plan.skipped if plan else None)
-
-
-def _run_body(run: RunRow, rows: list[list[Any]], kept: list[Kept],
-              done: dict[str, Counter[str]], ctx: ReportContext, plan: Plan | None,
-              skipped: Sequence[Any] | None) -> str:
-    planned = Counter({k[len("plan."):]: v for k, v in run.counts.items()
-                       if k.startswith("plan.") and k[len("plan."):] in LABELS})
-    if not done:
-        for key, n in run.counts.items():
-            kind, _, status = key.rpartition(".")
-            if kind in LABELS and status in ("ok", "failed", "skipped"):
-                done.setdefault(kind, Counter())[status] += n
-    failed = sum(c["failed"] for c in done.values())
-    took = f"{run.finished - run.started:.1f} s" if run.finished and run.started else "-"
-    reads = run.counts.get("source_users")
-    skipped_n = run.counts.get("skipped", len(skipped) if skipped is not None else 0)
-    reasons = ", ".join(f"{n:,} {k[len('skipped.'):]}" for k, n in sorted(run.counts.items())
-                        if k.startswith("skipped."))
-    badge = f'<span class="badge {h(run.status)}">{h(run.status)}</span>'
-    items = [("run", h(run.id)), ("status", badge)]
-    if run.command:
-        items.append(("command", h(run.command)))
-    items += [("started", h(when(run.started))), ("took", h(took)),
-              ("source → target", h(f"{ctx.source} → {ctx.target}"))]
-    if reads is not None:
-        items.append(("directory read", h(f"{reads:,} users, "
-                                          f"{run.counts.get('source_groups', 0):,} groups")))
-    items.append(("planned", h(tally(planned) if planned else "No changes.")))
-    body = [_summary_section(ctx, items)]
-    refused = [r for r in run.error.split("; ") if r] if run.status == "refused" else []
-    top = verdict(refused, planned_only=False)
-    if run.status in ("failed", "partial", "interrupted") and run.error:
-        top += f'<div class="verdict bad">{h(run.error)}</div>'
-    elif run.status in ("ok", "no-changes", "unchanged"):
-        top += f'<div class="verdict ok">Run {h(run.status)}: every change it made is below.</div>'
-    body.append(_section("Outcome", top + counts_table(planned, done)
-                         + (limits_table(ctx.limits, plan) if refused else "")))
-    if plan is not None and _notes(plan):
-        body.append(_section("Notes", _notes(plan)))
-    body.append(_grid_section(f"Changes ({len(rows):,}" + (f", {failed:,} failed" if failed
-                                                          else "") + ")", "changes",
-                              "Failures first, with the server's reason; click a column to "
-                              "sort, type to filter."))
-    grids = {"changes": grid_spec(rows, with_status=True, empty="This run changed nothing."),
-             "kept": kept_grid(kept)}
-    body.append(_grid_section(f"Kept as is ({len(kept):,})", "kept",
-                              "Left exactly as the server held them, memberships included."))
-    if skipped is not None:
-        grids["skipped"] = skipped_grid(skipped)
-        body.append(_grid_section(f"Skipped directory entries ({len(skipped):,})", "skipped"))
-    else:
-        body.append(_section(f"Skipped directory entries ({skipped_n:,})",
-                             f"<p>{h(reasons or 'none')}. The entries themselves are listed "
-                             f"by <code>dirconnector plan --format html</code>.</p>"))
-    title = f"dirconnector run {run.id}: {ctx.profile}"
-    sub = h(f"{run.status} · started {when(run.started)}") if run.started else h(run.status)
-    return page(title, sub, "\n".join(body), grids)
-
-
-# ----------------------------------------------------------------------------- history
-
-def history_page(runs: Sequence[RunRow], ctx: ReportContext | None,
-                 link: Callable[[str], str | None] | None = None, *,
-                 title: str = "dirconnector run history") -> str:
-    """``history --format html``: per profile, runs over time (inline SVG), then every run."""
-    from .report_chart import runs_chart
-
-    by_profile: dict[str, list[RunRow]] = {}
-    for r in sorted(runs, key=lambda r: r.started):
-        by_profile.setdefault(r.profile, []).append(r)
-    body = [_section(f"Profile {name}", f'<div class="chart">{runs_chart(rows, link)}</div>')
-            for name, rows in by_profile.items()]
-    rows = [run_row(r, link) for r in sorted(runs, key=lambda r: -r.started)]
-    grid = _plain_grid(["run", "profile", "command", "started", "took (s)", "status",
-                        "applied", "failed", "planned", "error"], rows, "No runs recorded.",
-                       {0: "link", 4: "num", 6: "num", 7: "num", 8: "num"})
-    grid["sort"] = [3, -1]
-    note = ("Click a run for its report." if link else
-            "A run's report: <code>dirconnector history --run ID --format html --out run.html"
-            "</code>.")
-    body.append(_grid_section(f"Runs ({len(runs):,})", "runs", note))
-    made = _now(ctx) if ctx else dt.datetime.now(dt.UTC).timestamp()
-    sub = h(f"{len(runs):,} run(s) of {len(by_profile)} profile(s) · made {when(made)}")
-    return page(title, sub, "\n".join(body), {"runs": grid})
-
-
-def run_row(r: RunRow, link: Callable[[str], str | None] | None) -> list[Any]:
-    applied = sum(v for k, v in r.counts.items() if k.endswith(".ok") and k[:-3] in LABELS)
-    failed = sum(v for k, v in r.counts.items() if k.endswith(".failed"))
-    planned = sum(v for k, v in r.counts.items() if k.startswith("plan."))
-    took = round(r.finished - r.started, 1) if r.finished else None
-    return [[r.id, link(r.id) if link else None], r.profile, r.command,
-            dt.datetime.fromtimestamp(r.started, dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), took,
-            r.status, applied, failed, planned, r.error[:300]]
-

@@ -33,12 +33,11 @@ from .report_html import (
     csp,
     facts,
     h,
-    history_page,
     page,
-    run_page,
     tally,
     when,
 )
+from .report_runs import history_page, run_page
 from .state import RunRow
 
 if TYPE_CHECKING:

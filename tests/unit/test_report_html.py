@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 
-from dirconnector import report_html, status_page
+from dirconnector import report_html, report_runs, status_page
 from dirconnector.diff import Policy, diff
 from dirconnector.guard import Limits
 from dirconnector.model import Group, Skipped, Snapshot, User
@@ -53,11 +53,11 @@ def test_directory_strings_never_reach_the_markup_unescaped():
     views = [status_page.ProfileView(EVIL, "refused", EVIL, 1, None, row, EVIL,
                                      {"at": EVIL}, [row])]
     pages = [report_html.plan_page(plan, ctx, [EVIL]),
-             report_html.run_page(row, [{"seq": 1, "at": 1.0, "kind": "update_user",
+             report_runs.run_page(row, [{"seq": 1, "at": 1.0, "kind": "update_user",
                                          "subject": EVIL, "ref": "r1", "status": "failed",
                                          "error": EVIL, "change": {"kind": "update_user"}}],
                                   ctx),
-             report_html.history_page([row], ctx),
+             report_runs.history_page([row], ctx),
              status_page.render(views, EVIL)]
     for page in pages:
         outside = _outside_data(page)

@@ -59,7 +59,7 @@ def history(ctx: Ctx, limit: int, profile_name: str | None, all_profiles: bool,
 
 def _history_html(ctx: Ctx, store: Any, run_id: str | None, profile: str | None, limit: int,
                   out: str | None) -> None:
-    from .. import report_html
+    from .. import report_html, report_runs
     from ..errors import ConfigError
 
     if run_id:
@@ -70,9 +70,9 @@ def _history_html(ctx: Ctx, store: Any, run_id: str | None, profile: str | None,
         context = report_html.context_of(ctx.profile())
         if row.profile != context.profile:  # a run of another profile in the same state
             context = report_html.ReportContext(row.profile, "?", "?")
-        html = report_html.run_page(row, store.journal_entries(run_id), context)
+        html = report_runs.run_page(row, store.journal_entries(run_id), context)
     else:
-        html = report_html.history_page(store.runs(profile, limit),
+        html = report_runs.history_page(store.runs(profile, limit),
                                         report_html.context_of(ctx.profile()))
     if out:
         Path(out).write_text(html, encoding="utf-8")

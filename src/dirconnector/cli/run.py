@@ -186,7 +186,8 @@ def _notify(ctx: Ctx, store: StateStore, result: RunResult | None, error: str,
         events = events_for(previous, status, streak, settings.failing_after, applied)
         report: Callable[[], str] | None = None
         if result is not None and result.plan is not None:
-            from ..report_html import context_of, result_page
+            from ..report_html import context_of
+            from ..report_runs import result_page
 
             done = result
 

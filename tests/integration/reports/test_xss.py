@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dirconnector import notify, report_html, status_page
+from dirconnector import notify, report_html, report_runs, status_page
 from dirconnector.apply import ApplyReport
 from dirconnector.diff import Policy, diff
 from dirconnector.guard import Limits
@@ -51,10 +51,10 @@ def _pages() -> dict[str, str]:
     report = ApplyReport([Outcome(plan.changes[0], "failed", EVIL)])
     result = RunResult("r-3", EVIL, "partial", plan, report, error=EVIL)
     return {"plan": report_html.plan_page(plan, ctx, [EVIL]),
-            "run": report_html.run_page(row, entries, ctx),
-            "refused-run": report_html.run_page(refused, [], ctx, plan),
-            "result": report_html.result_page(result, ctx),
-            "history": report_html.history_page([row, refused], ctx, lambda r: f"runs/{r}"),
+            "run": report_runs.run_page(row, entries, ctx),
+            "refused-run": report_runs.run_page(refused, [], ctx, plan),
+            "result": report_runs.result_page(result, ctx),
+            "history": report_runs.history_page([row, refused], ctx, lambda r: f"runs/{r}"),
             "status": status_page.render(views, EVIL)}
 
 
