@@ -36,16 +36,21 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import logs
 from . import settings as settings_mod
 from .errors import ConfigError, DirconnectorError, LockHeld, RunInterrupted, TickTaken
 from .health import HealthServer, Metrics
+from .notify import Outcome, build, events_for, outcome_class
+from .notify_send import Notifier
 from .settings import Profile
 from .state import SharesProfiles, StateStore, open_store
 from .state.records import Holder, default_replica
 from .sync import Runner, RunResult
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,11 @@ class Job:
     not_before: float = 0.0
     last: dict[str, Any] = field(default_factory=dict)
     next_run: float | None = None
+    outcome: Outcome | None = None
+    """The last run's outcome that means something (ok, failed, refused): notifications."""
+    refused_plan: Plan | None = None
+    """The plan the last run refused, for the status page's report of that run."""
+    refused_run: str = ""
 
     @property
     def name(self) -> str:
@@ -115,6 +125,11 @@ class Daemon:
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.status_token = status_token_of([j.profile for j in self.jobs.values()])
+        """[daemon] status_token: what the status page asks for (None: open)."""
+        self.status_warning = ""
+        """Shown on the status page: set when it is bound beyond loopback without a token."""
+        self.notifier = Notifier(self.metrics.notified)
 
     # ------------------------------------------------------------------ schedule
     def _schedule_of(self, profile: Profile) -> tuple[str, Any, float]:
@@ -271,6 +286,7 @@ class Daemon:
 
     def _after_run(self, job: Job, status: str, error: str, duration: float,
                    result: RunResult | None) -> None:
+        previous = self._previous_outcome(job)
         interval = self._interval_hint(job)
         if status in ("failed", "partial"):
             job.failures += 1
@@ -290,6 +306,62 @@ class Daemon:
                 "not_before": job.not_before, "replica": self.replica})
         except DirconnectorError as exc:  # the store is down: the next tick says so again
             log.error("profile %s: cannot record the run's outcome: %s", job.name, exc)
+        self._notify(job, previous, status, error, duration, result)
+
+    # ------------------------------------------------------------------ notifications
+    def _previous_outcome(self, job: Job) -> Outcome | None:
+        """The profile's last meaningful outcome, kept across restarts in the state."""
+        if job.outcome is None:
+            try:
+                saved = self.store_for(job.profile).get_meta(job.name, "notify") or {}
+            except DirconnectorError as exc:  # the store is down: no transition to tell
+                log.error("profile %s: cannot read the last outcome: %s", job.name, exc)
+                return None
+            job.outcome = outcome_class(str(saved.get("outcome", "")))
+        return job.outcome
+
+    def _notify(self, job: Job, previous: Outcome | None, status: str, error: str,
+                duration: float, result: RunResult | None) -> None:
+        """Queue the run's notifications (notify.events_for); never blocks, never raises."""
+        store = self.store_for(job.profile)
+        now = outcome_class(status)
+        if now is not None and now != job.outcome:
+            job.outcome = now
+            try:
+                store.set_meta(job.name, "notify", {"outcome": now, "at": time.time()})
+            except DirconnectorError as exc:
+                log.error("profile %s: cannot record the outcome: %s", job.name, exc)
+        refused = result is not None and status == "refused"
+        job.refused_plan = result.plan if refused and result is not None else None
+        job.refused_run = result.run_id if refused and result is not None else ""
+        settings = job.profile.settings.notify
+        if not settings.any:
+            return
+        try:
+            run_id, counts = job.last.get("run_id", ""), result.counts() if result else {}
+            if result is None:  # the run raised: its row, if it got as far as starting one
+                rows = store.runs(job.name, 1)
+                if rows and rows[0].started >= time.time() - duration - 1:
+                    run_id, counts = rows[0].id, rows[0].counts
+            applied = sum(1 for o in result.report.outcomes if o.status == "ok") \
+                if result is not None and result.report is not None else 0
+            events = events_for(previous, status, job.failures, settings.failing_after, applied)
+            report = None
+            if result is not None and result.plan is not None:
+                from .report_html import context_of
+                from .report_runs import result_page
+
+                profile, kept = job.profile, result
+
+                def report() -> str:
+                    return result_page(kept, context_of(profile))
+
+            self.notifier.submit(build(job.profile, events, status=status, run_id=run_id,
+                                       error=error, refused=result.refused if result else [],
+                                       counts=counts, failures=job.failures, report=report),
+                                 settings)
+        except Exception:  # telling people must never stop the schedule
+            log.exception("profile %s: could not queue notifications", job.name)
 
     def _interval_hint(self, job: Job) -> float:
         s = job.profile.settings.schedule
@@ -423,6 +495,9 @@ class Daemon:
             for row in store.runs(name, 1):
                 if row.status == "running":
                     store.finish_run(row.id, "interrupted", error="daemon stopped")
+        if self.notifier.pending:
+            log.info("waiting up to 10s for %d notification(s)", self.notifier.pending)
+            self.notifier.drain(10.0)
         if self.health is not None:
             self.health.stop()
         log.info("daemon stopped")
@@ -440,6 +515,17 @@ def profile_files(folder: Path | None) -> list[Path]:
     if not folder.is_dir():
         raise ConfigError(f"--profiles {folder}: not a directory")
     return sorted(p for p in folder.glob("*.toml") if p.is_file())
+
+
+def status_token_of(profiles: list[Profile]) -> str | None:
+    """The one [daemon] status_token the profile files give (they must agree), or None."""
+    tokens = {p.settings.daemon.status_token.get_secret_value() for p in profiles
+              if p.settings.daemon.status_token is not None}
+    if len(tokens) > 1:
+        raise ConfigError("[daemon] status_token differs between the profile files; the "
+                          "daemon serves one status page",
+                          hint="set the same status_token_env in each file, or in one only")
+    return next(iter(tokens), None)
 
 
 def _now_dt() -> Any:

@@ -50,6 +50,14 @@ class Metrics:
         self.refused_now = Gauge("dirconnector_refused",
                                  "1 while the profile's last run was refused by the guard",
                                  ["profile"], registry=r)
+        self.notifications = Counter("dirconnector_notifications",
+                                     "Notifications by channel kind, event and result "
+                                     "(sent, failed, dropped)", ["channel", "event", "result"],
+                                     registry=r)
+
+    def notified(self, channel: str, event: str, result: str) -> None:
+        """Count one notification's fate (notify_send.Notifier's on_result)."""
+        self.notifications.labels(channel, event, result).inc()
 
     def observe(self, profile: str, status: str, duration: float,
                 result: RunResult | None) -> None:
@@ -102,18 +110,26 @@ class HealthServer:
                     self._send(200 if alive else 503, "application/json", body)
                 elif self.path.split("?")[0] == "/metrics":
                     self._send(200, "text/plain; version=0.0.4", daemon.metrics.render())
+                elif (page := status_page.route(daemon, self.path,
+                                                self.headers.get("Authorization"))) is not None:
+                    self._send(page[0], page[1], page[2], page[3])
                 else:
                     self._send(404, "text/plain", b"not found\n")
 
-            def _send(self, status: int, ctype: str, body: bytes) -> None:
+            def _send(self, status: int, ctype: str, body: bytes,
+                      headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.debug("health: " + fmt, *args)
+
+        from . import status_page
 
         self._server = ThreadingHTTPServer(self.address, Handler)
         self._server.daemon_threads = True
@@ -121,6 +137,10 @@ class HealthServer:
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                          name="health", daemon=True).start()
         log.info("health and metrics on http://%s:%d/", *self._server.server_address[:2])
+        daemon.status_warning = status_page.exposure_warning(self.address[0],
+                                                             bool(daemon.status_token))
+        if daemon.status_warning:
+            log.warning("%s", daemon.status_warning)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
+from .notify_settings import DaemonSettings, NotifySettings
 
 ENV_PREFIX = "DIRCONNECTOR_"
 DEFAULT_FILE = "dirconnector.toml"
@@ -227,6 +228,8 @@ class Settings(BaseModel):
     state: StateSettings = StateSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     migrate: dict[str, Any] = Field(default_factory=dict)
+    notify: NotifySettings = NotifySettings()
+    daemon: DaemonSettings = DaemonSettings()
 
 
 def environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -334,17 +337,39 @@ def load(path: str | os.PathLike[str] | None = None,
     source = _plugin(settings.source, "source")
     target = _plugin(settings.target, "target")
     warnings: list[str] = []
-    if file is not None and (source.secret_fields() or target.secret_fields()):
+    if file is not None:
         inline = [f"{sec}.{name}" for sec, table in (("source", raw.get("source", {})),
                                                       ("target", raw.get("target", {})))
                   for name in _secret_names(source if sec == "source" else target)
                   if isinstance(table, dict) and table.get(name)]
+        inline += _inline_service_secrets(raw)
         mode = file.stat().st_mode
         if inline and mode & (stat.S_IRGRP | stat.S_IROTH):
             warnings.append(f"{file} holds secrets inline ({', '.join(inline)}) and is readable by "
                             f"other users; chmod 600 it or use *_env / *_file")
     return Profile(settings=settings, source=source, target=target, path=file,
                    warnings=tuple(warnings))
+
+
+_SERVICE_SECRETS = {"webhook": ("url", "secret"), "slack": ("url",), "teams": ("url",),
+                    "email": ("password",)}
+"""The secret fields of [[notify.<kind>]] channels (notify_settings); [daemon] has one."""
+
+
+def _inline_service_secrets(raw: Mapping[str, Any]) -> list[str]:
+    """Secrets written inline in [notify] channels and [daemon], by their TOML path."""
+    found: list[str] = []
+    notify = raw.get("notify")
+    if isinstance(notify, dict):
+        for kind, names in _SERVICE_SECRETS.items():
+            channels = notify.get(kind)
+            for i, channel in enumerate(channels if isinstance(channels, list) else ()):
+                if isinstance(channel, dict):
+                    found += [f"notify.{kind}[{i}].{n}" for n in names if channel.get(n)]
+    daemon = raw.get("daemon")
+    if isinstance(daemon, dict) and daemon.get("status_token"):
+        found.append("daemon.status_token")
+    return found
 
 
 def _secret_names(model: PluginSettings) -> tuple[str, ...]:
@@ -420,12 +445,13 @@ def secret_values(profile: Profile) -> set[str]:
     def walk(model: BaseModel) -> None:
         for name in type(model).model_fields:
             value = getattr(model, name)
-            if isinstance(value, SecretStr) and value.get_secret_value():
-                found.add(value.get_secret_value())
-            elif isinstance(value, BaseModel):
-                walk(value)
+            for item in value if isinstance(value, tuple | list) else (value,):
+                if isinstance(item, SecretStr) and item.get_secret_value():
+                    found.add(item.get_secret_value())
+                elif isinstance(item, BaseModel):
+                    walk(item)
 
     walk(profile.source)
     walk(profile.target)
-    walk(profile.settings.state)
+    walk(profile.settings)  # [state], [notify] and [daemon]
     return found

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -77,6 +78,8 @@ class RunResult:
                 out["kept"] = len(self.plan.kept)
         if self.report is not None:
             out.update(self.report.counts())
+        if self.desired is not None:  # why entries were skipped (the run report says it)
+            out.update(Counter(f"skipped.{s.reason}" for s in self.desired.skipped))
         return out
 
 
@@ -253,7 +256,10 @@ class Runner:
         Part of the no-change hash, so that turning on ``remove_disabled`` (say) is
         acted on at the next run although the directory did not change.
         """
-        text = json.dumps(self.profile.redacted(), sort_keys=True, default=str)
+        settings = self.profile.redacted()
+        for who_is_told in ("notify", "daemon"):  # they change no plan
+            settings.pop(who_is_told, None)
+        text = json.dumps(settings, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _change_marker(self, config: str) -> Marker | None:

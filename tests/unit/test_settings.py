@@ -184,3 +184,20 @@ def test_builtin_plugins_are_the_installed_entry_points():
         assert installed == names
         for name in names:
             assert registry.find(group, name).load().__name__ == names[name].rsplit(":")[1]
+
+
+def test_inline_notify_and_status_secrets_warn(tmp_path):
+    """A chat webhook URL or the status token written inline counts as an inline secret too."""
+    text = BASE.replace('token = "s3cr3t-token-value"', 'token_env = "HOME"') + """
+[daemon]
+status_token = "status-secret-1"
+[[notify.slack]]
+url = "https://hooks.example.invalid/T000/B000/XXXX"
+"""
+    path = write(tmp_path, text)
+    path.chmod(0o644)
+    warning = " ".join(settings.load(path).warnings)
+    assert "notify.slack[0].url" in warning and "daemon.status_token" in warning
+    assert "target.token" not in warning and "status-secret-1" not in warning
+    path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    assert not settings.load(path).warnings

@@ -64,3 +64,21 @@ def test_failed_write_raises_and_keeps_nothing_half_written(state: State) -> Non
     assert state.rows("SELECT count(*) FROM journal") == [(0,)]
     assert state.rows("SELECT count(*) FROM managed") == [(0,)]
 
+
+
+def test_one_run_and_its_journal_with_the_changes_as_recorded(state: State) -> None:
+    """What a run's report reads (history --run, the status page): the run's row and each
+    journal entry with its change, in order, from either store."""
+    store = state.open()
+    run = store.start_run("p", "sync")
+    store.record(run, "p", _outcome(1))
+    store.record(run, "p", _outcome(2, "failed"))
+    store.finish_run(run, "partial", {"create": 2})
+    row = store.run(run)
+    assert row is not None and (row.id, row.profile, row.status, row.counts) == \
+        (run, "p", "partial", {"create": 2})
+    entries = list(store.journal_entries(run))
+    assert [(e["seq"], e["status"], e["change"]["kind"]) for e in entries] == \
+        [(1, "ok", "create_user"), (2, "failed", "create_user")]
+    assert entries[1]["change"]["user"]["email"] == "u2@example.com"
+    assert store.run("no-such-run") is None and list(store.journal_entries("no-such-run")) == []

@@ -17,10 +17,13 @@ from .main import main
 @click.option("--profile", "profile_name", help="Only this profile [default: the configured one].")
 @click.option("--all-profiles", is_flag=True, help="Runs of every profile in the state file.")
 @click.option("--run", "run_id", help="Show the journal of one run.")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "html"]), default="table",
+              help="html: a self-contained page (runs over time; with --run, the run's report).")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="With --format html: write the page here instead of to stdout.")
 @pass_ctx
 def history(ctx: Ctx, limit: int, profile_name: str | None, all_profiles: bool,
-            run_id: str | None, fmt: str) -> None:
+            run_id: str | None, fmt: str, out: str | None) -> None:
     """Past runs with their counts and failures, from the state store."""
     from rich.markup import escape
 
@@ -29,6 +32,10 @@ def history(ctx: Ctx, limit: int, profile_name: str | None, all_profiles: bool,
 
     with errors_to_exit(ctx):
         store = ctx.store()
+        if fmt == "html":
+            _history_html(ctx, store, run_id, None if all_profiles else (
+                profile_name or ctx.profile().name), limit, out)
+            return
         if run_id:
             rows = store.journal(run_id)
             if fmt == "json":
@@ -48,6 +55,30 @@ def history(ctx: Ctx, limit: int, profile_name: str | None, all_profiles: bool,
                                      for r in runs]))
         else:
             ctx.console.print(report.history_table(runs, show_profile=all_profiles))
+
+
+def _history_html(ctx: Ctx, store: Any, run_id: str | None, profile: str | None, limit: int,
+                  out: str | None) -> None:
+    from .. import report_html, report_runs
+    from ..errors import ConfigError
+
+    if run_id:
+        row = store.run(run_id)
+        if row is None:
+            raise ConfigError(f"no run {run_id!r} in {store.path}",
+                              hint="`dirconnector history --all-profiles` lists the runs")
+        context = report_html.context_of(ctx.profile())
+        if row.profile != context.profile:  # a run of another profile in the same state
+            context = report_html.ReportContext(row.profile, "?", "?")
+        html = report_runs.run_page(row, store.journal_entries(run_id), context)
+    else:
+        html = report_runs.history_page(store.runs(profile, limit),
+                                        report_html.context_of(ctx.profile()))
+    if out:
+        Path(out).write_text(html, encoding="utf-8")
+        ctx.err.print(f"[dim]Wrote {out}; open it in a browser.[/dim]")
+    else:
+        click.echo(html, nl=False)
 
 
 def _row(r: Any) -> dict[str, Any]:

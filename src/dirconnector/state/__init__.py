@@ -20,7 +20,7 @@ PostgreSQL, else the SQLite file at ``path``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -71,6 +71,15 @@ class StateStore(Protocol):
     def runs(self, profile: str | None = None, limit: int = 20) -> list[RunRow]: ...
 
     def journal(self, run_id: str) -> list[dict[str, Any]]: ...
+
+    def run(self, run_id: str) -> RunRow | None:
+        """One run by its id (a report's header), or None."""
+        ...
+
+    def journal_entries(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """The journal of a run with each change as recorded (a report's per-attribute
+        before and after): seq, at, kind, subject, ref, status, error, change (a dict)."""
+        ...
 
     def record(self, run_id: str, profile: str, outcome: Outcome) -> None:
         """Journal one outcome and keep the managed set in step, in the same group."""

@@ -418,6 +418,26 @@ class PostgresStore:
         keys = ("seq", "at", "kind", "subject", "ref", "status", "error")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def run(self, run_id: str) -> RunRow | None:
+        self.flush()
+        with self._on(self._run_profile.get(run_id)) as conn:
+            r = conn.execute("SELECT id, profile, command, started, finished, status, counts, "
+                             "error, replica FROM runs WHERE id=%s", (run_id,)).fetchone()
+        return None if r is None else RunRow(r[0], r[1], r[2], r[3], r[4], r[5],
+                                             json.loads(r[6]), r[7], r[8])
+
+    def journal_entries(self, run_id: str) -> Iterator[dict[str, Any]]:
+        self.flush()
+        with self._on(self._run_profile.get(run_id)) as conn:
+            rows = conn.execute(
+                "SELECT seq, at, kind, subject, ref, status, error, change FROM journal "
+                "WHERE run_id=%s ORDER BY seq", (run_id,)).fetchall()
+        keys = ("seq", "at", "kind", "subject", "ref", "status", "error")
+        for r in rows:
+            entry = dict(zip(keys, r[:7], strict=True))
+            entry["change"] = json.loads(r[7])
+            yield entry
+
     # ------------------------------------------------------------------ journal
     def record(self, run_id: str, profile: str, outcome: Outcome) -> None:
         change = outcome.change

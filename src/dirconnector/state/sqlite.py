@@ -210,6 +210,27 @@ class SqliteStore:
         keys = ("seq", "at", "kind", "subject", "ref", "status", "error")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
+    def run(self, run_id: str) -> RunRow | None:
+        """One run by its id (a report's header), or None."""
+        with self._locked():
+            r = self._db.execute("SELECT id, profile, command, started, finished, status, counts, "
+                                 "error FROM runs WHERE id=?", (run_id,)).fetchone()
+        return None if r is None else RunRow(r[0], r[1], r[2], r[3], r[4], r[5],
+                                             json.loads(r[6]), r[7])
+
+    def journal_entries(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """The journal of a run with each change as recorded (a report's per-attribute
+        before and after): seq, at, kind, subject, ref, status, error, change (a dict)."""
+        with self._locked():
+            rows = self._db.execute(
+                "SELECT seq, at, kind, subject, ref, status, error, change FROM journal "
+                "WHERE run_id=? ORDER BY seq", (run_id,)).fetchall()
+        keys = ("seq", "at", "kind", "subject", "ref", "status", "error")
+        for r in rows:
+            entry = dict(zip(keys, r[:7], strict=True))
+            entry["change"] = json.loads(r[7])
+            yield entry
+
     # ------------------------------------------------------------------ journal
     def record(self, run_id: str, profile: str, outcome: Outcome) -> None:
         """Journal one outcome and keep the managed set in step (module docstring: groups).

@@ -94,13 +94,13 @@ class Daemon:
         return found[0]
 
 
-def start(tmp: Path, *configs: Path, health: bool = False) -> Daemon:
+def start(tmp: Path, *configs: Path, health: bool = False, addr: str = "127.0.0.1:0") -> Daemon:
     log = tmp / f"daemon-{len(list(tmp.glob('daemon-*.log')))}.log"
     args = [*DAEMON, "--log-format", "json", "daemon"]
     for c in configs:
         args += ["--config", str(c)]
     if health:
-        args += ["--health-addr", "127.0.0.1:0"]
+        args += ["--health-addr", addr]
     env = {**os.environ, "SCIM_TOKEN": TOKEN, "DIRCONNECTOR_MIN_INTERVAL_SECONDS": "1"}
     with log.open("wb") as err:
         proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=err)
