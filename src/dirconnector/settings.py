@@ -353,7 +353,8 @@ def load(path: str | os.PathLike[str] | None = None,
 
 _SERVICE_SECRETS = {"webhook": ("url", "secret"), "slack": ("url",), "teams": ("url",),
                     "email": ("password",)}
-"""The secret fields of [[notify.<kind>]] channels (notify_settings); [daemon] has one."""
+"""The secret fields of [[notify.<kind>]] channels (notify_settings); [daemon] and [state]
+have theirs too."""
 
 
 def _inline_service_secrets(raw: Mapping[str, Any]) -> list[str]:
@@ -369,6 +370,13 @@ def _inline_service_secrets(raw: Mapping[str, Any]) -> list[str]:
     daemon = raw.get("daemon")
     if isinstance(daemon, dict) and daemon.get("status_token"):
         found.append("daemon.status_token")
+    state = raw.get("state")
+    if isinstance(state, dict):
+        if state.get("password"):
+            found.append("state.password")
+        url = state.get("url")
+        if isinstance(url, str) and ":" in url.partition("://")[2].rpartition("@")[0]:
+            found.append("state.url")  # a password inside the URL
     return found
 
 

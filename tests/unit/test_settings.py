@@ -201,3 +201,17 @@ url = "https://hooks.example.invalid/T000/B000/XXXX"
     assert "target.token" not in warning and "status-secret-1" not in warning
     path.chmod(stat.S_IRUSR | stat.S_IWUSR)
     assert not settings.load(path).warnings
+
+
+def test_inline_state_password_warns_but_a_bare_url_does_not(tmp_path):
+    """[state] password, or a password inside the PostgreSQL URL, is an inline secret; a URL
+    naming only the host and user is not."""
+    text = BASE.replace('token = "s3cr3t-token-value"', 'token_env = "HOME"')
+    for state, named in (('url = "postgresql://dc:pw-in-url-1@db.example/dc"', "state.url"),
+                         ('url = "postgresql://dc@db.example/dc"\npassword = "pw-2"',
+                          "state.password"),
+                         ('url = "postgresql://dc@db.example/dc"', None)):
+        path = write(tmp_path, text + "[state]\n" + state + "\n")
+        path.chmod(0o644)
+        warnings = settings.load(path).warnings
+        assert (named in " ".join(warnings)) if named else not warnings, (state, warnings)
