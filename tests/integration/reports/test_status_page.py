@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from dirconnector.state import StateStore
+from dirconnector.state import SqliteStore
 from tests.browser import EVIL, Browser
 from tests.integration.daemon.test_daemon import profile, runs, start, stop, wait_for
 from tests.integration.scim.conftest import ScimServer
@@ -54,7 +54,7 @@ def test_status_page_shows_each_profile_state_and_what_to_do(
     gamma = profile(tmp_path, "gamma", _tenant(scim_process, "gamma"), "2s", token)
     (tmp_path / "gamma.json").write_text('{"users": [')  # cut short: every read fails
     delta = profile(tmp_path, "delta", _tenant(scim_process, "delta"), "2s", token)
-    store = StateStore(tmp_path / "state.db")
+    store = SqliteStore(tmp_path / "state.db")
     store.set_meta("delta", "frozen", {"at": "2026-11-30T09:00:00Z", "idp": "entra"})
     store.close()
 
