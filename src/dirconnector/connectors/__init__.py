@@ -10,21 +10,36 @@ Optional capabilities are small protocols of their own; the runner asks
 
 - ``HasChangeMarker``: a cheap value that changes with every write to the directory,
   so an unchanged directory is not read at all;
-- ``ReadsPreviousKeys``: hands over the keys another tool stored (a takeover).
+- ``ReadsPreviousKeys``: hands over the keys another tool stored (a takeover);
+- ``HasChangeStream``: tells what changed since a position (syncrepl, DirSync, Graph
+  delta, vendor feeds), so ``watch`` carries each change without a full read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
 from ..checks import CheckReport
-from ..model import Snapshot
+from ..errors import SourceError
+from ..model import Group, Skipped, Snapshot, User
 from ..state_space import ConnectorState
 
-__all__ = ["CheckReport", "Connector", "ConnectorState", "HasChangeMarker", "ReadsPreviousKeys"]
+__all__ = [
+    "Changes",
+    "CheckReport",
+    "Connector",
+    "ConnectorState",
+    "HasChangeMarker",
+    "HasChangeStream",
+    "ReadsPreviousKeys",
+    "StreamGap",
+    "StreamMode",
+]
 
 
 @runtime_checkable
@@ -72,4 +87,85 @@ class ReadsPreviousKeys(Protocol):
 
     def read_previous_keys(self, tool: str) -> None:
         """From now on, ``fetch`` fills ``Snapshot.previous_keys`` with ``tool``'s keys."""
+        ...
+
+
+class StreamGap(SourceError):
+    """The stream cannot go on from the position it was given (a cookie the server no
+    longer knows, a directory restored from backup, a position older than the vendor's
+    retention, a clock that went backwards). The engine reads in full, then streams
+    again from a fresh position."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamMode:
+    """How a connector will follow changes, and why (``check`` prints both)."""
+
+    mode: str
+    """``syncrepl``, ``dirsync``, ``usn``, ``delta``, ``feed``, or ``marker`` (no stream:
+    the engine polls the change marker and reads in full when it moves)."""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """One batch from a change stream: the complete new state of every object that changed.
+
+    Records are what ``fetch`` would have returned for them (same ids, same mapping,
+    a group's ``member_ids`` and ``subgroup_ids`` whole), so the engine can merge a
+    batch into the last full snapshot and get what a full read would have given.
+    """
+
+    position: str
+    """Where the stream stands after this batch; saved once the batch is applied."""
+    users: Mapping[str, User] = field(default_factory=dict)
+    """Users added or changed, by external id."""
+    groups: Mapping[str, Group] = field(default_factory=dict)
+    """Groups added or changed (membership edits included), by external id."""
+    removed_users: frozenset[str] = frozenset()
+    """Users deleted or moved out of the synced scope."""
+    removed_groups: frozenset[str] = frozenset()
+    """Groups deleted or moved out of the synced scope."""
+    skipped: tuple[Skipped, ...] = ()
+    """Entries that changed into a state that cannot be synced (no email, ...): they
+    keep exactly what they have on the server, as in a full read."""
+    seen_at: Mapping[str, float] = field(default_factory=dict)
+    """When the source says an object changed (epoch seconds), where it says so: the
+    change-lag metric starts there instead of at the read."""
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.users or self.groups or self.removed_users or self.removed_groups or self.skipped
+        )
+
+
+@runtime_checkable
+class HasChangeStream(Protocol):
+    """Follows the directory's changes from a position.
+
+    The engine takes ``stream_position()`` before a full read, so nothing written
+    during the read is lost; then it calls ``changes`` in a loop and applies each batch.
+    A change may be delivered twice (after a reconnect): applying a record twice is a
+    no-op by construction, since records are whole states, not edits.
+    """
+
+    def stream_mode(self) -> StreamMode:
+        """The mode ``changes`` will use against this server (asks the server where it
+        must: a refused control or a missing right gives ``marker`` and says why)."""
+        ...
+
+    def stream_position(self) -> str:
+        """The position now. Changes after it are delivered by ``changes``."""
+        ...
+
+    def changes(self, position: str, wait: float) -> Changes:
+        """Changes since ``position``, waiting up to ``wait`` seconds for the first one;
+        an empty batch (with a position that may have moved) when there were none.
+        Raises StreamGap when the position is no longer valid, SourceError when the
+        server cannot be reached (the engine reconnects with back-off)."""
+        ...
+
+    def close(self) -> None:
+        """Drop connections the stream holds open."""
         ...
