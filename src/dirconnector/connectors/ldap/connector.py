@@ -26,6 +26,8 @@ from ...checks import CheckReport
 from ...errors import ConfigError, IncompleteRead, SourceError
 from ...model import PreviousKeys, Snapshot
 from ...state_space import ConnectorState
+from .. import Changes, StreamMode
+from .dirsync import AdStream
 from .map import (
     ROOT_DSE_ATTRS,
     GroupResolver,
@@ -59,6 +61,7 @@ class LdapConnector:
         self.backend = backend_name(settings.backend)
         self.previous_keys: str | None = None
         """The tool whose keys ``fetch`` hands over too (``read_previous_keys``)."""
+        self._stream: AdStream | None = None
 
     def read_previous_keys(self, tool: str) -> None:
         """Hand over bwdc's keys too: objectGUID text, else the DN (bwdc/keys.py)."""
@@ -117,6 +120,27 @@ class LdapConnector:
         finally:
             wire.close()
 
+    # ------------------------------------------------------- change stream (watch)
+    # Active Directory streams through dirsync.AdStream; other servers through syncrepl.
+
+    def _ad_stream(self) -> AdStream:
+        if self._stream is None:
+            self._stream = AdStream(self)
+        return self._stream
+
+    def stream_mode(self) -> StreamMode:
+        return self._ad_stream().mode()
+
+    def stream_position(self) -> str:
+        return self._ad_stream().position()
+
+    def changes(self, position: str, wait: float) -> Changes:
+        return self._ad_stream().changes(position, wait)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
     def check(self) -> CheckReport:
         s = self.settings
         report = CheckReport()
@@ -151,6 +175,14 @@ class LdapConnector:
             report.add("read users and groups", False, str(exc))
         finally:
             wire.close()
+        if report.ok:
+            try:
+                mode = self.stream_mode()
+                report.add("change stream (watch)", True, f"{mode.mode}: {mode.reason}")
+            except (SourceError, ConfigError) as exc:
+                report.add("change stream (watch)", False, str(exc))
+            finally:
+                self.close()
         return report
 
     # -------------------------------------------------------------- reading

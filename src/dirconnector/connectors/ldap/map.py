@@ -339,10 +339,13 @@ class RawGroup:
 class GroupResolver:
     """Resolves member values to user ids and subgroup ids."""
 
-    def __init__(self, users: UserMapper, groups: list[RawGroup]) -> None:
+    def __init__(self, users: UserMapper, groups: list[RawGroup],
+                 known_groups: Mapping[str, str] | None = None) -> None:
+        """``known_groups`` (DN -> id) are more groups a member value may name: a change
+        stream resolves a few re-read groups against the index of all of them."""
         self.users = users
         self.groups = groups
-        self.by_dn = {g.dn: g.external_id for g in groups}
+        self.by_dn = {**(known_groups or {}), **{g.dn: g.external_id for g in groups}}
         self._groups_norm: dict[str, str] | None = None
         self.dangling = 0
         self._norm: dict[str, str] = {}
@@ -359,7 +362,7 @@ class GroupResolver:
 
     def _group_norm(self) -> dict[str, str]:
         if self._groups_norm is None:
-            self._groups_norm = {normalize_dn(g.dn): g.external_id for g in self.groups}
+            self._groups_norm = {normalize_dn(dn): ext for dn, ext in self.by_dn.items()}
         return self._groups_norm
 
     def resolve(self) -> list[Group]:

@@ -85,6 +85,9 @@ class LdapSettings(PluginSettings):
     """Longest time between full reads. In between, a run whose directory proves that
     nothing was written since the last good run (OpenLDAP contextCSN with syncprov, AD
     highestCommittedUSN) reads nothing else (connectors/ldap.md). "0s": read every run."""
+    poll_interval: Duration = timedelta(seconds=1)
+    """watch on Active Directory: how often the DC's highestCommittedUSN is read to see
+    whether anything was written (one base search of the root DSE per poll)."""
     backend: Literal["auto", "ldap3", "python-ldap"] = "auto"
     """Wire library: python-ldap (C libldap, fast) when importable, else ldap3 (pure Python)."""
 
@@ -151,6 +154,8 @@ class LdapSettings(PluginSettings):
                              "or neither")
         if self.full_read_interval < timedelta(0):
             raise ValueError("full_read_interval: must not be negative (0s: read every run)")
+        if self.poll_interval <= timedelta(0):
+            raise ValueError("poll_interval: must be more than 0s")
         if self.include_deleted and self.active_directory is False:
             raise ValueError("include_deleted: only Active Directory keeps deleted objects")
         return self

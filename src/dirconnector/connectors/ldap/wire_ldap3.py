@@ -20,6 +20,18 @@ from .wire import (
     limit_message,
 )
 
+DIRSYNC_OID = "1.2.840.113556.1.4.841"  # MS-ADTS 3.1.1.3.4.1.3 LDAP_SERVER_DIRSYNC_OID
+
+
+class DirSyncRefused(SourceError):
+    """The server answered a DirSync search with an error (rights, a bad cookie)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"ldap source: DirSync refused: {text}")
+        self.code = code
+        """The LDAP result code (RFC 4511 4.1.9; 50 insufficientAccessRights), -1 if none."""
+
+
 # RFC 4511 4.1.9 result codes this module acts on.
 _TIME_LIMIT, _SIZE_LIMIT, _ADMIN_LIMIT = 3, 4, 11
 _NO_SUCH_OBJECT, _INVALID_CREDENTIALS = 32, 49
@@ -119,6 +131,40 @@ class Ldap3Wire:
             cookie = paged["value"]["cookie"]
             if not cookie:
                 return
+
+    def dirsync(self, base: str, filterstr: str, attrs: Sequence[str], cookie: bytes
+                ) -> tuple[list[Entry], bytes, bool]:
+        """One DirSync round (MS-ADTS 3.1.1.3.4.1.3, ``1.2.840.113556.1.4.841``): the
+        objects changed since ``cookie`` (b"": all), the new cookie, and whether the
+        server has more. Asked without LDAP_DIRSYNC_OBJECT_SECURITY, so the account
+        needs "Replicating Directory Changes"; tombstones come along (show-deleted).
+
+        Raises DirSyncRefused with the server's result when it answers with an error.
+        """
+        import ldap3
+        from ldap3.protocol.microsoft import dir_sync_control, show_deleted_control
+
+        control = dir_sync_control(criticality=True, object_security=False,
+                                   ancestors_first=True, public_data_only=False,
+                                   incremental_values=True, max_length=2**31 - 1,
+                                   cookie=cookie or None)
+        try:
+            self._conn.search(base, filterstr, search_scope=ldap3.SUBTREE,
+                              attributes=list(attrs),
+                              controls=[control, show_deleted_control(criticality=False)])
+        except self._lx.LDAPException as exc:
+            raise IncompleteRead(f"ldap source: {self.url}: DirSync of {base!r} failed: "
+                                 f"{exc}") from exc
+        result = self._conn.result or {}
+        if result.get("result") != 0:
+            raise DirSyncRefused(int(result.get("result") or -1),
+                                 f"{result.get('description')} ({result.get('message')})")
+        value = (result.get("controls") or {}).get(DIRSYNC_OID, {}).get("value")
+        if not value:
+            raise DirSyncRefused(-1, "the server answered without a DirSync control")
+        entries = [(r["dn"], dict(r["raw_attributes"]))
+                   for r in self._conn.response or () if r.get("type") == "searchResEntry"]
+        return entries, bytes(value["cookie"]), bool(value["more_results"])
 
     def close(self) -> None:
         with contextlib.suppress(self._lx.LDAPException):
