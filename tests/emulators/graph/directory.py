@@ -51,6 +51,7 @@ class Directory:
     au_members: dict[str, list[str]] = field(default_factory=dict)
     log: list[Change] = field(default_factory=list)
     token_epoch: int = 0
+    expired_as_reset: bool = False
     _memberships_of_deleted: dict[str, list[str]] = field(default_factory=dict)
     _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -189,10 +190,13 @@ class Directory:
 
     # -------------------------------------------------------------- delta support
 
-    def expire_delta_tokens(self) -> None:
-        """Every delta/skip token issued so far becomes invalid (7-day expiry, or a reset)."""
+    def expire_delta_tokens(self, *, reset: bool = False) -> None:
+        """Every delta/skip token issued so far becomes invalid: expired after 7 days
+        (400 syncStateNotFound), or with ``reset`` a synchronization reset on the
+        service's side (410 Gone, resyncRequired; delta-query-overview.md)."""
         with self.lock:
             self.token_epoch += 1
+            self.expired_as_reset = reset
 
     def position(self) -> int:
         with self.lock:

@@ -236,6 +236,12 @@ class GraphApi:
             state = _decode(token)
         except ValueError:
             state = {}
+        if state.get("e") != self.dir.token_epoch and self.dir.expired_as_reset:
+            # delta-query-overview.md, "Synchronization reset": 410 Gone; the client
+            # must start over with a fresh delta round.
+            raise GraphError(410, "resyncRequired",
+                             "The delta token is no longer valid; a full synchronization "
+                             "is required.")
         if state.get("e") != self.dir.token_epoch:
             # Graph blog, "Duration of change tracking tokens for identity resources":
             # an expired token gets BadRequest with syncStateNotFound and this message.

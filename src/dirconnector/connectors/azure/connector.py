@@ -16,6 +16,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -25,12 +26,14 @@ from ...checks import CheckReport
 from ...errors import DirconnectorError, SourceError
 from ...http import HttpClient
 from ...model import Group, Skipped, Snapshot, User
-from ...settings import HttpPluginSettings, parse_duration
+from ...settings import Duration, HttpPluginSettings, parse_duration
 from ...state_space import ConnectorState
+from .. import Changes, StreamMode
 from ..filters import SetFilter, parse_filter
 from .api import DeltaExpired, Graph
 from .auth import TokenSource
 from .cache import DirectoryCache
+from .stream import AzureStream
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,9 @@ class AzureSettings(HttpPluginSettings):
     """``$top`` for list requests (Graph allows 1..999)."""
     full_read_interval: str = "24h"
     """Do a full read when the last one is older than this (s, m, h, d; 0 = every run)."""
+    poll_interval: Duration = timedelta(seconds=15)
+    """watch: how often the delta links are polled (two requests when nothing changed).
+    Graph throttles per app and tenant; 429 answers are retried after Retry-After."""
 
     @field_validator("authority_host", "graph_url")
     @classmethod
@@ -102,6 +108,8 @@ class AzureSettings(HttpPluginSettings):
 
     @model_validator(mode="after")
     def _one_credential(self) -> AzureSettings:
+        if self.poll_interval < timedelta(seconds=1):
+            raise ValueError("poll_interval: must be at least 1s (Graph throttles tight loops)")
         if (self.client_secret is None) == (self.certificate_file is None):
             raise ValueError("give exactly one of client_secret (or client_secret_env / "
                              "client_secret_file) and certificate_file")
@@ -144,6 +152,33 @@ class AzureConnector:
         self._sent_before = 0
         self.last_read = ""
         """How the last fetch read the tenant: "full" or "delta"."""
+        self.cache: DirectoryCache | None = None
+        """The tenant as the last fetch left it (the change stream starts from it)."""
+        self.last_snapshot: Snapshot | None = None
+        """What the last fetch returned (scope filters as they stood then)."""
+        self.reads = 0
+        """How many fetches have set ``cache``."""
+        self._stream: AzureStream | None = None
+
+    # ------------------------------------------------------------ change stream (watch)
+
+    def _azure_stream(self) -> AzureStream:
+        if self._stream is None:
+            self._stream = AzureStream(self)
+        return self._stream
+
+    def stream_mode(self) -> StreamMode:
+        return self._azure_stream().mode()
+
+    def stream_position(self) -> str:
+        return self._azure_stream().position()
+
+    def changes(self, position: str, wait: float) -> Changes:
+        return self._azure_stream().changes(position, wait)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
 
     # ------------------------------------------------------------ check
 
@@ -192,7 +227,9 @@ class AzureConnector:
         else:
             self.last_read = "delta"
         state.set("cache", cache.to_json())
-        return self._snapshot(cache, started)
+        snap = self._snapshot(cache, started)
+        self.cache, self.last_snapshot, self.reads = cache, snap, self.reads + 1
+        return snap
 
     def _fingerprint(self) -> str:
         s = self.settings

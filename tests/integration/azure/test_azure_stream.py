@@ -1,0 +1,193 @@
+"""The Entra ID change stream (connectors/azure/stream.py) against the Graph emulator,
+over real HTTPS with msal tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from dirconnector.connectors import HasChangeStream, StreamGap
+from dirconnector.connectors.azure.connector import AzureConnector
+from dirconnector.model import Snapshot
+from dirconnector.state_space import ConnectorState
+from tests.emulators.graph import GraphEmulator
+from tests.integration.azure.conftest import Tenant
+
+pytestmark = pytest.mark.integration
+
+
+def full_read(make_connector: Callable[..., AzureConnector], **options: Any) -> Snapshot:
+    return make_connector(**options).fetch(ConnectorState(force_full=True))
+
+
+def started(
+    make_connector: Callable[..., AzureConnector], **options: Any
+) -> tuple[AzureConnector, str]:
+    """A connector that took a position and then read in full, as watch starts."""
+    c = make_connector(**options)
+    pos = c.stream_position()
+    c.fetch(ConnectorState())
+    return c, pos
+
+
+def test_is_a_change_stream_in_delta_mode(make_connector: Callable[..., AzureConnector]) -> None:
+    """The connector claims the capability, and says how often it polls."""
+    c = make_connector(poll_interval="20s")
+    assert isinstance(c, HasChangeStream)
+    mode = c.stream_mode()
+    assert mode.mode == "delta" and "every 20 s" in mode.reason
+
+
+def test_poll_interval_below_a_second_is_refused(
+    make_connector: Callable[..., AzureConnector],
+) -> None:
+    """poll_interval under 1 s is a configuration error naming the field."""
+    with pytest.raises(ValueError, match="poll_interval"):
+        make_connector(poll_interval="0.2s")
+
+
+def test_quiet_poll_costs_two_requests(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """Nothing changed: one delta request for users, one for groups, and an empty batch."""
+    c, pos = started(make_connector)
+    emulator.reset_log()
+    batch = c.changes(pos, 0)
+    assert batch.empty
+    assert [s.path for s in emulator.graph_calls()] == ["users/delta", "groups/delta"]
+
+
+def test_polls_are_poll_interval_apart(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """A second call inside poll_interval sends nothing; it waits for the interval."""
+    c, pos = started(make_connector, poll_interval="1s")
+    first = c.changes(pos, 0)
+    emulator.reset_log()
+    again = c.changes(first.position, 0.2)
+    assert again.empty and emulator.graph_calls() == []
+    t0 = time.monotonic()
+    c.changes(again.position, 2.5)
+    assert len(emulator.graph_calls()) in (4, 6)  # polls at ~1 s and ~2 s, maybe ~3 s
+    assert time.monotonic() - t0 >= 2.0
+
+
+def test_each_change_kind_as_fetch_maps_it(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """Create, disable, email change, soft and hard delete, membership, nesting and rename
+    edits arrive as the records a full read gives; a new guest is skipped as fetch skips it."""
+    d = emulator.directory
+    c, pos = started(make_connector)
+    new = d.add_user("nina@contoso.com", "Nina New")
+    d.disable_user(tenant.bob)
+    d.update_user(tenant.alice, mail="alice.able@contoso.com")
+    d.soft_delete_user(tenant.dave)
+    d.add_member(tenant.sales, new)
+    nested = d.add_group("Sales Nordics", [tenant.alice])
+    d.add_member(tenant.sales, nested)
+    d.rename_group(tenant.platform, "Platform Team")
+    d.add_guest("gus@fabrikam.com", "Gus Guest")
+
+    batch = c.changes(pos, 0)
+    full = full_read(make_connector)
+    assert set(batch.users) == {new, tenant.bob, tenant.alice}
+    for uid in batch.users:
+        assert batch.users[uid] == full.users[uid]
+    assert batch.users[tenant.bob].active is False
+    assert batch.users[tenant.alice].email == "alice.able@contoso.com"
+    assert batch.removed_users == {tenant.dave}
+    assert set(batch.groups) == {tenant.sales, nested, tenant.platform}
+    for gid in batch.groups:
+        assert batch.groups[gid] == full.groups[gid]
+    assert batch.groups[tenant.sales].member_ids == {tenant.bob, new}  # dave went with delete
+    assert batch.groups[tenant.sales].subgroup_ids == {nested}
+    assert [s.ref for s in batch.skipped if s.reason == "external member"] == [
+        "gus_fabrikam.com#EXT#@contoso.onmicrosoft.com"
+    ]
+
+
+def test_hard_delete_and_group_delete_remove(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """A user deleted for good and a deleted group are removals; the parent group of the
+    deleted group loses it as a subgroup."""
+    d = emulator.directory
+    c, pos = started(make_connector)
+    d.hard_delete_user(tenant.carol)
+    d.delete_group(tenant.platform)
+    batch = c.changes(pos, 0)
+    assert batch.removed_users == {tenant.carol}
+    assert batch.removed_groups == {tenant.platform}
+    assert batch.groups[tenant.engineering].subgroup_ids == frozenset()
+
+
+def test_filters_apply_as_in_fetch(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """With include_groups, a user who joins the group enters the scope and one who leaves
+    it is removed, as a full read with the same filter would say."""
+    d = emulator.directory
+    c, pos = started(make_connector, include_groups=["Sales"])
+    d.add_member(tenant.sales, tenant.alice)
+    d.remove_member(tenant.sales, tenant.dave)
+    batch = c.changes(pos, 0)
+    full = full_read(make_connector, include_groups=["Sales"])
+    assert batch.users[tenant.alice] == full.users[tenant.alice]
+    assert batch.removed_users == {tenant.dave}
+    assert tenant.dave not in full.users
+
+
+def test_cut_resumes_without_losing_or_repeating(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """A new process resuming from the saved position gets exactly the later changes."""
+    d = emulator.directory
+    first, pos = started(make_connector)
+    d.update_user(tenant.alice, displayName="Alice One")
+    batch1 = first.changes(pos, 0)
+    d.update_user(tenant.bob, displayName="Bob Two")  # written while cut off
+
+    second = make_connector()  # no read in this process
+    batch2 = second.changes(batch1.position, 0)
+    assert set(batch1.users) == {tenant.alice}
+    assert set(batch2.users) == {tenant.bob}
+    assert batch2.users[tenant.bob].display_name == "Bob Two"
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["syncStateNotFound", "410-resync"])
+def test_expired_delta_token_is_a_gap(
+    make_connector: Callable[..., AzureConnector],
+    tenant: Tenant,
+    emulator: GraphEmulator,
+    reset: bool,
+) -> None:
+    """An expired token (400 syncStateNotFound) or a reset (410 resyncRequired) is a StreamGap."""
+    c, pos = started(make_connector)
+    emulator.directory.expire_delta_tokens(reset=reset)
+    with pytest.raises(StreamGap):
+        c.changes(pos, 0)
+
+
+def test_throttled_poll_waits_and_succeeds(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """429 with Retry-After on a poll is retried; the change still arrives."""
+    c, pos = started(make_connector)
+    emulator.directory.disable_user(tenant.alice)
+    emulator.reset_log()
+    emulator.throttle(2, retry_after="0.05")
+    batch = c.changes(pos, 0)
+    assert batch.users[tenant.alice].active is False
+    assert [s.status for s in emulator.graph_calls()][:2] == [429, 429]
+
+
+def test_garbage_position_is_a_gap(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant
+) -> None:
+    """A position that is not a pair of delta links raises StreamGap."""
+    with pytest.raises(StreamGap):
+        make_connector().changes("dirsync:abc", 0)
