@@ -139,3 +139,76 @@ def test_each_change_kind_arrives(
         f"dn: uid=newbie,{people}\nchangetype: delete\n".replace("uid=newbie,", "uid=newbie2,"),
     )
     until(lambda: scim_users(scim_server)["newbie@example.com"]["active"] is False, 5)
+
+
+def test_watch_command_revokes_a_locked_user(
+    tmp_path: Path, slapd_rw: dict[str, str], scim_server: ScimServer
+) -> None:
+    """`dirconnector watch`: a user locked with ldapmodify is revoked within 2 s; SIGTERM
+    ends it with exit 0; `status` shows the stream position and lag."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    config = tmp_path / "dirconnector.toml"
+    config.write_text(f"""
+[source]
+type = "ldap"
+url = "{slapd_rw["SLAPD_URL"]}"
+bind_dn = "{slapd_rw["SLAPD_ADMIN_DN"]}"
+password_env = "W_LDAP_PW"
+backend = "python-ldap"
+disabled_filter = "(pwdAccountLockedTime=*)"
+[target]
+type = "scim"
+url = "{scim_server.url}"
+token_env = "W_SCIM_TOKEN"
+[sync]
+batch_window = "0.2s"
+[state]
+path = "{tmp_path / "state.db"}"
+""")
+    from tests.integration.scim.conftest import TOKEN
+
+    env = {**os.environ, "W_LDAP_PW": slapd_rw["SLAPD_ADMIN_PASSWORD"], "W_SCIM_TOKEN": TOKEN}
+    from pathlib import Path as _Path
+
+    cli = [str(_Path(sys.executable).with_name("dirconnector")), "--config", str(config)]
+    proc = subprocess.Popen([*cli, "watch"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        email = ldapdata.email(20)
+        until(lambda: scim_users(scim_server).get(email, {}).get("active") is True, 30)
+
+        def positioned() -> bool:  # the full sync is over: it saved its position
+            out = subprocess.run(
+                [*cli, "status", "--format", "json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            return bool(json.loads(out)[0]["stream_position"])
+
+        until(positioned, 30)
+        ldapmodify(
+            slapd_rw,
+            f"dn: {ldapdata.user_dn(20)}\nchangetype: modify\n"
+            f"add: pwdAccountLockedTime\npwdAccountLockedTime: "
+            f"{ldapdata.LOCKED}\n",
+        )
+        try:
+            until(lambda: scim_users(scim_server)[email]["active"] is False, 2.0)
+        except AssertionError:
+            proc.send_signal(signal.SIGTERM)
+            raise AssertionError(proc.communicate(timeout=20)[1][-3000:]) from None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err[-2000:]
+    status = subprocess.run(
+        [*cli, "status", "--format", "json"], env=env, capture_output=True, text=True, check=True
+    )
+    row = json.loads(status.stdout)[0]
+    assert str(row["stream_position"]).startswith("rid=") and row["stream_lag"] is not None
