@@ -22,6 +22,9 @@ import pytest
 
 from tests.conftest import stop_in_background
 from tests.integration.ad.maxvalrange import MaxValRangeProxy
+from tests.integration.scim.conftest import scim_process, scim_server
+
+__all__ = ["admin", "scim_process", "scim_server", "streamer"]
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "servers" / "samba"
@@ -117,3 +120,7 @@ def ad_settings(ad_server: AdServer, ad_proxy: MaxValRangeProxy) -> Callable[...
         return LdapSettings(**values)
 
     return make
+
+
+# The change-stream fixtures (streams.py), imported last: streams.py imports AdServer.
+from tests.integration.ad.streams import admin, streamer  # noqa: E402

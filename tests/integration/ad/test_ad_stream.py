@@ -8,11 +8,7 @@ plain read account, which the DC refuses DirSync. Each test writes its own objec
 
 from __future__ import annotations
 
-import itertools
-import shutil
-import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,122 +17,9 @@ from dirconnector.connectors import Changes, StreamGap
 from dirconnector.model import Snapshot
 from dirconnector.state_space import ConnectorState
 from tests.integration.ad.conftest import AdServer
+from tests.integration.ad.streams import DISABLED, STREAMER_PASSWORD, Admin, names
 
 pytestmark = pytest.mark.integration
-
-ldap3 = pytest.importorskip("ldap3")
-
-SERVERS = Path(__file__).resolve().parents[3] / "scripts" / "servers"
-STREAMER = "svc-st-dirsync"
-STREAMER_PASSWORD = "Str3am!Sync-2026"
-NORMAL, DISABLED = 0x200 | 0x20, 0x200 | 0x20 | 0x2  # NORMAL_ACCOUNT | PASSWD_NOTREQD (| DISABLE)
-_names = itertools.count()
-
-
-class Admin:
-    """Writes to the DC as Administrator, the way an operator's tool would."""
-
-    def __init__(self, ad: AdServer) -> None:
-        self.ad = ad
-        server = ldap3.Server("127.0.0.1", port=int(ad.url.rsplit(":", 1)[1]), get_info=ldap3.NONE)
-        self.conn = ldap3.Connection(
-            server, ad.admin_dn, ad.admin_password, auto_bind=True, raise_exceptions=True
-        )
-        self.people = f"OU=People,{ad.ou}"
-        self.groups = f"OU=Groups,{ad.ou}"
-
-    def user(self, mail: str | None = "x", *, disabled: bool = False) -> str:
-        """A new user under OU=People; returns its DN."""
-        name = f"st-u{next(_names)}-{id(self) % 1000}"
-        attrs: dict[str, Any] = {
-            "sAMAccountName": name,
-            "givenName": "Stream",
-            "sn": name,
-            "userAccountControl": str(DISABLED if disabled else NORMAL),
-        }
-        if mail:
-            attrs["mail"] = f"{name}@dirconn.test"
-        dn = f"CN={name},{self.people}"
-        self.conn.add(dn, ["top", "person", "organizationalPerson", "user"], attrs)
-        return dn
-
-    def group(self, *members: str) -> str:
-        name = f"st-g{next(_names)}-{id(self) % 1000}"
-        dn = f"CN={name},{self.groups}"
-        self.conn.add(dn, ["top", "group"], {"sAMAccountName": name, "groupType": str(-2147483646)})
-        if members:
-            self.add_members(dn, *members)
-        return dn
-
-    def modify(self, dn: str, **values: str) -> None:
-        self.conn.modify(dn, {k: [(ldap3.MODIFY_REPLACE, [v])] for k, v in values.items()})
-
-    def add_members(self, group: str, *dns: str) -> None:
-        self.conn.modify(group, {"member": [(ldap3.MODIFY_ADD, list(dns))]})
-
-    def remove_members(self, group: str, *dns: str) -> None:
-        self.conn.modify(group, {"member": [(ldap3.MODIFY_DELETE, list(dns))]})
-
-    def rename(self, dn: str, new_rdn: str, superior: str | None = None) -> str:
-        self.conn.modify_dn(dn, new_rdn, new_superior=superior)
-        return f"{new_rdn},{superior or dn.split(',', 1)[1]}"
-
-    def delete(self, dn: str) -> None:
-        self.conn.delete(dn)
-
-    def guid(self, dn: str) -> str:
-        import uuid
-
-        self.conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=["objectGUID"])
-        return str(uuid.UUID(bytes_le=self.conn.response[0]["raw_attributes"]["objectGUID"][0]))
-
-
-@pytest.fixture(scope="module")
-def admin(ad_server: AdServer) -> Iterator[Admin]:
-    a = Admin(ad_server)
-    yield a
-    a.conn.unbind()
-
-
-@pytest.fixture(scope="module")
-def streamer(ad_server: AdServer, admin: Admin) -> str:
-    """An account granted "Replicating Directory Changes" on the domain (connectors/ldap.md)."""
-    dn = f"CN={STREAMER},OU=Service Accounts,{ad_server.ou}"
-    admin.conn.add(
-        dn, ["top", "person", "organizationalPerson", "user"], {"sAMAccountName": STREAMER}
-    )
-    ad_server.samba_tool("user", "setpassword", STREAMER, f"--newpassword={STREAMER_PASSWORD}")
-    ad_server.samba_tool("user", "enable", STREAMER)
-    ad_server.samba_tool(
-        "dsacl",
-        "set",
-        "--car=get-changes",
-        "--action=allow",
-        f"--objectdn={ad_server.base_dn}",
-        f"--trusteedn={dn}",
-    )
-    grant_deleted_objects_read(ad_server, dn)
-    return dn
-
-
-def grant_deleted_objects_read(ad: AdServer, dn: str) -> None:
-    """List Contents + Read Property on CN=Deleted Objects (KB 892806), as addata.py grants
-    the reader: Samba's DirSync returns tombstones only to accounts that may read them."""
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[3]); from addata import "
-        "_grant_deleted_objects_read as grant; from samba.param import LoadParm; "
-        "from samba.samdb import SamDB; from samba.auth import system_session; "
-        "lp = LoadParm(); lp.load(sys.argv[1]); "
-        "grant(SamDB(url=lp.samdb_url(), session_info=system_session(), lp=lp), sys.argv[2])"
-    )
-    tool = Path(shutil.which("samba-tool") or "samba-tool")
-    python = tool.read_text(errors="replace").splitlines()[0].removeprefix("#!").strip()
-    subprocess.run(
-        [*python.split(), "-c", code, ad.smb_conf, dn, str(SERVERS)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture(params=["dirsync", "usn"])
@@ -194,7 +77,7 @@ def test_mode_says_when_deletions_are_invisible(
     ad_settings: Callable[..., Any], admin: Admin, ad_server: AdServer
 ) -> None:
     """An account that may not read CN=Deleted Objects is told deletions wait for a full read."""
-    name = f"st-blind-{next(_names)}"
+    name = f"st-blind-{next(names)}"
     dn = f"CN={name},OU=Service Accounts,{ad_server.ou}"
     admin.conn.add(dn, ["top", "person", "organizationalPerson", "user"], {"sAMAccountName": name})
     ad_server.samba_tool("user", "setpassword", name, f"--newpassword={STREAMER_PASSWORD}")
@@ -210,17 +93,6 @@ def test_mode_is_dirsync_with_the_right(ad_settings: Callable[..., Any], streame
     c = connector(ad_settings(bind_dn=streamer, password=STREAMER_PASSWORD))
     assert c.stream_mode().mode == "dirsync"
     c.close()
-
-
-def test_check_names_the_stream_mode(ad_settings: Callable[..., Any], streamer: str) -> None:
-    """check prints the mode watch will use, and why."""
-    plain = {i.name: i for i in connector(ad_settings()).check().items}
-    granted = {
-        i.name: i
-        for i in connector(ad_settings(bind_dn=streamer, password=STREAMER_PASSWORD)).check().items
-    }
-    assert plain["change stream (watch)"].detail.startswith("usn: polling uSNChanged")
-    assert granted["change stream (watch)"].detail.startswith("dirsync: ")
 
 
 def test_quiet_directory_gives_an_empty_batch(stream: Any) -> None:
@@ -244,9 +116,9 @@ def test_each_change_kind_as_fetch_maps_it(
 
     new = admin.user()
     admin.modify(keep, userAccountControl=str(DISABLED))
-    address = f"renamed.{next(_names)}@dirconn.test"  # unique: a duplicate is skipped
+    address = f"renamed.{next(names)}@dirconn.test"  # unique: a duplicate is skipped
     admin.modify(renamed, mail=address)
-    renamed = admin.rename(renamed, "CN=st-renamed-" + str(next(_names)))
+    renamed = admin.rename(renamed, "CN=st-renamed-" + str(next(names)))
     moved = admin.rename(moved, moved.split(",", 1)[0], f"OU=Service Accounts,{admin.ad.ou}")
     admin.add_members(grp, new, sub)
     admin.remove_members(grp, renamed)

@@ -169,7 +169,9 @@ class AdStream:
             return self._position(dc, usn)
         finally:
             # The index holds what was in scope from this position on, so a deletion
-            # after it is known to have been in scope (see _build).
+            # after it is known to have been in scope (see _build). Read afresh: a new
+            # position follows a gap, after which the old index cannot be trusted.
+            self._index = None
             self._index_now()
 
     def _position(self, dc: str, usn: int) -> str:
