@@ -1,0 +1,93 @@
+"""`dirconnector watch` from the Graph emulator (HTTPS, msal) to scim2-server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dirconnector import settings
+from tests.emulators.graph import GraphEmulator
+from tests.integration.azure.conftest import CLIENT_ID, SECRET, Tenant
+from tests.integration.scim.conftest import TOKEN, ScimServer
+from tests.integration.watch.conftest import Running
+
+pytestmark = pytest.mark.integration
+
+POLL = 1.0
+
+
+def scim_user(scim: ScimServer, email: str) -> dict[str, Any] | None:
+    found = scim.get("/Users", filter=f'userName eq "{email}"').get("Resources") or []
+    assert isinstance(found, list)
+    return found[0] if found else None
+
+
+def until(check: Callable[[], bool], seconds: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        if check():
+            return time.monotonic() - t0
+        time.sleep(0.02)
+    raise AssertionError(f"not within {seconds} s")
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
+
+
+def test_disabled_user_reaches_scim_within_poll_interval(
+    emulator: GraphEmulator,
+    tenant: Tenant,
+    scim_server: ScimServer,
+    tmp_path: Path,
+    record_property: Callable[[str, Any], None],
+) -> None:
+    """A user disabled in Entra ID is inactive on scim2-server within poll_interval + 1 s
+    (p95 over 10 disables), and a quiet poll costs two Graph requests."""
+    d = emulator.directory
+    people = [d.add_user(f"w{i}@contoso.com", f"Watch {i}") for i in range(10)]
+    profile = settings.load(
+        data={
+            "source": {
+                "type": "azure",
+                "tenant_id": emulator.tenant_id,
+                "client_id": CLIENT_ID,
+                "client_secret": SECRET,
+                "authority_host": emulator.origin,
+                "graph_url": emulator.origin,
+                "ca_file": str(emulator.ca_file),
+                "poll_interval": f"{POLL:g}s",
+            },
+            "target": {"type": "scim", "url": scim_server.url, "token": TOKEN},
+            "sync": {"remove_missing": True, "batch_window": "0.2s"},
+            "state": {"path": str(tmp_path / "state.db")},
+        }
+    )
+    lags = []
+    with Running(profile) as run:
+        until(lambda: run.watcher.full_syncs >= 1 and bool(run.watcher.position), 30)
+        emulator.reset_log()
+        time.sleep(3 * POLL)
+        quiet = [s.path for s in emulator.graph_calls()]
+        for i, uid in enumerate(people):
+            email = f"w{i}@contoso.com"
+            assert (scim_user(scim_server, email) or {}).get("active") is True
+            d.disable_user(uid)
+            t0 = time.monotonic()
+            until(lambda e=email: (scim_user(scim_server, e) or {}).get("active") is False, 10)
+            lags.append(time.monotonic() - t0)
+    assert run.error is None, run.error
+    polls = len(quiet) / 2
+    assert 2 <= polls <= 4 and set(quiet) == {"users/delta", "groups/delta"}, quiet
+    record_property("lags", lags)
+    print(
+        f"\nEntra watch: lag p95 {p95(lags):.2f} s, max {max(lags):.2f} s, "
+        f"mean {sum(lags) / len(lags):.2f} s over {len(lags)} disables (poll {POLL:g} s); "
+        f"{len(quiet)} requests in {polls:g} quiet polls"
+    )
+    assert p95(lags) <= POLL + 1.0
