@@ -122,12 +122,55 @@ def _min_number(value: str | None) -> float | None:
     return min(numbers) if numbers else None
 
 
-def _server_date(resp: Response) -> datetime:
+def server_date(resp: Response) -> datetime:
     """The answer's Date header (RFC 9110 6.6.1), else the local clock."""
     try:
         return email.utils.parsedate_to_datetime(resp.headers["Date"]).astimezone(UTC)
     except (KeyError, TypeError, ValueError):
         return datetime.now(UTC)
+
+
+class ShareBudget:
+    """Keeps one reader (the change feed) under a share of each rate-limit window.
+
+    Okta's limits are per org and endpoint, shared with every other integration; the
+    feed polls forever, so it never takes more than ``share`` of a window's
+    ``X-Rate-Limit-Limit``: once it has, it waits for ``X-Rate-Limit-Reset``.
+    """
+
+    def __init__(self, share: float, clock: Callable[[], float] = time.time) -> None:
+        self.share = share
+        self._clock = clock
+        self.window_end = 0.0
+        """Local clock time the current window ends (from the last answer's Reset)."""
+        self.used = 0
+        """Our requests in the current window."""
+        self.allowed: int | None = None
+        """Requests we may send per window, once a Limit header was seen."""
+        self.waited = 0.0
+
+    def observe(self, resp: Response, gauge: RateGauge) -> None:
+        limit = _min_number(resp.headers.get("X-Rate-Limit-Limit"))
+        if limit is None or limit <= 0:
+            return
+        until = gauge.until_reset(resp)
+        end = self._clock() + until if until is not None else self.window_end
+        if end > self.window_end + 1.0:     # a new window began (Reset moved on)
+            self.window_end = end
+            self.used = 0
+        self.used += 1
+        self.allowed = max(1, math.floor(limit * self.share))
+
+    def pause(self, sleep: Callable[[float], None]) -> None:
+        if self.allowed is None or self.used < self.allowed:
+            return
+        delay = self.window_end - self._clock()
+        if delay > 0:
+            log.info("okta: the change feed used its %.0f%% share of the rate limit; "
+                     "waiting %.1fs for the reset", self.share * 100, delay)
+            sleep(delay)
+            self.waited += delay
+        self.used = 0
 
 
 class QueryRefused(SourceError):
@@ -166,18 +209,29 @@ class OktaApi:
         self.pages_read = 0
         self.server_start: datetime | None = None
         """The server's Date on the first answer since the last ``start_clock()``."""
+        self.share: ShareBudget | None = None
+        """When set, requests also stay within this share of the rate limit (the feed)."""
 
     def start_clock(self) -> None:
         self.server_start = None
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
+    def get(self, path: str, params: Mapping[str, Any] | None = None,
+            missing_ok: bool = False) -> Response:
+        """One GET; ``missing_ok`` hands a 404 back instead of raising (a deleted object)."""
         self.gauge.pause(self._sleep)
+        share = self.share
+        if share is not None:
+            share.pause(self._sleep)
         resp = self._send(path, params)
         if resp.status == 401 and self.auth.challenged(resp):
             resp = self._send(path, params)       # a DPoP nonce or a renewed token
         self.gauge.observe(resp)
+        if share is not None:
+            share.observe(resp, self.gauge)
         if self.server_start is None:
-            self.server_start = _server_date(resp)
+            self.server_start = server_date(resp)
+        if resp.status == 404 and missing_ok:
+            return resp
         if resp.status != 200:
             raise self._refused(resp)
         return resp
@@ -240,6 +294,10 @@ class OktaApi:
                                      "the read stopped")
             seen.add(target)
             query = None
+
+    def relative(self, link: str) -> str:
+        """A next link as a request path on org_url (see ``_relative``)."""
+        return self._relative(link)
 
     def _relative(self, link: str) -> str:
         """The next link's path and query, sent to org_url (as okta-sdk-python does).
