@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dirconnector.connectors import Changes, HasChangeStream, StreamGap
+from dirconnector.connectors.feedkit import FeedPosition
 from dirconnector.connectors.okta.cache import CACHE_KEY, okta_time
 from dirconnector.connectors.okta.connector import OktaConnector
-from dirconnector.connectors.okta.stream import FeedPosition
+from dirconnector.connectors.okta.stream import PREFIX
 from dirconnector.state_space import ConnectorState
 
 from .conftest import Org
@@ -149,7 +150,7 @@ def test_a_position_older_than_the_log_retention_is_a_gap(org: Org, make: Make) 
     connector = make()
     old = okta_time(datetime.now(UTC) - timedelta(days=91))
     with pytest.raises(StreamGap, match="retention"):
-        poll(connector, FeedPosition(old).dump())
+        poll(connector, FeedPosition(old).dump(PREFIX))
 
 
 def test_a_position_ahead_of_the_server_clock_is_a_gap(org: Org, make: Make) -> None:
@@ -157,7 +158,7 @@ def test_a_position_ahead_of_the_server_clock_is_a_gap(org: Org, make: Make) -> 
     connector = make()
     ahead = okta_time(datetime.now(UTC) + timedelta(hours=1))
     with pytest.raises(StreamGap, match="ahead"):
-        poll(connector, FeedPosition(ahead).dump())
+        poll(connector, FeedPosition(ahead).dump(PREFIX))
 
 
 def test_a_refused_log_query_is_a_gap(org: Org, make: Make) -> None:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from ...errors import IncompleteRead, SourceError
 from ...http import RETRY_STATUSES, HttpClient, Response, RetryPolicy, pause
+from ..feedkit import ShareBudget
 
 log = logging.getLogger(__name__)
 
@@ -130,49 +131,6 @@ def server_date(resp: Response) -> datetime:
         return datetime.now(UTC)
 
 
-class ShareBudget:
-    """Keeps one reader (the change feed) under a share of each rate-limit window.
-
-    Okta's limits are per org and endpoint, shared with every other integration; the
-    feed polls forever, so it never takes more than ``share`` of a window's
-    ``X-Rate-Limit-Limit``: once it has, it waits for ``X-Rate-Limit-Reset``.
-    """
-
-    def __init__(self, share: float, clock: Callable[[], float] = time.time) -> None:
-        self.share = share
-        self._clock = clock
-        self.window_end = 0.0
-        """Local clock time the current window ends (from the last answer's Reset)."""
-        self.used = 0
-        """Our requests in the current window."""
-        self.allowed: int | None = None
-        """Requests we may send per window, once a Limit header was seen."""
-        self.waited = 0.0
-
-    def observe(self, resp: Response, gauge: RateGauge) -> None:
-        limit = _min_number(resp.headers.get("X-Rate-Limit-Limit"))
-        if limit is None or limit <= 0:
-            return
-        until = gauge.until_reset(resp)
-        end = self._clock() + until if until is not None else self.window_end
-        if end > self.window_end + 1.0:     # a new window began (Reset moved on)
-            self.window_end = end
-            self.used = 0
-        self.used += 1
-        self.allowed = max(1, math.floor(limit * self.share))
-
-    def pause(self, sleep: Callable[[float], None]) -> None:
-        if self.allowed is None or self.used < self.allowed:
-            return
-        delay = self.window_end - self._clock()
-        if delay > 0:
-            log.info("okta: the change feed used its %.0f%% share of the rate limit; "
-                     "waiting %.1fs for the reset", self.share * 100, delay)
-            sleep(delay)
-            self.waited += delay
-        self.used = 0
-
-
 class QueryRefused(SourceError):
     """Okta answered 400 to a list request: usually a search or filter expression it rejects."""
 
@@ -227,7 +185,8 @@ class OktaApi:
             resp = self._send(path, params)       # a DPoP nonce or a renewed token
         self.gauge.observe(resp)
         if share is not None:
-            share.observe(resp, self.gauge)
+            share.observe(_min_number(resp.headers.get("X-Rate-Limit-Limit")),
+                          self.gauge.until_reset(resp))
         if self.server_start is None:
             self.server_start = server_date(resp)
         if resp.status == 404 and missing_ok:

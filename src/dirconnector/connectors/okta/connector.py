@@ -29,12 +29,13 @@ from ...http import pause
 from ...model import Group, Skipped, Snapshot, User, clean_text, normalize_email
 from ...state_space import ConnectorState
 from .. import Changes, StreamGap, StreamMode
+from ..feedkit import FeedPosition
 from ..filters import SetFilter, parse_filter
 from .api import OktaApi, QueryRefused
 from .auth import ApiToken, ServiceApp, load_signing_key
 from .cache import CACHE_KEY, ReadCache, fingerprint, next_since, okta_time
 from .settings import OktaSettings
-from .stream import Delta, FeedPosition, OktaFeed
+from .stream import PREFIX, Delta, OktaFeed
 
 __all__ = ["OktaConnector", "OktaSettings"]
 
@@ -133,7 +134,7 @@ class OktaConnector:
         fed: Delta | None = None
         if cache is not None and not full and s.incremental == "feed":
             try:
-                fed = self.feed.read(FeedPosition.load(cache.position))
+                fed = self.feed.read(FeedPosition.load(cache.position, PREFIX))
             except StreamGap as exc:
                 log.warning("okta: %s; reading in full", exc)
                 full = True
@@ -153,10 +154,10 @@ class OktaConnector:
         new = ReadCache(self._fingerprint, self._clock() if full or cache is None
                         else cache.full_at, "", slims, memberships)
         if fed is not None:
-            new.position = fed.position.dump()
+            new.position = fed.position.dump(PREFIX)
         elif self.api.server_start is not None:
             new.since = next_since(self.api.server_start)
-            new.position = FeedPosition(okta_time(self.api.server_start)).dump()
+            new.position = FeedPosition(okta_time(self.api.server_start)).dump(PREFIX)
         self._memory = new
         if s.incremental != "off":
             state.set(CACHE_KEY, new.to_json())
@@ -191,12 +192,12 @@ class OktaConnector:
                           "deletions from the System Log")
 
     def stream_position(self) -> str:
-        return self.feed.position_now().dump()
+        return self.feed.position_now().dump(PREFIX)
 
     def changes(self, position: str, wait: float) -> Changes:
         """One poll of the feed; when it finds nothing, waits out ``wait`` before answering."""
         started = time.monotonic()
-        delta = self.feed.read(FeedPosition.load(position))
+        delta = self.feed.read(FeedPosition.load(position, PREFIX))
         batch = self._changes(delta)
         if self._memory is not None:
             slims, memberships = _merged(self._memory, delta)
@@ -234,7 +235,7 @@ class OktaConnector:
                         members & delta.removed_users:
                     groups[gid] = Group(gid, str(entry.get("name") or gid),
                                         frozenset(members - delta.removed_users))
-        return Changes(position=delta.position.dump(), users=dict(built.users), groups=groups,
+        return Changes(position=delta.position.dump(PREFIX), users=dict(built.users), groups=groups,
                        removed_users=frozenset(removed_users),
                        removed_groups=frozenset(delta.removed_groups),
                        skipped=built.skipped, seen_at=dict(delta.seen_at))

@@ -23,59 +23,33 @@ the caller reads in full.
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from ...errors import IncompleteRead
 from .. import StreamGap
+from ..feedkit import (
+    FeedPosition,
+    ShareBudget,
+    check_age,
+    check_clock,
+    epoch,
+    iso_ms,
+    parse_time,
+)
 from ..filters import SetFilter
-from .api import OktaApi, QueryRefused, ShareBudget, link_values, next_link, server_date
-from .cache import okta_time
+from .api import OktaApi, QueryRefused, link_values, next_link, server_date
 
 RETENTION = timedelta(days=90)
 """System Log retention (Okta "Exporting Okta log data": events are kept 90 days)."""
-CLOCK_TOLERANCE = timedelta(minutes=2)
-"""How far ahead of the server's clock a position may be before it is distrusted."""
 LOG_EVENTS = 'eventType sw "user.lifecycle." or eventType eq "group.lifecycle.delete"'
 LOG_PAGE = 1000
 """The System Log's largest page (``limit`` at most 1000)."""
-_PREFIX = "okta-feed:1:"
+PREFIX = "okta-feed:1:"
 
 Slim = dict[str, str]
-
-
-def parse_time(text: str) -> datetime:
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-@dataclass
-class FeedPosition:
-    """Where the feed stands: the server time a poll began, and stamps seen since the overlap."""
-
-    at: str
-    """Okta timestamp (server clock) the poll that produced this position began."""
-    seen: dict[str, str] = field(default_factory=dict)
-    """``u:<id>`` / ``g:<id>`` / ``e:<uuid>`` -> the stamp handed on (within the overlap)."""
-
-    def dump(self) -> str:
-        return _PREFIX + json.dumps({"at": self.at, "seen": self.seen}, separators=(",", ":"),
-                                    sort_keys=True)
-
-    @classmethod
-    def load(cls, text: str) -> FeedPosition:
-        if not text.startswith(_PREFIX):
-            raise StreamGap(f"okta: {text[:40]!r} is not a position of this feed")
-        try:
-            data = json.loads(text[len(_PREFIX):])
-            parse_time(str(data["at"]))
-            return cls(str(data["at"]), {str(k): str(v) for k, v in dict(data["seen"]).items()})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StreamGap(f"okta: unreadable feed position ({exc})") from exc
 
 
 @dataclass
@@ -106,22 +80,18 @@ class OktaFeed:
         self.group_filter = group_filter
         self.page_size = page_size
         self.overlap = overlap
-        self.budget = ShareBudget(share, clock)
+        self.budget = ShareBudget(share, "okta", clock)
         self.clock = clock
 
     def position_now(self) -> FeedPosition:
         """The server's time now, from one small request's Date header."""
         with self._sharing():
             resp = self.api.get("api/v1/users", {"limit": 1})
-        return FeedPosition(okta_time(server_date(resp)))
+        return FeedPosition(iso_ms(server_date(resp)))
 
     def read(self, position: FeedPosition) -> Delta:
-        at = parse_time(position.at)
-        now = datetime.fromtimestamp(self.clock(), UTC)
-        if now - at > RETENTION - self.overlap:
-            raise StreamGap(f"okta: the feed position {position.at} is older than the System "
-                            f"Log's {RETENTION.days} days' retention")
-        since = okta_time(at - self.overlap)
+        check_age(position, self.clock(), RETENTION, self.overlap, "okta", "System Log")
+        since = iso_ms(parse_time(position.at) - self.overlap)
         sent = self.api.http.requests_sent
         self.api.start_clock()
         delta = Delta(FeedPosition(position.at))
@@ -129,17 +99,13 @@ class OktaFeed:
             with self._sharing():
                 self._users(since, position, delta)
                 assert self.api.server_start is not None
-                if at - self.api.server_start > CLOCK_TOLERANCE:
-                    raise StreamGap(f"okta: the feed position {position.at} is ahead of the "
-                                    f"server's clock ({okta_time(self.api.server_start)})")
                 started = self.api.server_start
+                check_clock(position, started, "okta")
                 self._groups(since, position, delta)
                 self._log(since, position, delta)
         except (QueryRefused, IncompleteRead) as exc:
             raise StreamGap(f"okta: a feed query failed, events may be lost: {exc}") from exc
-        delta.position.at = okta_time(started)
-        keep_from = okta_time(started - self.overlap)
-        delta.position.seen = {k: v for k, v in delta.position.seen.items() if v > keep_from}
+        delta.position.settle(started, self.overlap)
         delta.requests = self.api.http.requests_sent - sent
         return delta
 
@@ -244,8 +210,7 @@ class OktaFeed:
 
     def _fresh(self, key: str, stamp: str, old: FeedPosition, delta: Delta) -> bool:
         """True the first time a key is seen with this stamp (records it either way)."""
-        delta.position.seen[key] = stamp
-        return old.seen.get(key) != stamp
+        return delta.position.fresh(key, stamp, old)
 
     def _items(self, path: str, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         for page in self.api.pages(path, params):
@@ -272,5 +237,6 @@ class _Sharing:
 
 
 def _stamp(seen_at: dict[str, float], oid: str, stamp: str) -> None:
-    with contextlib.suppress(ValueError):
-        seen_at[oid] = parse_time(stamp).timestamp()
+    when = epoch(stamp)
+    if when is not None:
+        seen_at[oid] = when
