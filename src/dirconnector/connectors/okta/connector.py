@@ -136,7 +136,7 @@ class OktaConnector:
             try:
                 fed = self.feed.read(FeedPosition.load(cache.position, PREFIX))
             except StreamGap as exc:
-                log.warning("okta: %s; reading in full", exc)
+                log.warning("%s; reading in full", exc)
                 full = True
         group_skips: list[Skipped] = []
         try:
