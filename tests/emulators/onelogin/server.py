@@ -245,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         total = len(rows)
         pages = max(1, -(-total // limit))
-        chunk = rows[(page - 1) * limit: page * limit]
+        chunk = [_copy(r) for r in rows[(page - 1) * limit: page * limit]]
         headers = {"Total-Count": str(total), "Total-Pages": str(pages),
                    "Current-Page": str(page), "Page-Items": str(len(chunk)),
                    **self._rate_headers()}
@@ -257,8 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _users(self, params: dict[str, str]) -> list[dict[str, Any]]:
         with self.account.lock:
-            users = [dict(u, custom_attributes=dict(u["custom_attributes"]))
-                     for _, u in sorted(self.account.users.items())]
+            # Copied page by page in _v2_list (100k users: no copy of the whole account).
+            users = [u for _, u in sorted(self.account.users.items())]
         ids = {int(x) for x in params.get("user_ids", "").split(",") if x.strip().isdigit()}
         bounds = [(key, field, op) for key, field, op in (
             ("updated_since", "updated_at", ">"), ("updated_until", "updated_at", "<"),
@@ -304,7 +304,11 @@ class _Handler(BaseHTTPRequestHandler):
             if rid not in self.account.roles:
                 return None
             members = set(self.account.role_members[rid])
-            users = sorted(self.account.users.items())
+            everyone = self.account.users
+            if params.get("include_unassigned", "false").lower() == "true":
+                users = sorted(everyone.items())
+            else:
+                users = [(uid, everyone[uid]) for uid in sorted(members) if uid in everyone]
         rows = []
         for uid, u in users:
             assigned = uid in members
@@ -415,6 +419,12 @@ def _after(a: str, b: str) -> bool:
         when = datetime.fromisoformat(t.replace("Z", "+00:00"))
         return when if when.tzinfo else when.replace(tzinfo=UTC)
     return parse(a) > parse(b)
+
+
+def _copy(row: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(row.get("custom_attributes"), dict):
+        return dict(row, custom_attributes=dict(row["custom_attributes"]))
+    return dict(row)
 
 
 def _ok() -> dict[str, Any]:

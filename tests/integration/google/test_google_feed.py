@@ -337,3 +337,38 @@ def seed_again(env: Env) -> None:
         d.members.clear()
         d.activities.clear()
     env.org = seed(d)
+
+
+def merged(users: dict[str, Any], groups: dict[str, Any], batch: Changes) -> None:
+    """What the watch engine does with a batch: whole records in, removed and skipped out."""
+    users.update(batch.users)
+    groups.update(batch.groups)
+    for uid in batch.removed_users | {s.external_id for s in batch.skipped}:
+        users.pop(uid, None)
+    for gid in batch.removed_groups:
+        groups.pop(gid, None)
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rounds=st.lists(EDITS, min_size=1, max_size=4))
+def test_random_edits_through_changes_merge_into_a_full_read(
+        feed_env: Env, rounds: list[list[tuple[str, int, int]]]) -> None:
+    """The watch path: batches merged into the first snapshot equal a full read at the end."""
+    d = feed_env.directory
+    connector = feed_env.connector(group_filter="exclude:Platform")
+    position = connector.stream_position()
+    first = connector.fetch(ConnectorState())
+    users, groups = dict(first.users), dict(first.groups)
+    n = 0
+    for changes in rounds:
+        for change in changes:
+            n += 1
+            edit(d, change, n)
+        batch = poll(connector, position)
+        position = batch.position
+        merged(users, groups, batch)
+    full = feed_env.connector(group_filter="exclude:Platform").fetch(ConnectorState())
+    assert users == dict(full.users)
+    assert groups == dict(full.groups)
+    seed_again(feed_env)

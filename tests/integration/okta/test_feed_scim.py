@@ -157,3 +157,34 @@ def test_random_edits_through_the_feed_equal_a_full_read(
     full = make(incremental="off").fetch(ConnectorState())
     assert snap.digest() == full.digest()
     assert snap.skipped_ids == full.skipped_ids
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rounds=st.lists(EDITS, min_size=1, max_size=4))
+def test_random_edits_through_changes_merge_into_a_full_read(
+        emulator: OktaEmulator, make: Callable[..., OktaConnector],
+        rounds: list[list[tuple[str, int, int]]]) -> None:
+    """The watch path: batches merged into the first snapshot equal a full read at the end."""
+    state = emulator.use(OktaState())
+    seed(state)
+    connector = make()
+    position = connector.stream_position()
+    first = connector.fetch(ConnectorState())
+    users, groups = dict(first.users), dict(first.groups)
+    n = 0
+    for edits in rounds:
+        for change in edits:
+            n += 1
+            apply_edit(state, change, n)
+        batch = connector.changes(position, 0)
+        position = batch.position
+        users.update(batch.users)
+        groups.update(batch.groups)
+        for uid in batch.removed_users | {s.external_id for s in batch.skipped}:
+            users.pop(uid, None)
+        for gid in batch.removed_groups:
+            groups.pop(gid, None)
+    full = make(incremental="off").fetch(ConnectorState())
+    assert users == dict(full.users)
+    assert groups == dict(full.groups)

@@ -327,3 +327,39 @@ def test_random_edits_through_the_feed_equal_a_full_read(
         assert snap.info["read"] == "incremental (feed)"
     assert snap.digest() == make_connector(groups_from=groups_from).fetch(
         ConnectorState()).digest()
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rounds=st.lists(EDITS, min_size=1, max_size=4),
+       groups_from=st.sampled_from(["roles", "groups"]))
+def test_random_edits_through_changes_merge_into_a_full_read(
+        make_connector: ConnectorFactory, emulator: OneLoginEmulator,
+        rounds: list[list[tuple[str, int, int]]], groups_from: str) -> None:
+    """The watch path: batches merged into the first snapshot equal a full read at the end."""
+    account = emulator.account
+    with account.lock:
+        for table in (account.users, account.roles, account.role_members, account.groups):
+            table.clear()
+        account.events.clear()
+    seed(account)
+    connector = make_connector(groups_from=groups_from)
+    position = connector.stream_position()
+    first = connector.fetch(ConnectorState())
+    users, groups = dict(first.users), dict(first.groups)
+    n = 0
+    for changes in rounds:
+        for change in changes:
+            n += 1
+            edit(account, change, n)
+        batch = connector.changes(position, 0)
+        position = batch.position
+        users.update(batch.users)
+        groups.update(batch.groups)
+        for uid in batch.removed_users | {s.external_id for s in batch.skipped}:
+            users.pop(uid, None)
+        for gid in batch.removed_groups:
+            groups.pop(gid, None)
+    full = make_connector(groups_from=groups_from).fetch(ConnectorState())
+    assert users == dict(full.users)
+    assert groups == dict(full.groups)

@@ -232,6 +232,108 @@ def build(raw: Raw, user_filter: SetFilter, group_filter: SetFilter, *,
     return Snapshot.build(users, groups, skipped, info=info)
 
 
+def changed_records(raw: Raw, users: Mapping[str, User], groups: Mapping[str, Group],
+                    changed_users: set[str], gone_users: set[str], changed_groups: set[str],
+                    gone_groups: set[str], user_filter: SetFilter, group_filter: SetFilter,
+                    include_archived: bool,
+                    ) -> tuple[dict[str, User], set[str], list[Skipped], dict[str, Group],
+                               set[str]]:
+    """The records ``build(raw)`` would give that differ from ``users`` / ``groups`` (the
+    last snapshot's), found without mapping the whole read: (users changed, users
+    removed, users now skipped, groups changed, groups removed).
+
+    A group is recomputed when its members were re-read, when a user whose syncing
+    changed is its direct member, when it holds the whole account (CUSTOMER) and the
+    synced users changed, or when a nested group the filter leaves out (whose users
+    fold into it) is any of those.
+    """
+    mapped: list[User] = []
+    skips: list[Skipped] = []
+    for uid in changed_users:
+        item = raw.users.get(uid)
+        if item is None:
+            continue
+        user, skip = map_user(item, user_filter, include_archived)
+        if user is not None:
+            mapped.append(user)
+        if skip is not None:
+            skips.append(skip)
+    built = Snapshot.build(mapped, (), skips)
+    new_users = {k: u for k, u in built.users.items() if users.get(k) != u}
+    now_skipped = [s for s in built.skipped if s.external_id in users]
+    removed_users = {uid for uid in gone_users if uid in users} | {
+        s.external_id for s in now_skipped}
+    sync_changed = removed_users | (built.users.keys() - users.keys())
+
+    kept = kept_groups(raw, group_filter)
+    parents: dict[str, set[str]] = {}
+    dirty = set(changed_groups)
+    everyone: set[str] = set()
+    for gid, listed in raw.members.items():
+        for m in listed or ():
+            kind, mid = m.get("type"), m.get("id")
+            if kind == "GROUP":
+                parents.setdefault(str(mid), set()).add(gid)
+            elif kind == "CUSTOMER":
+                everyone.add(gid)
+            elif mid in sync_changed:
+                dirty.add(gid)
+    if sync_changed:
+        dirty |= everyone
+    # A parent folds the users of a nested group the filter leaves out, so such a group's
+    # change is its parents' too; a created, deleted or re-filtered group changes its
+    # parents' nesting whatever it is.
+    stack = [gid for gid in dirty if gid not in kept or gid in changed_groups]
+    stack += [gid for gid in gone_groups]
+    seen: set[str] = set()
+    while stack:
+        gid = stack.pop()
+        if gid in seen:
+            continue
+        seen.add(gid)
+        for parent in parents.get(gid, ()):
+            dirty.add(parent)
+            if parent not in kept:
+                stack.append(parent)
+    kept_users = (users.keys() - removed_users) | built.users.keys()
+    members: dict[str, _Members] = {}
+    for gid in list(dirty):
+        _direct_closure(raw, gid, kept, kept_users, members)
+    new_groups: dict[str, Group] = {}
+    for gid in dirty & kept:
+        user_ids, subgroups = _effective(gid, members, kept, kept_users)
+        item = raw.groups[gid]
+        group = Group(external_id=gid,
+                      name=clean_text(item.get("name")) or str(item.get("email", gid)),
+                      member_ids=frozenset(user_ids), subgroup_ids=frozenset(subgroups))
+        if groups.get(gid) != group:
+            new_groups[gid] = group
+    removed_groups = {gid for gid in groups if gid in gone_groups or gid not in kept}
+    return new_users, removed_users, now_skipped, new_groups, removed_groups
+
+
+def _direct_closure(raw: Raw, gid: str, kept: set[str], kept_users: set[str],
+                    members: dict[str, _Members]) -> None:
+    """``members`` for ``gid`` and the left-out groups nested in it (as ``build`` makes them)."""
+    stack = [gid]
+    while stack:
+        current = stack.pop()
+        if current in members:
+            continue
+        direct = _Members()
+        for m in raw.members.get(current) or ():
+            mid, kind = str(m.get("id") or ""), m.get("type")
+            if kind == "USER" and mid in kept_users:
+                direct.users.add(mid)
+            elif kind == "GROUP":
+                direct.groups.add(mid)
+                if mid not in kept:
+                    stack.append(mid)
+            elif kind == "CUSTOMER":
+                direct.everyone = True
+        members[current] = direct
+
+
 def map_user(item: Mapping[str, Any], user_filter: SetFilter, include_archived: bool,
              ) -> tuple[User | None, Skipped | None]:
     uid = str(item.get("id") or "")

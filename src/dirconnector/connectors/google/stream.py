@@ -44,6 +44,17 @@ LABEL = "google"
 
 
 @dataclass
+class Edit:
+    """Which records one poll changed in the raw read, by id."""
+
+    users: set[str] = field(default_factory=set)
+    gone_users: set[str] = field(default_factory=set)
+    groups: set[str] = field(default_factory=set)
+    gone_groups: set[str] = field(default_factory=set)
+    seen_at: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class Touched:
     """What one poll's activities name, by address."""
 
@@ -79,8 +90,8 @@ class GoogleFeed:
     def position_now(self) -> FeedPosition:
         return FeedPosition(iso_ms(datetime.fromtimestamp(self.clock(), UTC)))
 
-    def read(self, position: FeedPosition, raw: Raw) -> tuple[Raw, FeedPosition, dict[str, float]]:
-        """The raw read with this poll applied, the new position, and change times by id."""
+    def read(self, position: FeedPosition, raw: Raw) -> tuple[Raw, FeedPosition, Edit]:
+        """The raw read with this poll applied, the new position, and what changed."""
         check_age(position, self.clock(), RETENTION, self.overlap, LABEL, "Admin audit log")
         started = datetime.fromtimestamp(self.clock(), UTC)
         check_clock(position, started, LABEL)
@@ -89,7 +100,7 @@ class GoogleFeed:
         client.before_request = self._spend
         try:
             touched = self._activities(position, new)
-            patched, seen_at = self._apply(raw, touched)
+            patched, edit = self._apply(raw, touched)
         except (IncompleteRead, ApiError) as exc:
             if isinstance(exc, ApiError) and exc.status != 400:
                 raise                    # rights, auth: the operator's to fix, not a gap
@@ -97,7 +108,7 @@ class GoogleFeed:
         finally:
             client.before_request = None
         new.settle(started, self.overlap)
-        return patched, new, seen_at
+        return patched, new, edit
 
     def _spend(self) -> None:
         """Count one request against the feed's share of the per-minute quota."""
@@ -150,7 +161,7 @@ class GoogleFeed:
             for address in named:
                 touched.seen_at[address] = max(when, touched.seen_at.get(address, 0.0))
 
-    def _apply(self, raw: Raw, touched: Touched) -> tuple[Raw, dict[str, float]]:
+    def _apply(self, raw: Raw, touched: Touched) -> tuple[Raw, Edit]:
         client = self.client
         users = dict(raw.users)
         groups = dict(raw.groups)
@@ -174,12 +185,14 @@ class GoogleFeed:
             if address in user_ids:
                 gone_users.add(user_ids[address])
                 _when(seen_at, user_ids[address], touched.seen_at.get(address))
+        holders: set[str] = set()
         for uid in gone_users - found_users:
             users.pop(uid, None)
             # Google drops a deleted user from its groups without a membership event.
             for gid, listed in members.items():
                 if listed is not None and any(m["id"] == uid for m in listed):
                     members[gid] = [m for m in listed if m["id"] != uid]
+                    holders.add(gid)
         found_groups: set[str] = set()
         gone_groups: set[str] = set()
         for address in sorted(touched.groups - touched.deleted_groups):
@@ -198,13 +211,21 @@ class GoogleFeed:
         for gid in gone_groups - found_groups:
             groups.pop(gid, None)
             members.pop(gid, None)
+            # Google drops a deleted group from the groups it was nested in, unannounced.
+            for parent, listed in members.items():
+                if listed is not None and any(m["id"] == gid for m in listed):
+                    members[parent] = [m for m in listed if m["id"] != gid]
+                    holders.add(parent)
         patched = Raw(users, groups, members)
         kept = kept_groups(patched, self.group_filter)
         # A nested group the filter leaves out still counts (its users fold into the parent).
         reread = sorted(gid for gid in found_groups if gid in kept or gid in raw.members)
         if reread:
             read_members(client, patched, reread, self.group_filter, self.page_size, again=True)
-        return patched, seen_at
+        new_nested = patched.members.keys() - raw.members.keys()
+        return patched, Edit(found_users, gone_users - found_users,
+                             found_groups | new_nested | holders, gone_groups - found_groups,
+                             seen_at)
 
     def _in_scope(self, email: str) -> bool:
         domain = self.scope.get("domain")
