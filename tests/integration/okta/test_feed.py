@@ -230,3 +230,12 @@ def test_fetch_falls_back_to_a_full_read_when_the_log_fails(org: Org, make: Make
     assert snap.info["read"] == "full"
     org.state.log_failure = 0
     assert snap.digest() == full_digest(make)
+
+
+def test_check_in_feed_mode_probes_the_system_log(org: Org, make: Make) -> None:
+    """With incremental = "feed", check reads the System Log and says when it cannot."""
+    report = make(incremental="feed").check()
+    assert any("System Log" in item.name and item.ok for item in report.items)
+    org.state.log_failure = 400
+    report = make(incremental="feed").check()
+    assert not report.ok

@@ -363,3 +363,11 @@ def test_random_edits_through_changes_merge_into_a_full_read(
     full = make_connector(groups_from=groups_from).fetch(ConnectorState())
     assert users == dict(full.users)
     assert groups == dict(full.groups)
+
+
+def test_check_in_feed_mode_probes_the_events_api(account: Account,
+                                                  make_connector: ConnectorFactory) -> None:
+    report = make_connector(incremental="feed").check()
+    assert any("events" in item.name and item.ok for item in report.items)
+    account.events_failure = 400
+    assert not make_connector(incremental="feed").check().ok

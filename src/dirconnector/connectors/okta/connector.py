@@ -104,6 +104,9 @@ class OktaConnector:
         if self.group_filter.native:
             probes.append(("group_filter search expression", "api/v1/groups",
                            {"limit": 1, "search": self.group_filter.native}))
+        if self.settings.incremental == "feed":
+            probes.append(("System Log (change feed; okta.logs.read)", "api/v1/logs",
+                           {"limit": 1}))
         for name, path, params in probes:
             try:
                 self.api.get(path, params)

@@ -103,6 +103,8 @@ class OneLoginConnector:
         probes = [("users", "/api/2/users")]
         probes.append(("roles", "/api/2/roles") if s.groups_from == "roles"
                       else ("groups", "/api/1/groups"))
+        if s.incremental == "feed":
+            probes.append(("events (change feed)", "/api/1/events"))
         for name, path in probes:
             try:
                 resp = self.api.get(path, {"limit": 1}, f"{name} (first page)")
