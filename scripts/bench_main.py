@@ -12,7 +12,7 @@ from typing import Any
 
 from bench_common import ROOT, fmt, load, log, machine, run_child, summarise
 
-PARTS = ("startup", "ldap", "diff", "migrate", "apply", "e2e", "takeover", "replicas")
+PARTS = ("startup", "ldap", "diff", "migrate", "apply", "e2e", "takeover", "replicas", "feeds")
 GOALS = [
     "LDAP read of 100k users + 5k groups <= 2.5x ldapsearch with python-ldap",
     "diff of 1M users <= 5 s and <= 2 GB",
@@ -24,6 +24,8 @@ GOALS = [
     "replicas (issue 24): daemon overhead per run on PostgreSQL <= 20 ms; 1,000 no-op profiles "
     "on 3 replicas: each tick within 30 s; failover after kill -9 <= interval + 5 s",
     "migrate plan of 100k members <= 2 s (issue 19)",
+    "feeds (issue 21): per source at 100k users, a quiet poll <= 3 requests; one change "
+    "<= 10 requests and <= 0.2 s CPU",
 ]
 
 
@@ -54,6 +56,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--diff-sizes", help="default 100000,1000000")
     parser.add_argument("--migrate-sizes", help="default 10000,100000")
     parser.add_argument("--apply-size", type=int, help="default 10000")
+    parser.add_argument("--feed-sizes", help="feeds: users per emulated org (default 100000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--latency-ms", type=float, default=20.0,
                         help="apply: server latency per request")
@@ -124,6 +127,13 @@ def _main(args: argparse.Namespace) -> int:
 
             res = bench_e2e.run(sizes, args.repeat, args.e2e_latency_ms / 1000)
             lines = bench_e2e.table(res)
+        elif part == "feeds":
+            import bench_feeds
+
+            res = bench_feeds.run(_ints(args.feed_sizes) if args.feed_sizes else
+                                  sizes if args.part == "feeds" and args.sizes else [100_000],
+                                  args.repeat)
+            lines = bench_feeds.table(res)
         elif part == "replicas":
             import bench_replicas
 

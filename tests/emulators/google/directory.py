@@ -16,8 +16,11 @@ import hashlib
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from . import errors, query
 from .auth import SCOPE_PREFIX, OAuth
@@ -30,6 +33,8 @@ GROUP_SCOPES = {SCOPE_PREFIX + s for s in ("admin.directory.group.readonly",
                                            "admin.directory.group")}
 MEMBER_SCOPES = GROUP_SCOPES | {SCOPE_PREFIX + s for s in ("admin.directory.group.member",
                                                            "admin.directory.group.member.readonly")}
+REPORTS = "/admin/reports/v1/activity/users/"
+REPORT_SCOPES = {SCOPE_PREFIX + "admin.reports.audit.readonly"}
 
 
 @dataclass
@@ -56,6 +61,10 @@ class Directory:
     faults: list[Fault] = field(default_factory=list)
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     """(operation, query parameters) of every API call that passed authentication."""
+    activities: list[dict[str, Any]] = field(default_factory=list)
+    """The Admin audit log (Reports API Activity resources), oldest first."""
+    audit_lag: float = 0.0
+    """Seconds before an activity shows in activities.list (Google: minutes)."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -82,32 +91,52 @@ class Directory:
                 "isMailboxSetup": True, "isEnrolledIn2Sv": False, "isEnforcedIn2Sv": False,
                 "includeInGlobalAddressList": True,
             }
-            self.set_suspended(uid, suspended)
+            self.set_suspended(uid, suspended, audit=False)
+            self.audit("USER_SETTINGS", "CREATE_USER", USER_EMAIL=email)
         return uid
 
-    def set_suspended(self, uid: str, suspended: bool) -> None:
+    def set_suspended(self, uid: str, suspended: bool, *, audit: bool = True) -> None:
         with self.lock:
             user = self.users[uid]
             user["suspended"] = suspended
             user.pop("suspensionReason", None)
             if suspended:
                 user["suspensionReason"] = "ADMIN"
+            if audit:
+                self.audit("USER_SETTINGS", "SUSPEND_USER" if suspended else "UNSUSPEND_USER",
+                           USER_EMAIL=user["primaryEmail"])
 
     def set_archived(self, uid: str, archived: bool) -> None:
         with self.lock:
             self.users[uid]["archived"] = archived
+            self.audit("USER_SETTINGS", "ARCHIVE_USER" if archived else "UNARCHIVE_USER",
+                       USER_EMAIL=self.users[uid]["primaryEmail"])
 
     def rename_user(self, uid: str, local: str) -> None:
         with self.lock:
+            old = self.users[uid]["primaryEmail"]
             email = f"{local}@{self.domain}"
             self.users[uid]["primaryEmail"] = email
             self.users[uid]["emails"] = [{"address": email, "primary": True}]
+            for members in self.members.values():
+                for m in members:
+                    if m["id"] == uid:
+                        m["email"] = email
+            self.audit("USER_SETTINGS", "RENAME_USER", USER_EMAIL=old, NEW_VALUE=email)
+
+    def set_name(self, uid: str, given: str, family: str) -> None:
+        with self.lock:
+            self.users[uid]["name"] = {"givenName": given, "familyName": family,
+                                       "fullName": f"{given} {family}"}
+            self.audit("USER_SETTINGS", "CHANGE_FIRST_NAME",
+                       USER_EMAIL=self.users[uid]["primaryEmail"], NEW_VALUE=given)
 
     def delete_user(self, uid: str) -> None:
         with self.lock:
-            self.users.pop(uid)
+            user = self.users.pop(uid)
             for members in self.members.values():
                 members[:] = [m for m in members if m["id"] != uid]
+            self.audit("USER_SETTINGS", "DELETE_USER", USER_EMAIL=user["primaryEmail"])
 
     def add_group(self, local: str, name: str = "") -> str:
         gid = f"0{next(self._ids):02d}x8tuzt3hqdv5k"[:15]
@@ -118,7 +147,22 @@ class Directory:
                 "nonEditableAliases": [f"{local}@{self.domain}.test-google-a.com"],
             }
             self.members[gid] = []
+            self.audit("GROUP_SETTINGS", "CREATE_GROUP", GROUP_EMAIL=f"{local}@{self.domain}")
         return gid
+
+    def rename_group(self, gid: str, name: str) -> None:
+        with self.lock:
+            self.groups[gid]["name"] = name
+            self.audit("GROUP_SETTINGS", "CHANGE_GROUP_NAME",
+                       GROUP_EMAIL=self.groups[gid]["email"], NEW_VALUE=name)
+
+    def delete_group(self, gid: str) -> None:
+        with self.lock:
+            group = self.groups.pop(gid)
+            self.members.pop(gid)
+            for members in self.members.values():
+                members[:] = [m for m in members if m["id"] != gid]
+            self.audit("GROUP_SETTINGS", "DELETE_GROUP", GROUP_EMAIL=group["email"])
 
     def add_member(self, gid: str, member_id: str, role: str = "MEMBER") -> None:
         """Add a user or a group (by id) of this account."""
@@ -130,6 +174,8 @@ class Directory:
             else:
                 member = {"email": self.groups[member_id]["email"], "type": "GROUP"}
             self._append(gid, {"id": member_id, "role": role, **member})
+            self.audit("GROUP_SETTINGS", "ADD_GROUP_MEMBER",
+                       GROUP_EMAIL=self.groups[gid]["email"], USER_EMAIL=member["email"])
 
     def add_external_member(self, gid: str, email: str) -> str:
         """A user of another domain (a consumer or other-company Google account)."""
@@ -150,7 +196,35 @@ class Directory:
 
     def remove_member(self, gid: str, member_id: str) -> None:
         with self.lock:
+            gone = [m for m in self.members[gid] if m["id"] == member_id]
             self.members[gid] = [m for m in self.members[gid] if m["id"] != member_id]
+            for m in gone:
+                self.audit("GROUP_SETTINGS", "REMOVE_GROUP_MEMBER",
+                           GROUP_EMAIL=self.groups[gid]["email"],
+                           USER_EMAIL=m.get("email") or m["id"])
+
+    def audit(self, kind: str, name: str, **parameters: str) -> dict[str, Any]:
+        """Append an Activity (Reports API, Activity resource) by the account's admin."""
+        with self.lock:
+            now = time.time()
+            stamp = datetime.fromtimestamp(now, UTC)
+            activity = {
+                "kind": "admin#reports#activity",
+                "id": {"time": stamp.strftime("%Y-%m-%dT%H:%M:%S.")
+                       + f"{stamp.microsecond // 1000:03d}Z",
+                       "uniqueQualifier": str(-next(self._ids) * 7919 % 2**62),
+                       "applicationName": "admin", "customerId": self.customer_id},
+                "etag": "",
+                "actor": {"callerType": "USER", "email": f"admin@{self.domain}",
+                          "profileId": "100000000000000000001"},
+                "ipAddress": "127.0.0.1",
+                "events": [{"type": kind, "name": name, "parameters": [
+                    {"name": k, "value": v} for k, v in parameters.items()]}],
+                "_visible_at": now + self.audit_lag,
+            }
+            activity["etag"] = _etag(activity["id"])
+            self.activities.append(activity)
+            return activity
 
     def fail(self, operation: str, status: int = 503, reason: str = "backendError",
              times: int = 1, retry_after: str | None = None) -> None:
@@ -191,15 +265,23 @@ class Directory:
     def handle(self, method: str, path: str, params: dict[str, str],
                authorization: str | None) -> Answer:
         """Route one API request; the server does transport, this does semantics."""
-        if method != "GET" or not path.startswith(API):
+        if method != "GET" or not path.startswith((API, REPORTS)):
             return 404, {}, errors.not_found(path)
-        parts = path[len(API):].strip("/").split("/")
-        if parts == ["users"]:
+        # Path segments arrive percent-encoded (users/alice%40example.com).
+        parts = [unquote(p) for p in path[len(API):].strip("/").split("/")]
+        if path.startswith(REPORTS):
+            parts = [unquote(p) for p in path[len(REPORTS):].strip("/").split("/")]
+            if len(parts) != 3 or parts[1] != "applications":
+                return 404, {}, errors.not_found(path)
+            op, scopes = "activities.list", REPORT_SCOPES
+        elif parts == ["users"]:
             op, scopes = "users.list", USER_SCOPES
         elif len(parts) == 2 and parts[0] == "users":
             op, scopes = "users.get", USER_SCOPES
         elif parts == ["groups"]:
             op, scopes = "groups.list", GROUP_SCOPES
+        elif len(parts) == 2 and parts[0] == "groups":
+            op, scopes = "groups.get", GROUP_SCOPES
         elif len(parts) == 3 and parts[0] == "groups" and parts[2] == "members":
             op, scopes = "members.list", MEMBER_SCOPES
         else:
@@ -227,6 +309,13 @@ class Directory:
                         (404, errors.not_found("userKey"))
                 elif op == "groups.list":
                     status, body = self._list_groups(params)
+                elif op == "groups.get":
+                    group = next((g for g in self.groups.values()
+                                  if parts[1] in (g["id"], g["email"])), None)
+                    status, body = (200, dict(group)) if group else \
+                        (404, errors.not_found("groupKey"))
+                elif op == "activities.list":
+                    status, body = self._list_activities(parts[0], parts[2], params)
                 else:
                     status, body = self._list_members(parts[1], params)
                 if status == 200 and params.get("fields"):
@@ -278,6 +367,32 @@ class Directory:
                 items.append({**g, "directMembersCount": str(len(self.members[g["id"]])),
                               "etag": _etag(g)})
         return self._page("admin#directory#groups", "groups", items, params, 200, 200)
+
+    def _list_activities(self, user_key: str, app: str, params: dict[str, str],
+                         ) -> tuple[int, dict[str, Any]]:
+        """activities.list: newest first; startTime/endTime (RFC 3339); eventName; paged."""
+        if user_key != "all" or app != "admin":
+            return 400, errors.api_error(400, "Invalid Input", "invalid")
+        now = time.time()
+
+        def when(text: str) -> datetime:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+        try:
+            start = when(params["startTime"]) if params.get("startTime") else None
+            end = when(params["endTime"]) if params.get("endTime") else None
+        except ValueError:
+            return 400, errors.api_error(400, "Invalid value for startTime", "invalid")
+        if start is not None and start > datetime.fromtimestamp(now, UTC):
+            return 400, errors.api_error(400, "Start time must be before the current time",
+                                         "invalid")
+        items = [{k: v for k, v in a.items() if not k.startswith("_")}
+                 for a in reversed(self.activities) if a["_visible_at"] <= now
+                 and (start is None or when(a["id"]["time"]) >= start)
+                 and (end is None or when(a["id"]["time"]) < end)
+                 and (not params.get("eventName")
+                      or any(e["name"] == params["eventName"] for e in a["events"]))]
+        return self._page("admin#reports#activities", "items", items, params, 1000, 1000)
 
     def _list_members(self, key: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
         gid = next((g["id"] for g in self.groups.values()

@@ -29,6 +29,7 @@ from .dpop import DpopError, verify
 from .oauth import token_endpoint
 from .query import QueryError, parse
 from .state import OktaState
+from .syslog import BadLogQuery, list_logs
 
 USER_FILTER_FIELDS = frozenset({"status", "lastUpdated", "id", "profile.login", "profile.email",
                                 "profile.firstName", "profile.lastName"})
@@ -107,7 +108,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(429, RATE_LIMITED, rate_headers)
             return
         parts = [p for p in split.path.split("/") if p]
-        scope = "okta.groups.read" if parts[2:3] == ["groups"] else "okta.users.read"
+        scope = {"groups": "okta.groups.read", "logs": "okta.logs.read"}.get(
+            parts[2] if len(parts) > 2 else "", "okta.users.read")
         problem = self._authorize(scope)
         if problem is not None:
             self._send(problem[0], problem[1], rate_headers + problem[2])
@@ -116,6 +118,12 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if parts == ["api", "v1", "users"]:
                 items, default, cap = self._users(dict(params)), 200, 200
+            elif parts == ["api", "v1", "logs"]:
+                self._logs(split.path, dict(params), rate_headers)
+                return
+            elif len(parts) == 4 and parts[2] in ("users", "groups"):
+                self._one(parts[2], parts[3], rate_headers)
+                return
             elif parts == ["api", "v1", "groups"]:
                 items, default, cap = self._groups(dict(params)), 10000, 10000
             elif len(parts) == 5 and parts[:3] == ["api", "v1", "groups"] and parts[4] == "users":
@@ -134,6 +142,39 @@ class Handler(BaseHTTPRequestHandler):
                        rate_headers)
             return
         self._page(split.path, params, items, default, cap, rate_headers)
+
+    def _logs(self, path: str, params: dict[str, str], headers: list[tuple[str, str]]) -> None:
+        if self.state.log_failure:
+            self._send(self.state.log_failure, okta_error(
+                "E0000001" if self.state.log_failure == 400 else "E0000009",
+                "Api validation failed: since" if self.state.log_failure == 400
+                else "Internal Server Error"), headers)
+            return
+        try:
+            body, nxt = list_logs(self.state, params, self.state.clock())
+        except BadLogQuery as exc:
+            self._send(400, okta_error("E0000001", "Api validation failed: " + str(exc)),
+                       headers)
+            return
+        origin = self._origin()
+        links = [("Link", f"<{origin}{path}?{urlencode(params)}>; rel=\"self\"")]
+        if nxt is not None:
+            links.append(("Link", f"<{origin}{path}?{urlencode(nxt)}>; rel=\"next\""))
+        self._send(200, body, [*headers, *links])
+
+    def _one(self, kind: str, oid: str, headers: list[tuple[str, str]]) -> None:
+        """``GET /api/v1/users/{id}`` (any status) or ``/api/v1/groups/{id}``."""
+        with self.state.lock:
+            found = (self.state.users if kind == "users" else self.state.groups).get(oid)
+            if found is None and kind == "users":
+                found = next((u for u in self.state.users.values()
+                              if u["profile"].get("login") == oid), None)
+        if found is None:
+            self._send(404, okta_error("E0000007", f"Not found: Resource not found: {oid} "
+                                                   f"({'User' if kind == 'users' else 'Group'})"),
+                       headers)
+            return
+        self._send(200, found, headers)
 
     def _origin(self) -> str:
         return f"https://{self.headers.get('Host') or self.server.host}"

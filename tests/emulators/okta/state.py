@@ -12,6 +12,7 @@ import itertools
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -115,6 +116,15 @@ class OktaState:
     """The org's time (epoch seconds): rate-limit windows, the Date header, token expiry."""
     requests: list[tuple[str, str]] = field(default_factory=list)
     """(method, path?query) of every request, for assertions."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """The System Log: LogEvent objects in the order Okta persisted them."""
+    log_retention: timedelta = timedelta(days=90)
+    """System Log events older than this are gone (Okta keeps 90 days)."""
+    log_failure: int = 0
+    """Answer the System Log with this status (400, 500) instead, for fault tests."""
+    log_delay: float = 0.0
+    """Seconds between an event's ``published`` time and its persistence: the System Log
+    is near real-time, so a poll may see an event later than one published after it."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -144,6 +154,10 @@ class OktaState:
                 "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}},
                 "_links": {"self": {"href": f"/api/v1/users/{uid}"}},
             }
+            self.log("user.lifecycle.create", "Create Okta user", self._user_target(uid))
+            if status not in ("STAGED",):
+                self.log("user.lifecycle.activate", "Activate Okta user",
+                         self._user_target(uid))
             return uid
 
     def set_status(self, uid: str, status: str) -> None:
@@ -151,19 +165,26 @@ class OktaState:
         assert status in USER_STATUSES, status
         with self.lock:
             user = self.users[uid]
+            before = user["status"]
             user["status"] = status
             user["statusChanged"] = user["lastUpdated"] = now_iso()
+            kind, words = _lifecycle(before, status)
+            self.log(kind, words, self._user_target(uid))
 
     def update_profile(self, uid: str, **profile: Any) -> None:
         with self.lock:
             self.users[uid]["profile"].update(profile)
             self.users[uid]["lastUpdated"] = now_iso()
+            self.log("user.account.update_profile", "Update user profile for Okta",
+                     self._user_target(uid))
 
     def delete_user(self, uid: str) -> None:
         """Okta deletes only DEPROVISIONED users; the record disappears entirely."""
         with self.lock:
             assert self.users[uid]["status"] == "DEPROVISIONED", "deactivate first"
+            target = self._user_target(uid)
             del self.users[uid]
+            self.log("user.lifecycle.delete.initiated", "Delete Okta user", target)
             for ids in self.members.values():
                 if uid in ids:
                     ids.remove(uid)
@@ -190,6 +211,7 @@ class OktaState:
                 "_links": {"users": {"href": f"/api/v1/groups/{gid}/users"}},
             }
             self.members[gid] = list(members or [])
+            self.log("group.lifecycle.create", "Create Okta group", self._group_target(gid))
             return gid
 
     def add_member(self, gid: str, uid: str) -> None:
@@ -197,16 +219,66 @@ class OktaState:
             if uid not in self.members[gid]:
                 self.members[gid].append(uid)
             self.groups[gid]["lastMembershipUpdated"] = now_iso()
+            self.log("group.user_membership.add", "Add user to group membership",
+                     self._user_target(uid), self._group_target(gid))
 
     def remove_member(self, gid: str, uid: str) -> None:
         with self.lock:
             self.members[gid].remove(uid)
             self.groups[gid]["lastMembershipUpdated"] = now_iso()
+            self.log("group.user_membership.remove", "Remove user from group membership",
+                     self._user_target(uid), self._group_target(gid))
 
     def rename_group(self, gid: str, name: str) -> None:
         with self.lock:
             self.groups[gid]["profile"]["name"] = name
             self.groups[gid]["lastUpdated"] = now_iso()
+            self.log("group.profile.update", "Update Okta group profile",
+                     self._group_target(gid))
+
+    def delete_group(self, gid: str) -> None:
+        """The group disappears; only the System Log tells (group.lifecycle.delete)."""
+        with self.lock:
+            target = self._group_target(gid)
+            del self.groups[gid]
+            del self.members[gid]
+            self.log("group.lifecycle.delete", "Delete Okta group", target)
+
+    # ------------------------------------------------------------- system log
+
+    def log(self, event_type: str, message: str, *targets: dict[str, Any],
+            published: datetime | None = None) -> dict[str, Any]:
+        """Append a LogEvent (System Log API, LogEvent object) done by the org admin."""
+        with self.lock:
+            stamp = now_iso() if published is None else (
+                published.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+                + f"{published.microsecond // 1000:03d}Z")
+            event = {
+                "uuid": str(uuid.uuid4()), "published": stamp, "eventType": event_type,
+                "version": "0", "severity": "INFO", "displayMessage": message,
+                "legacyEventType": None,
+                "actor": {"id": "00u00000000000admin", "type": "User",
+                          "alternateId": "admin@example.com", "displayName": "Org Admin",
+                          "detailEntry": None},
+                "client": {"ipAddress": "127.0.0.1", "zone": "null", "device": "Unknown"},
+                "outcome": {"result": "SUCCESS", "reason": None},
+                "transaction": {"type": "WEB", "id": uuid.uuid4().hex[:27], "detail": {}},
+                "target": list(targets),
+                "_persisted": self.clock() + self.log_delay,
+            }
+            self.events.append(event)
+            return event
+
+    def _user_target(self, uid: str) -> dict[str, Any]:
+        profile = self.users[uid]["profile"]
+        return {"id": uid, "type": "User", "alternateId": profile.get("login"),
+                "displayName": f"{profile.get('firstName') or ''} "
+                               f"{profile.get('lastName') or ''}".strip(),
+                "detailEntry": None}
+
+    def _group_target(self, gid: str) -> dict[str, Any]:
+        return {"id": gid, "type": "UserGroup", "alternateId": "unknown",
+                "displayName": self.groups[gid]["profile"]["name"], "detailEntry": None}
 
     # ------------------------------------------------------------- helpers
 
@@ -219,3 +291,18 @@ class OktaState:
     def api_requests(self, prefix: str = "/api/v1/") -> list[str]:
         with self.lock:
             return [p for _, p in self.requests if p.startswith(prefix)]
+
+
+def _lifecycle(before: str, after: str) -> tuple[str, str]:
+    """The System Log event type of a status change (Okta event types catalog)."""
+    if after == "SUSPENDED":
+        return "user.lifecycle.suspend", "Suspend Okta user"
+    if before == "SUSPENDED":
+        return "user.lifecycle.unsuspend", "Unsuspend Okta user"
+    if after == "DEPROVISIONED":
+        return "user.lifecycle.deactivate", "Deactivate Okta user"
+    if before == "DEPROVISIONED":
+        return "user.lifecycle.reactivate", "Reactivate Okta user"
+    if before == "STAGED":
+        return "user.lifecycle.activate", "Activate Okta user"
+    return "user.account.update_status", "Update user status"

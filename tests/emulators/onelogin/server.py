@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from .state import Account
+from .state import EVENT_TYPES, Account
 
 USERS_MAX = 50           # list-users: "This call returns up to 50 users per page."
 ROLES_MAX = 650          # list-roles: "Max page limit is 650."
@@ -94,8 +94,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.origin
 
     def _rate_headers(self) -> dict[str, str]:
-        return {"X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999",
-                "X-RateLimit-Reset": "1800"}
+        """get-rate-limit: Limit, Remaining, and Reset in seconds left in the window."""
+        limit, remaining, reset = self.account.take_rate()
+        return {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": str(reset)}
 
     def _bearer(self) -> str | None:
         # The docs show "bearer:<token>" (v1), "bearer <token>" (v2); the SDK sends "Bearer".
@@ -125,6 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         with self.account.lock:
             self.account.requests.append(("GET", path))
+            self.account.query_log.append((path, parts.query))
         v1 = path.startswith("/api/1/")
         if not self._authorised():
             (self._v1_error if v1 or path == "/auth/rate_limit" else self._v2_error)(401)
@@ -151,6 +154,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._v2_list(path, params, rows, ROLE_USERS_MAX)
         elif path == "/api/1/groups":
             self._groups(path, params)
+        elif path == "/api/1/events":
+            self._events(params)
+        elif path == "/api/1/events/types":
+            self._send(200, {"status": _ok(), "data": [
+                {"id": tid, "name": name, "description": words}
+                for tid, (name, words) in sorted(EVENT_TYPES.items())]}, self._rate_headers())
         elif m := re.fullmatch(r"/api/1/groups/(\d+)", path):
             group = self.account.groups.get(int(m.group(1)))
             if group is None:
@@ -236,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         total = len(rows)
         pages = max(1, -(-total // limit))
-        chunk = rows[(page - 1) * limit: page * limit]
+        chunk = [_copy(r) for r in rows[(page - 1) * limit: page * limit]]
         headers = {"Total-Count": str(total), "Total-Pages": str(pages),
                    "Current-Page": str(page), "Page-Items": str(len(chunk)),
                    **self._rate_headers()}
@@ -248,12 +257,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _users(self, params: dict[str, str]) -> list[dict[str, Any]]:
         with self.account.lock:
-            users = [dict(u, custom_attributes=dict(u["custom_attributes"]))
-                     for _, u in sorted(self.account.users.items())]
+            # Copied page by page in _v2_list (100k users: no copy of the whole account).
+            users = [u for _, u in sorted(self.account.users.items())]
         ids = {int(x) for x in params.get("user_ids", "").split(",") if x.strip().isdigit()}
+        bounds = [(key, field, op) for key, field, op in (
+            ("updated_since", "updated_at", ">"), ("updated_until", "updated_at", "<"),
+            ("created_since", "created_at", ">"), ("created_until", "created_at", "<"))
+            if params.get(key)]
         out = []
         for u in users:
             if ids and u["id"] not in ids:
+                continue
+            # list-users: *_since / *_until bound the ISO 8601 timestamps (exclusive).
+            if any(not _after(u[field], params[key]) if op == ">" else
+                   not _after(params[key], u[field]) for key, field, op in bounds):
                 continue
             ok = True
             for key in ("email", "username", "firstname", "lastname", "samaccountname",
@@ -287,7 +304,11 @@ class _Handler(BaseHTTPRequestHandler):
             if rid not in self.account.roles:
                 return None
             members = set(self.account.role_members[rid])
-            users = sorted(self.account.users.items())
+            everyone = self.account.users
+            if params.get("include_unassigned", "false").lower() == "true":
+                users = sorted(everyone.items())
+            else:
+                users = [(uid, everyone[uid]) for uid in sorted(members) if uid in everyone]
         rows = []
         for uid, u in users:
             assigned = uid in members
@@ -343,6 +364,67 @@ class _Handler(BaseHTTPRequestHandler):
                            "next_link": link + quote(after) if after else None},
             "data": chunk,
         }, self._rate_headers())
+
+
+    # ------------------------------------------------------------------ v1 events
+
+    def _events(self, params: dict[str, str]) -> None:
+        """get-events: up to 50 per page; since/until on created_at; event_type_id a comma
+        list; user_id; sort=+id / -id; paged by the v1 pagination envelope."""
+        if self.account.events_failure:
+            self._v1_error(self.account.events_failure, self._rate_headers())
+            return
+        with self.account.lock:
+            events = [dict(e) for e in self.account.events]
+        try:
+            limit = max(1, min(int(params.get("limit", 50)), 50))
+            types = {int(t) for t in params.get("event_type_id", "").split(",") if t.strip()}
+            user = int(params["user_id"]) if params.get("user_id") else None
+        except ValueError:
+            self._v1_error(400)
+            return
+        rows = [e for e in events
+                if (not params.get("since") or _after(e["created_at"], params["since"]))
+                and (not params.get("until") or _after(params["until"], e["created_at"]))
+                and (not types or e["event_type_id"] in types)
+                and (user is None or e["user_id"] == user)]
+        descending = params.get("sort", "-id").strip() != "+id"
+        rows.sort(key=lambda e: e["id"], reverse=descending)
+        if "after_cursor" in params:
+            try:
+                last = int(base64.b64decode(params["after_cursor"]).decode().split(":::")[1])
+            except (binascii.Error, UnicodeDecodeError, IndexError, ValueError):
+                self._v1_error(400)
+                return
+            rows = [e for e in rows if (e["id"] < last if descending else e["id"] > last)]
+        chunk = rows[:limit]
+        after = None
+        if len(rows) > limit:
+            after = base64.b64encode(f"id:::{chunk[-1]['id']}".encode()).decode()
+        keep = "&".join(f"{k}={quote(v)}" for k, v in params.items()
+                        if k not in ("after_cursor", "before_cursor"))
+        self._send(200, {
+            "status": _ok(),
+            "pagination": {"before_cursor": None, "after_cursor": after,
+                           "previous_link": None,
+                           "next_link": f"{self._origin()}/api/1/events?{keep}"
+                                        f"&after_cursor={quote(after)}" if after else None},
+            "data": chunk,
+        }, self._rate_headers())
+
+
+def _after(a: str, b: str) -> bool:
+    """True when ISO timestamp ``a`` is later than ``b``."""
+    def parse(t: str) -> datetime:
+        when = datetime.fromisoformat(t.replace("Z", "+00:00"))
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return parse(a) > parse(b)
+
+
+def _copy(row: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(row.get("custom_attributes"), dict):
+        return dict(row, custom_attributes=dict(row["custom_attributes"]))
+    return dict(row)
 
 
 def _ok() -> dict[str, Any]:

@@ -17,6 +17,23 @@ from typing import Any
 
 VALID_STATUSES = frozenset({0, 1, 2, 3, 4, 5, 7, 8})
 
+EVENT_TYPES = {
+    # api-docs/1/events/event-types shows ids 1-5 in its sample; the rest are this
+    # emulator's (the connector resolves types by name through /api/1/events/types).
+    1: ("APP_ADDED_TO_ROLE", "App %app% added to role %role%"),
+    2: ("APP_REMOVED_FROM_ROLE", "App %app% removed from role %role%"),
+    3: ("USER_ASSUMED_USER", "%actor_user% assumed %user%"),
+    4: ("USER_ASSIGNED_ROLE", "Assigned %role% to user %user%"),
+    5: ("USER_LOGGED_INTO_ONELOGIN", "%user% logged into OneLogin"),
+    11: ("USER_UPDATED", "%actor_user% updated %user%"),
+    13: ("USER_CREATED", "%actor_user% created user %user%"),
+    17: ("USER_DELETED", "%actor_user% deleted user %user%"),
+    18: ("USER_REMOVED_FROM_ROLE", "Removed %role% from user %user%"),
+    19: ("ROLE_CREATED", "%actor_user% created role %role%"),
+    20: ("ROLE_DELETED", "%actor_user% deleted role %role%"),
+}
+TYPE_IDS = {name: tid for tid, (name, _) in EVENT_TYPES.items()}
+
 
 @dataclass
 class Fault:
@@ -62,8 +79,21 @@ class Account:
     token_requests: int = 0
     rejected_tokens: int = 0
     requests: list[tuple[str, str]] = field(default_factory=list)
+    query_log: list[tuple[str, str]] = field(default_factory=list)
+    """(path, query string) of every GET, for assertions on what was asked."""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    """The Events API's log (api-docs/1/events/event-resource), oldest first."""
+    rate_limit: int = 5000
+    """X-RateLimit-Limit: calls per window (get-rate-limit: 5,000 per hour)."""
+    rate_window: int = 3600
+    rate_used: int = 0
+    rate_reset_at: float = 0.0
+    events_failure: int = 0
+    """Answer /api/1/events with this status instead (fault tests)."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     _next_id: int = 40_000_000
+    _next_event: int = 900_000_000
+    _last_stamp: float = 0.0
 
     # ------------------------------------------------------------------ test helpers
 
@@ -83,7 +113,7 @@ class Account:
             raise ValueError(f"OneLogin has no user status {status}")
         with self.lock:
             uid = uid if uid is not None else self.new_id()
-            stamp = "2026-01-15T10:00:00.000Z"
+            stamp = self.stamp()
             self.users[uid] = {
                 "id": uid, "email": email, "username": username,
                 "firstname": firstname, "lastname": lastname,
@@ -98,6 +128,7 @@ class Account:
                 "created_at": stamp, "updated_at": stamp,
                 "custom_attributes": dict(custom or {}),
             }
+            self.log("USER_CREATED", user=uid)
             return uid
 
     def update_user(self, uid: int, **fields: Any) -> None:
@@ -105,10 +136,12 @@ class Account:
             if "status" in fields and fields["status"] not in VALID_STATUSES:
                 raise ValueError(f"OneLogin has no user status {fields['status']}")
             self.users[uid].update(fields)
-            self.users[uid]["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+            self.users[uid]["updated_at"] = self.stamp()
+            self.log("USER_UPDATED", user=uid)
 
     def delete_user(self, uid: int) -> None:
         with self.lock:
+            self.log("USER_DELETED", user=uid)
             del self.users[uid]
             for members in self.role_members.values():
                 members.discard(uid)
@@ -118,15 +151,80 @@ class Account:
             rid = rid if rid is not None else self.new_id()
             self.roles[rid] = {"id": rid, "name": name, "apps": []}
             self.role_members[rid] = set(members)
+            self.log("ROLE_CREATED", role=rid)
             return rid
 
-    def assign(self, rid: int, *uids: int) -> None:
+    def rename_role(self, rid: int, name: str) -> None:
         with self.lock:
-            self.role_members[rid].update(uids)
+            self.roles[rid]["name"] = name
+
+    def delete_role(self, rid: int) -> None:
+        with self.lock:
+            self.log("ROLE_DELETED", role=rid)
+            del self.roles[rid]
+            del self.role_members[rid]
+
+    def assign(self, rid: int, *uids: int) -> None:
+        """Role assignment: the user's updated_at does not move; only an event tells."""
+        with self.lock:
+            for uid in uids:
+                if uid not in self.role_members[rid]:
+                    self.role_members[rid].add(uid)
+                    self.log("USER_ASSIGNED_ROLE", user=uid, role=rid)
 
     def unassign(self, rid: int, *uids: int) -> None:
         with self.lock:
-            self.role_members[rid].difference_update(uids)
+            for uid in uids:
+                if uid in self.role_members[rid]:
+                    self.role_members[rid].discard(uid)
+                    self.log("USER_REMOVED_FROM_ROLE", user=uid, role=rid)
+
+    # ------------------------------------------------------------------ events
+
+    def stamp(self) -> str:
+        """Now, as OneLogin writes times (UTC, milliseconds), strictly increasing."""
+        with self.lock:
+            now = max(self.clock(), self._last_stamp + 0.001)
+            self._last_stamp = now
+        return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+                + f".{int(now * 1000) % 1000:03d}Z")
+
+    def log(self, name: str, *, user: int | None = None, role: int | None = None,
+            group: int | None = None) -> dict[str, Any]:
+        """Append an Event (api-docs/1/events/event-resource) done by the account admin."""
+        with self.lock:
+            self._next_event += 1
+            u = self.users.get(user) if user is not None else None
+            r = self.roles.get(role) if role is not None else None
+            event = {
+                "id": self._next_event, "created_at": self.stamp(), "account_id": 555555,
+                "event_type_id": TYPE_IDS[name], "user_id": user,
+                "user_name": (f"{u['firstname']} {u['lastname']}".strip() or u["email"])
+                if u else None,
+                "actor_user_id": 678, "actor_user_name": "Susan Boss", "actor_system": "",
+                "role_id": role, "role_name": r["name"] if r else None,
+                "group_id": group, "group_name": None, "app_id": None, "app_name": None,
+                "ipaddr": "127.0.0.1", "notes": None, "otp_device_id": None,
+                "otp_device_name": None, "policy_id": None, "policy_name": None,
+                "custom_message": None, "directory_sync_run_id": None,
+                "resolution": None, "client_id": None, "resource_type_id": None,
+                "error_description": None, "assuming_acting_user_id": None,
+                "proxy_ip": None, "risk_score": None, "risk_reasons": None,
+                "risk_cookie_id": None, "browser_fingerprint": None, "directory_id": None,
+                "operation_name": None,
+            }
+            self.events.append(event)
+            return event
+
+    def take_rate(self) -> tuple[int, int, int]:
+        """Count one call: (limit, remaining, seconds until the window resets)."""
+        with self.lock:
+            now = self.clock()
+            if now >= self.rate_reset_at:
+                self.rate_used, self.rate_reset_at = 0, now + self.rate_window
+            self.rate_used += 1
+            return (self.rate_limit, max(0, self.rate_limit - self.rate_used),
+                    max(0, int(self.rate_reset_at - now)))
 
     def add_group(self, name: str, gid: int | None = None) -> int:
         with self.lock:

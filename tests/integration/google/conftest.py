@@ -22,6 +22,10 @@ from dirconnector.state_space import ConnectorState
 from dirconnector.testing import FakeTarget, managed_refs
 from tests.emulators.google import Directory, GoogleEmulator, ServiceAccount
 from tests.emulators.google.seed import Org, seed
+from tests.integration.scim.conftest import (  # noqa: F401  # the SCIM server fixtures
+    scim_process,
+    scim_server,
+)
 
 
 @dataclass

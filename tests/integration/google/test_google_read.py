@@ -21,10 +21,12 @@ def test_contract_suite_passes(env: Any) -> None:
 
 
 def test_check_reports_each_step(env: Any) -> None:
-    """check() verifies the token, users.list, groups.list and members.list in order."""
+    """check() verifies the token, users.list, groups.list and members.list in order, then
+    names the change feed's Reports API scope (not delegated here: a note, not a failure)."""
     report = env.connector().check()
     assert [i.name.split(" ")[0] for i in report.items] == [
-        "token", "users.list", "groups.list", "members.list"]
+        "token", "users.list", "groups.list", "members.list", "Reports"]
+    assert "admin.reports.audit.readonly" in report.items[-1].detail
     assert report.ok
 
 

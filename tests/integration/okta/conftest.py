@@ -13,6 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from dirconnector.connectors.okta.connector import OktaConnector, OktaSettings
 from tests.emulators.okta import OAuthClient, OktaEmulator, OktaState
+from tests.integration.scim.conftest import (  # noqa: F401  # the SCIM server fixtures
+    scim_process,
+    scim_server,
+)
 
 TOKEN = "test-ssws-token"
 CLIENT_ID = "0oa1serviceapp0000001"

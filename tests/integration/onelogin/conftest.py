@@ -21,6 +21,10 @@ from tests.emulators.onelogin.seed import (
     Seed,
     seed,
 )
+from tests.integration.scim.conftest import (  # noqa: F401  # the SCIM server fixtures
+    scim_process,
+    scim_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +63,7 @@ def make_connector(emulator: OneLoginEmulator, tls: tuple[ssl.SSLContext, Path],
                                 "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
                                 "ca_file": str(tls[1]), "page_size": 10}
         data.update(options)
-        hooks = {k: data.pop(k) for k in ("clock", "sleep") if k in data}
+        hooks = {k: data.pop(k) for k in ("clock", "sleep", "wall_clock") if k in data}
         return OneLoginConnector(OneLoginSettings.model_validate(data), retry=retry, **hooks)
     return make
 

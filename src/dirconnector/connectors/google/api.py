@@ -34,6 +34,8 @@ SCOPES = (
     "https://www.googleapis.com/auth/admin.directory.group.readonly",
     "https://www.googleapis.com/auth/admin.directory.group.member.readonly",
 )
+REPORTS_SCOPE = "https://www.googleapis.com/auth/admin.reports.audit.readonly"
+"""What the change feed adds: Reports API activities.list (admin.reports_v1 discovery)."""
 DEFAULT_ENDPOINT = "https://admin.googleapis.com/"
 RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
 DWD_CONSOLE = ("Admin console > Security > Access and data control > API controls > "
@@ -92,7 +94,12 @@ class DirectoryClient:
         self.retry = retry
         self.num_retries = num_retries
         self.requests_sent = 0
+        self.before_request: Callable[[], None] | None = None
+        """Called before every request (the change feed keeps its rate share with it)."""
         self._sleep = sleep
+        self._api_endpoint = api_endpoint
+        self._request_class: Any = None
+        self._reports: Any = None
         try:
             self.credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]  # google-auth is partly typed
                 key_info, scopes=list(SCOPES), subject=admin_email)
@@ -118,6 +125,58 @@ class DirectoryClient:
             "admin", "directory_v1", http=authed, requestBuilder=_Request,
             client_options={"api_endpoint": api_endpoint} if api_endpoint else None,
             static_discovery=True, cache_discovery=False)
+        self._request_class = _Request
+
+    @property
+    def reports(self) -> Any:
+        """The Reports API (admin reports_v1), with its own token that adds REPORTS_SCOPE.
+
+        Only the change feed uses it, so a deployment without the feed never asks for the
+        scope (Google refuses a token when *any* requested scope is not delegated).
+        """
+        if self._reports is None:
+            import google_auth_httplib2
+            from googleapiclient.discovery import build
+
+            creds = self.credentials.with_scopes([*SCOPES, REPORTS_SCOPE])
+            authed = google_auth_httplib2.AuthorizedHttp(creds, http=self.http)
+            self._reports = build(
+                "admin", "reports_v1", http=authed, requestBuilder=self._request_class,
+                client_options={"api_endpoint": self._api_endpoint} if self._api_endpoint
+                else None, static_discovery=True, cache_discovery=False)
+        return self._reports
+
+    def activities(self, what: str, **params: Any) -> Iterator[list[dict[str, Any]]]:
+        """Every page of Reports ``activities.list`` (items, until no nextPageToken)."""
+        res = self.reports.activities()
+        request = res.list(**params)
+        while request is not None:
+            body = self.execute(request, what)
+            yield list(body.get("items") or [])
+            request = res.list_next(request, body)
+
+    def get_one(self, resource: str, what: str, **params: Any) -> dict[str, Any] | None:
+        """``<resource>.get``; None when Google answers 404 (deleted, or never there)."""
+        request = getattr(self.service, resource)().get(**params)
+        try:
+            return self.execute(request, what)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def reports_scope_missing(self) -> bool | None:
+        """True when delegation lacks REPORTS_SCOPE; None when the probe fails otherwise."""
+        from google.auth.exceptions import GoogleAuthError, RefreshError
+
+        try:
+            self.credentials.with_scopes([REPORTS_SCOPE]).refresh(self._transport)
+        except RefreshError as exc:
+            data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
+            return True if data.get("error") == "unauthorized_client" else None
+        except GoogleAuthError:
+            return None
+        return False
 
     # ------------------------------------------------------------------ reading
 
@@ -152,6 +211,8 @@ class DirectoryClient:
         attempt = 0
         while True:
             attempt += 1
+            if self.before_request is not None:
+                self.before_request()
             self.requests_sent += 1
             try:
                 body = request.execute(num_retries=self.num_retries)

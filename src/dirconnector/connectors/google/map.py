@@ -37,15 +37,62 @@ class _Members:
     everyone: bool = False
 
 
+@dataclass
+class Raw:
+    """What one complete read saw, before mapping: what the change feed patches.
+
+    ``build`` turns it into the snapshot, so a feed read and a full read share every
+    rule (filters, archived users, nested and CUSTOMER members, external members).
+    """
+
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Every user users.list returned, by id: id, primaryEmail, name, suspended, archived."""
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Every group groups.list returned, by id: id, email, name."""
+    members: dict[str, list[dict[str, Any]] | None] = field(default_factory=dict)
+    """Direct members (id, email, type) of each kept group and of the groups nested in
+    them; None for a nested group of another account (members.list refused)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"users": self.users, "groups": self.groups, "members": self.members}
+
+    @classmethod
+    def from_json(cls, value: Any) -> Raw | None:
+        if not isinstance(value, dict):
+            return None
+        try:
+            return cls(dict(value["users"]), dict(value["groups"]), dict(value["members"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def slim_user(raw: Mapping[str, Any]) -> dict[str, Any]:
+    name = raw.get("name") or {}
+    return {"id": str(raw.get("id") or ""), "primaryEmail": raw.get("primaryEmail"),
+            "name": {k: name.get(k) for k in ("givenName", "familyName", "fullName")},
+            "suspended": bool(raw.get("suspended")), "archived": bool(raw.get("archived"))}
+
+
+def slim_group(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": str(raw.get("id") or ""), "email": raw.get("email"), "name": raw.get("name")}
+
+
+def slim_member(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {"id": str(raw.get("id") or ""), "email": raw.get("email"), "type": raw.get("type")}
+
+
 def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilter,
                    group_filter: SetFilter, *, include_archived: bool, page_size: int,
                    info: Mapping[str, str] | None = None) -> Snapshot:
     """Users, groups and members, to the last page of each; raises on any failed page."""
+    raw = read_raw(client, scope, user_filter, group_filter, page_size=page_size)
+    return build(raw, user_filter, group_filter, include_archived=include_archived, info=info)
+
+
+def read_raw(client: Pager, scope: Mapping[str, str], user_filter: SetFilter,
+             group_filter: SetFilter, *, page_size: int) -> Raw:
     where = ", ".join(f"{k} {v}" for k, v in scope.items())
-    users: list[User] = []
-    skipped: list[Skipped] = []
-    seen_users: set[str] = set()
-    domains: set[str] = set()           # of users read: tells filtered-out from external
+    raw = Raw()
     user_params: dict[str, Any] = {**scope, "maxResults": min(page_size, 500),
                                    "projection": "basic", "fields": USER_FIELDS}
     if user_filter.native:
@@ -53,32 +100,12 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
     what = f"users.list ({where}" + (f", query {user_filter.native!r})" if user_filter.native
                                      else ")")
     for page in client.pages("users", "users", what, **user_params):
-        for raw in page:
-            uid = str(raw.get("id") or "")
-            email = clean_text(raw.get("primaryEmail"))
+        for item in page:
+            uid = str(item.get("id") or "")
             if not uid:
-                raise SourceError(f"Google: users.list returned a user without id ({email})")
-            seen_users.add(uid)
-            domains.add(email.rpartition("@")[2].casefold())
-            if not user_filter.keeps(email):
-                skipped.append(Skipped("user", email, "filtered out", "user_filter",
-                                       external_id=uid))
-                continue
-            archived = bool(raw.get("archived"))
-            if archived and not include_archived:
-                skipped.append(Skipped("user", email, "status",
-                                       "archived (include_archived = false)", external_id=uid))
-                continue
-            name = raw.get("name") or {}
-            users.append(User(
-                external_id=uid, email=email,
-                display_name=clean_text(name.get("fullName")),
-                given_name=clean_text(name.get("givenName")),
-                family_name=clean_text(name.get("familyName")),
-                active=not (bool(raw.get("suspended")) or archived)))
-    kept_users = {u.external_id for u in users}
-
-    listed: dict[str, dict[str, Any]] = {}
+                raise SourceError(f"Google: users.list returned a user without id "
+                                  f"({clean_text(item.get('primaryEmail'))})")
+            raw.users[uid] = slim_user(item)
     group_params: dict[str, Any] = {**scope, "maxResults": min(page_size, 200),
                                     "fields": GROUP_FIELDS}
     if group_filter.native:
@@ -86,32 +113,79 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
     what = f"groups.list ({where}" + (f", query {group_filter.native!r})" if group_filter.native
                                       else ")")
     for page in client.pages("groups", "groups", what, **group_params):
-        for raw in page:
-            gid = str(raw.get("id") or "")
+        for item in page:
+            gid = str(item.get("id") or "")
             if not gid:
                 raise SourceError(f"Google: groups.list returned a group without id "
-                                  f"({raw.get('email')})")
-            listed[gid] = raw
-    kept = {gid for gid, g in listed.items()
-            if group_filter.keeps(str(g.get("name", "")), str(g.get("email", "")))}
-    for gid in sorted(set(listed) - kept):
-        skipped.append(Skipped("group", str(listed[gid].get("email", gid)), "filtered out",
-                               "group_filter", external_id=gid))
+                                  f"({item.get('email')})")
+            raw.groups[gid] = slim_group(item)
+    read_members(client, raw, sorted(kept_groups(raw, group_filter)), group_filter, page_size)
+    return raw
 
+
+def kept_groups(raw: Raw, group_filter: SetFilter) -> set[str]:
+    return {gid for gid, g in raw.groups.items()
+            if group_filter.keeps(str(g.get("name") or ""), str(g.get("email") or ""))}
+
+
+def read_members(client: Pager, raw: Raw, gids: Iterable[str], group_filter: SetFilter,
+                 page_size: int, *, again: bool = False) -> None:
+    """Direct members of ``gids`` and of every group nested in them not read yet."""
+    kept = kept_groups(raw, group_filter)
+    queue = deque(gids)
+    fresh: set[str] = set()
+    while queue:
+        gid = queue.popleft()
+        if gid in fresh or (gid in raw.members and not (again and gid in gids)):
+            continue
+        fresh.add(gid)
+        label = str((raw.groups.get(gid) or {}).get("email") or gid)
+        got = _read_members(client, gid, label, page_size, gid not in raw.groups)
+        raw.members[gid] = None if got is None else [slim_member(m) for m in got]
+        for m in got or []:
+            mid, kind = str(m.get("id") or ""), str(m.get("type") or "")
+            if kind == "GROUP" and mid not in kept and mid not in raw.members:
+                queue.append(mid)
+            elif kind not in ("USER", "GROUP", "CUSTOMER"):
+                raise SourceError(f"Google: members.list of {label}: member {mid} has type "
+                                  f"{kind!r}, which this connector does not know; refusing "
+                                  "to guess its users")
+
+
+def build(raw: Raw, user_filter: SetFilter, group_filter: SetFilter, *,
+          include_archived: bool, info: Mapping[str, str] | None = None) -> Snapshot:
+    """The snapshot a read of ``raw`` gives (pure)."""
+    users: list[User] = []
+    skipped: list[Skipped] = []
+    domains: set[str] = set()           # of users read: tells filtered-out from external
+    for item in raw.users.values():
+        user, skip = map_user(item, user_filter, include_archived)
+        domains.add(clean_text(item.get("primaryEmail")).rpartition("@")[2].casefold())
+        if user is not None:
+            users.append(user)
+        if skip is not None:
+            skipped.append(skip)
+    kept_users = {u.external_id for u in users}
+    seen_users = set(raw.users)
+    kept = kept_groups(raw, group_filter)
+    for gid in sorted(set(raw.groups) - kept):
+        skipped.append(Skipped("group", str(raw.groups[gid].get("email", gid)), "filtered out",
+                               "group_filter", external_id=gid))
     members: dict[str, _Members] = {}
     external: dict[str, tuple[str, list[str]]] = {}
     unmatched: dict[str, tuple[str, list[str]]] = {}
     external_groups: set[str] = set()
-    group_emails = {gid: str(g.get("email") or gid) for gid, g in listed.items()}
+    group_emails = {gid: str(g.get("email") or gid) for gid, g in raw.groups.items()}
     queue = deque(sorted(kept))
     while queue:
         gid = queue.popleft()
         if gid in members:
             continue
         label = group_emails.get(gid, gid)
-        got = _read_members(client, gid, label, page_size, gid not in listed)
+        got = raw.members.get(gid)
         if got is None:                   # a nested group of another account
-            external_groups.add(gid)
+            if gid in raw.members:
+                external_groups.add(gid)
             members[gid] = _Members()
             continue
         direct = _Members()
@@ -134,10 +208,6 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
                     queue.append(mid)
             elif kind == "CUSTOMER":
                 direct.everyone = True
-            else:
-                raise SourceError(f"Google: members.list of {label}: member {mid} has type "
-                                  f"{kind!r}, which this connector does not know; refusing "
-                                  "to guess its users")
         members[gid] = direct
 
     for _mid, (email, where_in) in sorted(external.items()):
@@ -155,11 +225,130 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
     groups = []
     for gid in sorted(kept):
         user_ids, subgroups = _effective(gid, members, kept, kept_users)
-        raw = listed[gid]
+        item = raw.groups[gid]
         groups.append(Group(external_id=gid,
-                            name=clean_text(raw.get("name")) or str(raw.get("email", gid)),
+                            name=clean_text(item.get("name")) or str(item.get("email", gid)),
                             member_ids=frozenset(user_ids), subgroup_ids=frozenset(subgroups)))
     return Snapshot.build(users, groups, skipped, info=info)
+
+
+def changed_records(raw: Raw, users: Mapping[str, User], groups: Mapping[str, Group],
+                    changed_users: set[str], gone_users: set[str], changed_groups: set[str],
+                    gone_groups: set[str], user_filter: SetFilter, group_filter: SetFilter,
+                    include_archived: bool,
+                    ) -> tuple[dict[str, User], set[str], list[Skipped], dict[str, Group],
+                               set[str]]:
+    """The records ``build(raw)`` would give that differ from ``users`` / ``groups`` (the
+    last snapshot's), found without mapping the whole read: (users changed, users
+    removed, users now skipped, groups changed, groups removed).
+
+    A group is recomputed when its members were re-read, when a user whose syncing
+    changed is its direct member, when it holds the whole account (CUSTOMER) and the
+    synced users changed, or when a nested group the filter leaves out (whose users
+    fold into it) is any of those.
+    """
+    mapped: list[User] = []
+    skips: list[Skipped] = []
+    for uid in changed_users:
+        item = raw.users.get(uid)
+        if item is None:
+            continue
+        user, skip = map_user(item, user_filter, include_archived)
+        if user is not None:
+            mapped.append(user)
+        if skip is not None:
+            skips.append(skip)
+    built = Snapshot.build(mapped, (), skips)
+    new_users = {k: u for k, u in built.users.items() if users.get(k) != u}
+    now_skipped = [s for s in built.skipped if s.external_id in users]
+    removed_users = {uid for uid in gone_users if uid in users} | {
+        s.external_id for s in now_skipped}
+    sync_changed = removed_users | (built.users.keys() - users.keys())
+
+    kept = kept_groups(raw, group_filter)
+    parents: dict[str, set[str]] = {}
+    dirty = set(changed_groups)
+    everyone: set[str] = set()
+    for gid, listed in raw.members.items():
+        for m in listed or ():
+            kind, mid = m.get("type"), m.get("id")
+            if kind == "GROUP":
+                parents.setdefault(str(mid), set()).add(gid)
+            elif kind == "CUSTOMER":
+                everyone.add(gid)
+            elif mid in sync_changed:
+                dirty.add(gid)
+    if sync_changed:
+        dirty |= everyone
+    # A parent folds the users of a nested group the filter leaves out, so such a group's
+    # change is its parents' too; a created, deleted or re-filtered group changes its
+    # parents' nesting whatever it is.
+    stack = [gid for gid in dirty if gid not in kept or gid in changed_groups]
+    stack += [gid for gid in gone_groups]
+    seen: set[str] = set()
+    while stack:
+        gid = stack.pop()
+        if gid in seen:
+            continue
+        seen.add(gid)
+        for parent in parents.get(gid, ()):
+            dirty.add(parent)
+            if parent not in kept:
+                stack.append(parent)
+    kept_users = (users.keys() - removed_users) | built.users.keys()
+    members: dict[str, _Members] = {}
+    for gid in list(dirty):
+        _direct_closure(raw, gid, kept, kept_users, members)
+    new_groups: dict[str, Group] = {}
+    for gid in dirty & kept:
+        user_ids, subgroups = _effective(gid, members, kept, kept_users)
+        item = raw.groups[gid]
+        group = Group(external_id=gid,
+                      name=clean_text(item.get("name")) or str(item.get("email", gid)),
+                      member_ids=frozenset(user_ids), subgroup_ids=frozenset(subgroups))
+        if groups.get(gid) != group:
+            new_groups[gid] = group
+    removed_groups = {gid for gid in groups if gid in gone_groups or gid not in kept}
+    return new_users, removed_users, now_skipped, new_groups, removed_groups
+
+
+def _direct_closure(raw: Raw, gid: str, kept: set[str], kept_users: set[str],
+                    members: dict[str, _Members]) -> None:
+    """``members`` for ``gid`` and the left-out groups nested in it (as ``build`` makes them)."""
+    stack = [gid]
+    while stack:
+        current = stack.pop()
+        if current in members:
+            continue
+        direct = _Members()
+        for m in raw.members.get(current) or ():
+            mid, kind = str(m.get("id") or ""), m.get("type")
+            if kind == "USER" and mid in kept_users:
+                direct.users.add(mid)
+            elif kind == "GROUP":
+                direct.groups.add(mid)
+                if mid not in kept:
+                    stack.append(mid)
+            elif kind == "CUSTOMER":
+                direct.everyone = True
+        members[current] = direct
+
+
+def map_user(item: Mapping[str, Any], user_filter: SetFilter, include_archived: bool,
+             ) -> tuple[User | None, Skipped | None]:
+    uid = str(item.get("id") or "")
+    email = clean_text(item.get("primaryEmail"))
+    if not user_filter.keeps(email):
+        return None, Skipped("user", email, "filtered out", "user_filter", external_id=uid)
+    archived = bool(item.get("archived"))
+    if archived and not include_archived:
+        return None, Skipped("user", email, "status", "archived (include_archived = false)",
+                             external_id=uid)
+    name = item.get("name") or {}
+    return User(external_id=uid, email=email, display_name=clean_text(name.get("fullName")),
+                given_name=clean_text(name.get("givenName")),
+                family_name=clean_text(name.get("familyName")),
+                active=not (bool(item.get("suspended")) or archived)), None
 
 
 def _read_members(client: Pager, gid: str, label: str, page_size: int,

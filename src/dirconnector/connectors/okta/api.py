@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from ...errors import IncompleteRead, SourceError
 from ...http import RETRY_STATUSES, HttpClient, Response, RetryPolicy, pause
+from ..feedkit import ShareBudget
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def _min_number(value: str | None) -> float | None:
     return min(numbers) if numbers else None
 
 
-def _server_date(resp: Response) -> datetime:
+def server_date(resp: Response) -> datetime:
     """The answer's Date header (RFC 9110 6.6.1), else the local clock."""
     try:
         return email.utils.parsedate_to_datetime(resp.headers["Date"]).astimezone(UTC)
@@ -166,18 +167,30 @@ class OktaApi:
         self.pages_read = 0
         self.server_start: datetime | None = None
         """The server's Date on the first answer since the last ``start_clock()``."""
+        self.share: ShareBudget | None = None
+        """When set, requests also stay within this share of the rate limit (the feed)."""
 
     def start_clock(self) -> None:
         self.server_start = None
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
+    def get(self, path: str, params: Mapping[str, Any] | None = None,
+            missing_ok: bool = False) -> Response:
+        """One GET; ``missing_ok`` hands a 404 back instead of raising (a deleted object)."""
         self.gauge.pause(self._sleep)
+        share = self.share
+        if share is not None:
+            share.pause(self._sleep)
         resp = self._send(path, params)
         if resp.status == 401 and self.auth.challenged(resp):
             resp = self._send(path, params)       # a DPoP nonce or a renewed token
         self.gauge.observe(resp)
+        if share is not None:
+            share.observe(_min_number(resp.headers.get("X-Rate-Limit-Limit")),
+                          self.gauge.until_reset(resp))
         if self.server_start is None:
-            self.server_start = _server_date(resp)
+            self.server_start = server_date(resp)
+        if resp.status == 404 and missing_ok:
+            return resp
         if resp.status != 200:
             raise self._refused(resp)
         return resp
@@ -240,6 +253,10 @@ class OktaApi:
                                      "the read stopped")
             seen.add(target)
             query = None
+
+    def relative(self, link: str) -> str:
+        """A next link as a request path on org_url (see ``_relative``)."""
+        return self._relative(link)
 
     def _relative(self, link: str) -> str:
         """The next link's path and query, sent to org_url (as okta-sdk-python does).

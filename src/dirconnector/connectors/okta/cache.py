@@ -8,6 +8,8 @@ Two savings, both optional (``incremental``):
 - ``users``: additionally, users come from ``filter=lastUpdated gt "<since>"`` merged
   into the cached set. A user deleted outright between two runs is not seen until the
   next full read (``full_read_interval``), when it drops out as missing.
+- ``feed``: users, groups and memberships all come from the change feed (stream.py),
+  deletions included, merged into the cached users and groups.
 
 ``since`` is the server's clock (the ``Date`` header) at the start of the previous
 read minus an overlap, so clock skew and writes racing the read are re-read, never
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-CACHE_KEY = "okta.cache.v1"
+CACHE_KEY = "okta.cache.v2"
 OVERLAP = timedelta(minutes=5)
 
 
@@ -49,7 +51,9 @@ class ReadCache:
     users: dict[str, dict[str, str]] = field(default_factory=dict)
     """Okta id -> the few user fields the connector maps (see OktaConnector._slim)."""
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Okta id -> {"stamp": lastMembershipUpdated, "members": [user ids]}."""
+    """Okta id -> {"stamp": lastMembershipUpdated, "members": [user ids], "name": name}."""
+    position: str = ""
+    """Where the change feed stands (stream.py), in ``incremental = "feed"`` mode."""
 
     @classmethod
     def load(cls, value: Any, expected: str) -> ReadCache | None:
@@ -59,13 +63,13 @@ class ReadCache:
         try:
             return cls(fingerprint=expected, full_at=float(value["full_at"]),
                        since=str(value["since"]), users=dict(value["users"]),
-                       groups=dict(value["groups"]))
+                       groups=dict(value["groups"]), position=str(value.get("position", "")))
         except (KeyError, TypeError, ValueError):
             return None
 
     def to_json(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "full_at": self.full_at, "since": self.since,
-                "users": self.users, "groups": self.groups}
+                "users": self.users, "groups": self.groups, "position": self.position}
 
     def members(self, gid: str, stamp: str) -> frozenset[str] | None:
         """Cached members of a group whose lastMembershipUpdated is still ``stamp``."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -27,11 +28,14 @@ from ...errors import DirconnectorError, IncompleteRead, SourceError, TransientE
 from ...http import pause
 from ...model import Group, Skipped, Snapshot, User, clean_text, normalize_email
 from ...state_space import ConnectorState
+from .. import Changes, StreamGap, StreamMode
+from ..feedkit import FeedPosition
 from ..filters import SetFilter, parse_filter
 from .api import OktaApi, QueryRefused
 from .auth import ApiToken, ServiceApp, load_signing_key
-from .cache import CACHE_KEY, ReadCache, fingerprint, next_since
+from .cache import CACHE_KEY, ReadCache, fingerprint, next_since, okta_time
 from .settings import OktaSettings
+from .stream import PREFIX, Delta, OktaFeed
 
 __all__ = ["OktaConnector", "OktaSettings"]
 
@@ -75,6 +79,13 @@ class OktaConnector:
                            sleep=sleep, clock=clock)
         self._fingerprint = fingerprint(s.org_url, s.user_filter, s.group_filter,
                                         s.email_attribute, s.incremental)
+        self._sleep = sleep
+        self.feed = OktaFeed(self.api, slim=self._slim, user_filter=self.user_filter,
+                             group_filter=self.group_filter, page_size=s.page_size,
+                             overlap=s.feed_overlap, share=s.feed_rate_share, clock=clock)
+        self._memory: ReadCache | None = None
+        """The users and memberships of the last read, kept up to date by ``changes``
+        (a deleted user's groups are handed on without them)."""
 
     def __repr__(self) -> str:
         return f"OktaConnector(org_url={self.settings.org_url!r}, auth={self.auth_mode!r})"
@@ -93,6 +104,9 @@ class OktaConnector:
         if self.group_filter.native:
             probes.append(("group_filter search expression", "api/v1/groups",
                            {"limit": 1, "search": self.group_filter.native}))
+        if self.settings.incremental == "feed":
+            probes.append(("System Log (change feed; okta.logs.read)", "api/v1/logs",
+                           {"limit": 1}))
         for name, path, params in probes:
             try:
                 self.api.get(path, params)
@@ -120,21 +134,38 @@ class OktaConnector:
         # The counters are per connector; a daemon reuses it, so report this read's share.
         pages, sent, waited = (self.api.pages_read, self.api.http.requests_sent,
                                self.api.gauge.waited)
+        fed: Delta | None = None
+        if cache is not None and not full and s.incremental == "feed":
+            try:
+                fed = self.feed.read(FeedPosition.load(cache.position, PREFIX))
+            except StreamGap as exc:
+                log.warning("%s; reading in full", exc)
+                full = True
+        group_skips: list[Skipped] = []
         try:
-            if cache is not None and not full and s.incremental == "users":
-                slims = self._changed_users(cache)
+            if fed is not None and cache is not None:
+                slims, memberships = _merged(cache, fed)
             else:
-                slims = self._read_users()
-            groups, group_skips, memberships = self._read_groups(None if full else cache)
+                if cache is not None and not full and s.incremental == "users":
+                    slims = self._changed_users(cache)
+                else:
+                    slims = self._read_users()
+                _, group_skips, memberships = self._read_groups(None if full else cache)
         except TransientError as exc:
             raise IncompleteRead(f"okta: the read did not finish, so nothing is planned from "
                                  f"it: {exc}") from exc
+        new = ReadCache(self._fingerprint, self._clock() if full or cache is None
+                        else cache.full_at, "", slims, memberships)
+        if fed is not None:
+            new.position = fed.position.dump(PREFIX)
+        elif self.api.server_start is not None:
+            new.since = next_since(self.api.server_start)
+            new.position = FeedPosition(okta_time(self.api.server_start)).dump(PREFIX)
+        self._memory = new
         if s.incremental != "off":
-            new = ReadCache(self._fingerprint, self._clock() if full or cache is None
-                            else cache.full_at, "", slims, memberships)
-            if self.api.server_start is not None:
-                new.since = next_since(self.api.server_start)
             state.set(CACHE_KEY, new.to_json())
+        groups = [Group(gid, str(m.get("name") or gid), frozenset(m["members"]))
+                  for gid, m in memberships.items()]
         users: list[User] = []
         skipped: list[Skipped] = list(group_skips)
         for slim in slims.values():
@@ -144,12 +175,73 @@ class OktaConnector:
             if skip is not None:
                 skipped.append(skip)
         info = {"source": s.org_url, "auth": self.auth_mode,
-                "read": "full" if full else f"incremental ({s.incremental})",
+                "read": "full" if full or cache is None else f"incremental ({s.incremental})",
                 "users read": str(len(slims)), "pages": str(self.api.pages_read - pages),
                 "requests": str(self.api.http.requests_sent - sent),
                 "rate-limit wait": f"{self.api.gauge.waited - waited:.1f}s",
                 "read time": f"{time.monotonic() - started:.1f}s"}
         return Snapshot.build(users, groups, skipped, info=info)
+
+    # ------------------------------------------------------------------ stream
+
+    def stream_mode(self) -> StreamMode:
+        try:
+            self.api.get("api/v1/logs", {"limit": 1, "since": okta_time(
+                datetime.fromtimestamp(self._clock(), UTC))})
+        except SourceError as exc:
+            return StreamMode("marker", f"the System Log cannot be read ({exc}); deletions "
+                              "would go unseen, so each change is a full read")
+        return StreamMode("feed", "users by lastUpdated, groups by lastMembershipUpdated, "
+                          "deletions from the System Log")
+
+    def stream_position(self) -> str:
+        return self.feed.position_now().dump(PREFIX)
+
+    def changes(self, position: str, wait: float) -> Changes:
+        """One poll of the feed; when it finds nothing, waits out ``wait`` before answering."""
+        started = time.monotonic()
+        delta = self.feed.read(FeedPosition.load(position, PREFIX))
+        batch = self._changes(delta)
+        if self._memory is not None:
+            slims, memberships = _merged(self._memory, delta)
+            self._memory = ReadCache(self._memory.fingerprint, self._memory.full_at,
+                                     self._memory.since, slims, memberships)
+        if batch.empty and wait > 0:
+            left = wait - (time.monotonic() - started)
+            if left > 0:
+                self._sleep(left)
+        return batch
+
+    def close(self) -> None:
+        """Nothing held open: each poll is a few plain HTTPS requests."""
+
+    def _changes(self, delta: Delta) -> Changes:
+        users: list[User] = []
+        skipped: list[Skipped] = []
+        removed_users = set(delta.removed_users | delta.filtered_users)
+        for slim in delta.users.values():
+            user, skip = self._user(slim)
+            if user is not None:
+                users.append(user)
+            elif skip is not None and skip.reason == "filtered out":
+                removed_users.add(slim["id"])
+            elif skip is not None:
+                skipped.append(skip)
+        # What a full read would make of them (email normalised, no email: skipped).
+        built = Snapshot.build(users, (), skipped)
+        groups = {gid: Group(gid, str(m["name"]), frozenset(m["members"]))
+                  for gid, m in delta.groups.items()}
+        if self._memory is not None and delta.removed_users:
+            for gid, entry in self._memory.groups.items():
+                members = set(entry.get("members", []))
+                if gid not in groups and gid not in delta.removed_groups and \
+                        members & delta.removed_users:
+                    groups[gid] = Group(gid, str(entry.get("name") or gid),
+                                        frozenset(members - delta.removed_users))
+        return Changes(position=delta.position.dump(PREFIX), users=dict(built.users), groups=groups,
+                       removed_users=frozenset(removed_users),
+                       removed_groups=frozenset(delta.removed_groups),
+                       skipped=built.skipped, seen_at=dict(delta.seen_at))
 
     def _read_users(self) -> dict[str, Slim]:
         """Every user the search allows, DEPROVISIONED included, keyed by Okta id."""
@@ -207,7 +299,7 @@ class OktaConnector:
                 members = frozenset(str(u["id"]) for u in
                                     self._items(f"api/v1/groups/{gid}/users",
                                                 {"limit": self.settings.page_size}))
-            memberships[gid] = {"stamp": stamp, "members": sorted(members)}
+            memberships[gid] = {"stamp": stamp, "members": sorted(members), "name": name}
             groups.append(Group(gid, name, members))
         return groups, skipped, memberships
 
@@ -244,6 +336,26 @@ class OktaConnector:
         return User(external_id=uid, email=email, user_name=slim["login"], display_name=display,
                     given_name=slim["first"], family_name=slim["last"],
                     active=status not in INACTIVE_STATUSES), None
+
+
+def _merged(cache: ReadCache, delta: Delta,
+            ) -> tuple[dict[str, Slim], dict[str, dict[str, Any]]]:
+    """The cached users and memberships with one feed poll applied."""
+    slims = dict(cache.users)
+    slims.update(delta.users)
+    for uid in delta.removed_users | delta.filtered_users:
+        slims.pop(uid, None)
+    gone = delta.removed_users     # deleted users leave their groups; filtered ones do not
+    memberships = dict(cache.groups)
+    memberships.update(delta.groups)
+    for gid in delta.removed_groups:
+        memberships.pop(gid, None)
+    if gone:
+        for gid, entry in memberships.items():
+            members = entry.get("members", [])
+            if gone.intersection(members):
+                memberships[gid] = {**entry, "members": [m for m in members if m not in gone]}
+    return slims, memberships
 
 
 def _lookup(obj: Mapping[str, Any], path: str) -> str:

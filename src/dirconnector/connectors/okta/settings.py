@@ -42,9 +42,14 @@ class OktaSettings(HttpPluginSettings):
     """Entries per page of users, groups and group members (Okta's maximum for users: 200)."""
     sync_staged: bool = False
     """Sync STAGED users (created, not yet activated) as active."""
-    incremental: Literal["off", "memberships", "users"] = "memberships"
+    incremental: Literal["off", "memberships", "users", "feed"] = "memberships"
     """What a run may reuse from the previous one (cache.py): nothing; group members of
-    groups whose membership did not change; or also users via ``lastUpdated gt``."""
+    groups whose membership did not change; also users via ``lastUpdated gt``; or
+    everything, through the change feed (stream.py, needs okta.logs.read)."""
+    feed_overlap: Duration = timedelta(minutes=2)
+    """How far back each feed poll asks again (clock skew, the System Log's lag)."""
+    feed_rate_share: float = Field(0.2, gt=0.0, le=1.0)
+    """Largest share of a rate-limit window the change feed may use (0.2 = 20%)."""
     full_read_interval: Duration = timedelta(hours=24)
     """Read everything afresh at least this often (30m, 24h, 1d; 0s = every run)."""
     rate_limit_reserve: float = Field(0.1, ge=0.0, lt=1.0)
@@ -95,6 +100,12 @@ class OktaSettings(HttpPluginSettings):
             missing = "private_key" if self.client_id else "client_id"
             raise ValueError(f"{missing}: required with "
                              f"{'client_id' if self.client_id else 'private_key'}")
+        if (self.incremental == "feed" and self.client_id is not None
+                and "okta.logs.read" not in self.scopes):
+            if self.scopes != DEFAULT_SCOPES:
+                raise ValueError("scopes: incremental = 'feed' reads the System Log; add "
+                                 "okta.logs.read (and grant it to the service app)")
+            object.__setattr__(self, "scopes", (*DEFAULT_SCOPES, "okta.logs.read"))
         if self.incremental == "users" and parse_filter(self.user_filter, "user_filter").native:
             # A user who stops matching the search would never show up as changed.
             raise ValueError("incremental: 'users' cannot be combined with a search expression "

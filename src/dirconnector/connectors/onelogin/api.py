@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...errors import DirconnectorError, IncompleteRead, SourceError
 from ...http import RETRY_STATUSES, HttpClient, Response, RetryPolicy, error_detail, pause
+from ..feedkit import ShareBudget
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,11 @@ class OneLoginApi:
         self.pages_read = 0
         self.totals: list[str] = []
         """``Total-Count`` of each page of the last v2 list read (to notice a moving list)."""
+        self._sleep = sleep
+        self.share: ShareBudget | None = None
+        """When set, requests also stay within this share of the rate limit (the feed)."""
+        self.first_date: str | None = None
+        """The ``Date`` header of the first answer since ``start_clock`` (the server's clock)."""
 
     # ------------------------------------------------------------------ token
 
@@ -154,9 +160,15 @@ class OneLoginApi:
 
     # ------------------------------------------------------------------ requests
 
+    def start_clock(self) -> None:
+        self.first_date = None
+
     def get(self, path: str, params: Mapping[str, Any] | None, what: str) -> Response:
         """GET one page; retried by HttpClient; re-authenticates once on 401."""
         for attempt in (1, 2):
+            share = self.share
+            if share is not None:
+                share.pause(self._sleep)
             try:
                 resp = self.http.request("GET", path, params=params, ok=_ANSWERED,
                                          retry_statuses=PAGE_RETRY_STATUSES)
@@ -166,6 +178,12 @@ class OneLoginApi:
                 inner = str(exc).removeprefix(f"{LABEL}: ")
                 raise IncompleteRead(f"{LABEL}: could not read {what}: {inner}",
                                      hint=exc.hint) from exc
+            if self.first_date is None:
+                self.first_date = resp.headers.get("Date")
+            if share is not None:
+                # get-rate-limit: X-RateLimit-Reset is the seconds left in the window.
+                share.observe(_number(resp.headers.get("X-RateLimit-Limit")),
+                              _number(resp.headers.get("X-RateLimit-Reset")))
             if resp.status == 200:
                 self.pages_read += 1
                 return resp
@@ -207,13 +225,16 @@ class OneLoginApi:
             query = {**params, "limit": self.page_size, "cursor": cursor}
             page += 1
 
-    def v1_pages(self, path: str, what: str) -> Iterator[list[dict[str, Any]]]:
+    def v1_pages(self, path: str, what: str, query: Mapping[str, Any] | None = None,
+                 ) -> Iterator[list[dict[str, Any]]]:
         """Every page of a v1 list, following ``pagination.next_link`` to the end."""
         url = path
         # get-groups documents 50 per page and no limit parameter of its own; send limit
         # (a shared v1 query parameter) only when asked for smaller pages.
         params: dict[str, Any] | None = (
             {"limit": self.page_size} if self.page_size < 50 else None)
+        if query:
+            params = {**(params or {}), **query}
         seen: set[str] = set()
         page = 1
         while True:
@@ -240,6 +261,13 @@ class OneLoginApi:
         parts = urlsplit(link)
         base = urlsplit(self.base_url)
         return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def _json(resp: Response, what: str) -> Any:

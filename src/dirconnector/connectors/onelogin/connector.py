@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -32,6 +32,8 @@ from ...errors import DirconnectorError, IncompleteRead, SourceError
 from ...http import RetryPolicy, pause
 from ...model import Group, Skipped, Snapshot, User, clean_text
 from ...state_space import ConnectorState
+from .. import Changes, StreamGap, StreamMode
+from ..feedkit import FeedPosition, iso_ms
 from ..filters import parse_filter
 from .api import DEFAULT_RETRY, LABEL, OneLoginApi
 from .settings import (
@@ -41,6 +43,7 @@ from .settings import (
     OneLoginSettings,
     native_query,
 )
+from .stream import CACHE_KEY, PREFIX, Delta, OneLoginFeed, ReadCache, server_time
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +51,16 @@ USER_READ_TRIES = 3
 
 
 class OneLoginConnector:
-    """Reads the whole OneLogin account each run (no incremental state: role changes do
-    not move a user's ``updated_at``, so ``updated_since`` cannot see them)."""
+    """Reads the whole OneLogin account, or (``incremental = "feed"``, and in ``watch``)
+    follows its change feed (stream.py): role changes do not move a user's
+    ``updated_at``, so they come from the Events API."""
 
     settings_model: ClassVar[type[BaseModel]] = OneLoginSettings
 
     def __init__(self, settings: OneLoginSettings, *, retry: RetryPolicy = DEFAULT_RETRY,
                  sleep: Callable[[float], None] = pause,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
         self.api = OneLoginApi(settings.api_url, settings.client_id, secret,
@@ -64,6 +69,23 @@ class OneLoginConnector:
                                clock=clock)
         self._user_filter = parse_filter(settings.user_filter, "user_filter")
         self._group_filter = parse_filter(settings.group_filter, "group_filter")
+        self._sleep = sleep
+        self._wall = wall_clock
+        self.feed = OneLoginFeed(
+            self.api, slim=self._slim,
+            user_query=native_query(self._user_filter.native, "user_filter", USER_QUERY_KEYS,
+                                    True),
+            role_query=native_query(self._group_filter.native, "group_filter",
+                                    ROLE_QUERY_KEYS, False),
+            group_filter=self._group_filter, groups_from=settings.groups_from,
+            overlap=settings.feed_overlap, share=settings.feed_rate_share,
+            retention=settings.feed_retention, clock=wall_clock)
+        s = settings
+        self._fingerprint = "|".join(map(str, (
+            s.api_url, s.user_filter, s.group_filter, s.groups_from, s.email_attribute,
+            s.email_suffix)))
+        self._memory: ReadCache | None = None
+        """Users and groups of the last read, kept current by ``changes``."""
 
     def __repr__(self) -> str:
         s = self.settings
@@ -81,6 +103,8 @@ class OneLoginConnector:
         probes = [("users", "/api/2/users")]
         probes.append(("roles", "/api/2/roles") if s.groups_from == "roles"
                       else ("groups", "/api/1/groups"))
+        if s.incremental == "feed":
+            probes.append(("events (change feed)", "/api/1/events"))
         for name, path in probes:
             try:
                 resp = self.api.get(path, {"limit": 1}, f"{name} (first page)")
@@ -98,24 +122,122 @@ class OneLoginConnector:
         pages_before = self.api.pages_read
         s = self.settings
         self.api.token()        # a bad credential fails here, with its own one line
-        raw_users = self._read_users()
-        users: list[User] = []
+        cache = ReadCache.load(state.get(CACHE_KEY), self._fingerprint) \
+            if s.incremental == "feed" else None
+        read = "full"
+        new: ReadCache | None = None
+        if cache is not None and not state.force_full and \
+                self._wall() - cache.full_at < s.full_read_interval.total_seconds():
+            try:
+                delta = self.feed.read(FeedPosition.load(cache.position, PREFIX), cache)
+                new, read = delta.apply(cache), "incremental (feed)"
+            except StreamGap as exc:
+                log.warning("%s; reading in full", exc)
         skipped: list[Skipped] = []
-        for raw in raw_users:
-            item = self._user(raw)
+        if new is None:
+            new = self._full_read(skipped)
+        self._memory = new
+        if s.incremental == "feed":
+            state.set(CACHE_KEY, new.to_json())
+        users: list[User] = []
+        for slim in new.users.values():
+            item = self._user(slim)
             if isinstance(item, User):
                 users.append(item)
             else:
                 skipped.append(item)
-        read_ids = {_user_id(raw) for raw in raw_users}
-        if s.groups_from == "roles":
-            groups = self._roles(read_ids, skipped)
-        else:
-            groups = self._groups(raw_users, skipped)
+        groups = [Group(gid, str(g["name"]), frozenset(g["members"]))
+                  for gid, g in new.groups.items()]
         info = {"source": "onelogin", "api": s.api_url, "groups_from": s.groups_from,
-                "pages": str(self.api.pages_read - pages_before),
+                "read": read, "pages": str(self.api.pages_read - pages_before),
                 "read_seconds": f"{time.monotonic() - started:.2f}"}
         return Snapshot.build(users, groups, skipped, info=info)
+
+    def _full_read(self, skipped: list[Skipped]) -> ReadCache:
+        """Everything, as the cache a feed read is merged into; group skips into ``skipped``."""
+        s = self.settings
+        self.api.start_clock()
+        raw_users = self._read_users()
+        started = server_time(self.api.first_date, self._wall)
+        read_ids = {_user_id(raw) for raw in raw_users}
+        names: dict[str, str] = {}
+        if s.groups_from == "roles":
+            groups = self._roles(read_ids, skipped, names)
+        else:
+            groups = self._groups(raw_users, skipped, names)
+        position = FeedPosition(iso_ms(started), {}, {"groups": names})
+        return ReadCache(self._fingerprint, self._wall(), position.dump(PREFIX),
+                         {_user_id(raw): self._slim(raw) for raw in raw_users},
+                         {g.external_id: {"name": g.name, "members": sorted(g.member_ids)}
+                          for g in groups})
+
+    # ------------------------------------------------------------------ stream
+
+    def stream_mode(self) -> StreamMode:
+        try:
+            self.api.get("/api/1/events", {"limit": 1}, "events")
+        except DirconnectorError as exc:
+            return StreamMode("marker", f"the Events API cannot be read ({_line(exc)}); "
+                              "each change is a full read")
+        return StreamMode("feed", "users by updated_since, role changes and deletions from "
+                          "the Events API")
+
+    def stream_position(self) -> str:
+        return self.feed.position_now().dump(PREFIX)
+
+    def changes(self, position: str, wait: float) -> Changes:
+        """One poll; when it finds nothing, waits out ``wait`` before answering."""
+        started = time.monotonic()
+        delta = self.feed.read(FeedPosition.load(position, PREFIX), self._memory)
+        batch = self._changes(delta)
+        if self._memory is not None:
+            self._memory = delta.apply(self._memory)
+        if batch.empty and wait > 0:
+            left = wait - (time.monotonic() - started)
+            if left > 0:
+                self._sleep(left)
+        return batch
+
+    def close(self) -> None:
+        """Nothing held open between polls."""
+
+    def _changes(self, delta: Delta) -> Changes:
+        users: list[User] = []
+        skipped: list[Skipped] = []
+        for slim in delta.users.values():
+            item = self._user(slim)
+            if isinstance(item, User):
+                users.append(item)
+            else:
+                skipped.append(item)
+        built = Snapshot.build(users, (), skipped)
+        groups = {gid: Group(gid, str(g["name"]), frozenset(g["members"]))
+                  for gid, g in delta.groups.items()}
+        gone = delta.removed_users | delta.filtered_users
+        if self._memory is not None and gone:
+            for gid, entry in self._memory.groups.items():
+                if gid not in groups and gid not in delta.removed_groups and \
+                        gone.intersection(entry["members"]):
+                    groups[gid] = Group(gid, str(entry["name"]),
+                                        frozenset(set(entry["members"]) - gone))
+        return Changes(position=delta.position.dump(PREFIX), users=dict(built.users),
+                       groups=groups, removed_users=frozenset(gone),
+                       removed_groups=frozenset(delta.removed_groups),
+                       skipped=built.skipped, seen_at=dict(delta.seen_at))
+
+    def _slim(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """What ``_user`` reads of a user record (the cache keeps only this)."""
+        slim = {k: raw.get(k) for k in ("id", "username", "firstname", "lastname", "status",
+                                        "group_id")}
+        attr = self.settings.email_attribute
+        if attr.startswith("custom_attributes."):
+            custom = raw.get("custom_attributes")
+            name = attr.split(".", 1)[1]
+            slim["custom_attributes"] = {name: custom.get(name)} if isinstance(custom, dict) \
+                else {}
+        else:
+            slim[attr] = raw.get(attr)
+        return slim
 
     def _read_users(self) -> list[dict[str, Any]]:
         """Every user, once. Paging is by offset (the cursor encodes limit and page), so a
@@ -139,7 +261,7 @@ class OneLoginConnector:
 
     # ------------------------------------------------------------------ mapping
 
-    def _user(self, raw: dict[str, Any]) -> User | Skipped:
+    def _user(self, raw: Mapping[str, Any]) -> User | Skipped:
         s = self.settings
         ext = _user_id(raw)
         username = clean_text(_text(raw.get("username")))
@@ -166,7 +288,7 @@ class OneLoginConnector:
                     display_name=" ".join(p for p in (given, family) if p),
                     given_name=given, family_name=family, active=active)
 
-    def _email(self, raw: dict[str, Any], username: str) -> str:
+    def _email(self, raw: Mapping[str, Any], username: str) -> str:
         attr = self.settings.email_attribute
         if attr.startswith("custom_attributes."):
             custom = raw.get("custom_attributes")
@@ -182,7 +304,8 @@ class OneLoginConnector:
             return f"{username}@{self.settings.email_suffix}"
         return ""
 
-    def _roles(self, read_ids: set[str], skipped: list[Skipped]) -> list[Group]:
+    def _roles(self, read_ids: set[str], skipped: list[Skipped],
+               names: dict[str, str]) -> list[Group]:
         native = native_query(self._group_filter.native, "group_filter", ROLE_QUERY_KEYS, False)
         roles = [r for page in self.api.v2_pages("/api/2/roles", native, "roles") for r in page]
         groups: list[Group] = []
@@ -190,6 +313,7 @@ class OneLoginConnector:
             rid, name = str(role.get("id") or ""), clean_text(_text(role.get("name")))
             if not rid or not name:
                 raise SourceError(f"{LABEL}: a role without id or name: {role!r:.120}")
+            names[rid] = name
             if not self._group_filter.keeps(name):
                 skipped.append(Skipped("group", name, "filtered out",
                                        f"group_filter {self.settings.group_filter!r}"))
@@ -203,7 +327,8 @@ class OneLoginConnector:
             groups.append(Group(rid, name, frozenset(members & read_ids)))
         return groups
 
-    def _groups(self, raw_users: list[dict[str, Any]], skipped: list[Skipped]) -> list[Group]:
+    def _groups(self, raw_users: list[dict[str, Any]], skipped: list[Skipped],
+                names: dict[str, str]) -> list[Group]:
         members: dict[str, set[str]] = {}
         for raw in raw_users:
             gid = raw.get("group_id")
@@ -215,6 +340,7 @@ class OneLoginConnector:
                 gid, name = str(row.get("id") or ""), clean_text(_text(row.get("name")))
                 if not gid or not name:
                     raise SourceError(f"{LABEL}: a group without id or name: {row!r:.120}")
+                names[gid] = name
                 if not self._group_filter.keeps(name):
                     skipped.append(Skipped("group", name, "filtered out",
                                            f"group_filter {self.settings.group_filter!r}"))
@@ -223,7 +349,7 @@ class OneLoginConnector:
         return groups
 
 
-def _user_id(raw: dict[str, Any]) -> str:
+def _user_id(raw: Mapping[str, Any]) -> str:
     uid = raw.get("id")
     if not isinstance(uid, int | str) or isinstance(uid, bool) or not str(uid).strip():
         raise SourceError(f"{LABEL}: a user record has no id (fields: {sorted(raw)[:8]})")

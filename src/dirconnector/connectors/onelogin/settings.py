@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import timedelta
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ...model import looks_like_email
-from ...settings import HttpPluginSettings
+from ...settings import Duration, HttpPluginSettings
 from ..filters import parse_filter
 
 REGIONS = {"us": "https://api.us.onelogin.com", "eu": "https://api.eu.onelogin.com"}
@@ -65,6 +66,19 @@ class OneLoginSettings(HttpPluginSettings):
     """User statuses synced as inactive (their accounts are revoked)."""
     skip_statuses: tuple[int, ...] = (0,)
     """User statuses not synced at all (reported as skipped; never revoked for it)."""
+    incremental: Literal["off", "feed"] = "off"
+    """``feed``: between full reads, a run asks only the change feed (stream.py: users by
+    ``updated_since``, role changes and deletions from the Events API) and merges it into
+    the users and groups kept from the last read."""
+    full_read_interval: Duration = timedelta(hours=24)
+    """With ``incremental = "feed"``: read everything afresh at least this often."""
+    feed_overlap: Duration = timedelta(minutes=2)
+    """How far back each change-feed poll asks again (clock skew, event lag)."""
+    feed_rate_share: float = Field(0.2, gt=0.0, le=1.0)
+    """Largest share of the account's hourly rate limit the change feed may use."""
+    feed_retention: Duration = timedelta(days=30)
+    """How long the account keeps events; an older feed position means a full read.
+    OneLogin does not document it for the API: keep this at or below your plan's."""
 
     @field_validator("subdomain")
     @classmethod
