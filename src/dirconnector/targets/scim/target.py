@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from ...checks import CheckReport
 from ...diff import USER_FIELDS
@@ -34,10 +34,10 @@ from ...errors import AuthError, DirconnectorError, TargetError
 from ...http import HttpClient
 from ...model import Group, Snapshot
 from ...plan import AddMembers, Change, CreateUser, Plan, RemoveMembers, RevokeUser, UpdateUser
-from ...settings import HttpPluginSettings
+from ...settings import MappedTargetSettings
 from .. import Record, WritesExternalId
 from ..bitwarden.importer import email_change_note
-from ..bitwarden.target import BitwardenSettings
+from ..bitwarden.target import BITWARDEN_NO_MAPPING, BitwardenSettings
 from . import wire as wire
 from .bulk import BulkCreator
 from .ops import ScimWriter
@@ -49,7 +49,7 @@ MembersProvider = Callable[[Sequence[Group]], Mapping[str, Iterable[str]]]
 """Given the server's groups, return each group's member user refs, keyed by group ref."""
 
 
-class ScimSettings(HttpPluginSettings):
+class ScimSettings(MappedTargetSettings):
     """``[target] type = "scim"``."""
 
     type: Literal["scim"] = "scim"
@@ -74,6 +74,12 @@ class ScimSettings(HttpPluginSettings):
     ServiceProviderConfig and pages the way Bitwarden does; else generic."""
     page_size: int = Field(500, ge=1, le=10000)
     """Resources asked for per page (count); servers may return fewer."""
+
+    @model_validator(mode="after")
+    def _bitwarden_holds_no_mapping(self) -> ScimSettings:
+        if self.flavor == "bitwarden" and self.mapping:
+            raise ValueError(f"mapping: {BITWARDEN_NO_MAPPING}")
+        return self
 
     @field_validator("url")
     @classmethod
