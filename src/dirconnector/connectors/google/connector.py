@@ -21,14 +21,14 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from ...checks import CheckReport
-from ...errors import SourceError
+from ...errors import ConfigError, SourceError
 from ...http import pause
 from ...model import Snapshot, looks_like_email
 from ...settings import HttpPluginSettings
 from ...state_space import ConnectorState
 from ..filters import SetFilter, parse_filter
 from .api import DEFAULT_ENDPOINT, DirectoryClient
-from .map import read_directory
+from .map import check_names, read_directory
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,8 @@ class GoogleConnector:
         self.group_filter: SetFilter = parse_filter(settings.group_filter, "group_filter")
         self._sleep = sleep
         self._client: DirectoryClient | None = None
+        self.extra_attributes: tuple[str, ...] = ()
+        """User fields an attribute mapping reads too (``read_attributes``)."""
 
     @property
     def client(self) -> DirectoryClient:
@@ -179,13 +181,24 @@ class GoogleConnector:
                 report.add("members.list", True)
         return report
 
+    def read_attributes(self, names: frozenset[str]) -> None:
+        """Also read these user fields (ReadsAttributes): ``organizations.title``,
+        ``phones.<type>``, ``externalIds.<type>``, ``customSchemas.<schema>.<field>``, a few
+        top-level ones; ``manager`` from ``relations`` (type manager), resolved by address."""
+        try:
+            check_names(names)
+        except ValueError as exc:
+            raise ConfigError(f"target.mapping: {exc}") from exc
+        self.extra_attributes = tuple(sorted(names))
+
     def fetch(self, state: ConnectorState) -> Snapshot:
         """Everything, every run: the Directory API offers no delta for lists (``state`` unused)."""
         s = self.settings
         started = time.monotonic()
         snap = read_directory(self.client, s.scope, self.user_filter, self.group_filter,
                               include_archived=s.include_archived, page_size=s.page_size,
-                              info={"source": "google", "endpoint": self.endpoint, **s.scope})
+                              info={"source": "google", "endpoint": self.endpoint, **s.scope},
+                              extra=self.extra_attributes)
         log.info("google: read %d users and %d groups in %.1fs (%d requests)",
                  len(snap.users), len(snap.groups), time.monotonic() - started,
                  self.client.requests_sent)

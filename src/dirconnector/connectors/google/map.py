@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ...errors import SourceError
+from ...mapping import MANAGER_SOURCE
 from ...model import Group, Skipped, Snapshot, User, clean_text
 from ..filters import SetFilter
 from .api import ApiError
@@ -23,6 +24,73 @@ USER_FIELDS = "nextPageToken,users(id,primaryEmail,name(givenName,familyName,ful
               "suspended,archived)"
 GROUP_FIELDS = "nextPageToken,groups(id,email,name)"
 MEMBER_FIELDS = "nextPageToken,members(id,email,type,role,status)"
+
+
+# users resource (Directory API v1): the parts a mapping may read, by source name.
+_ORG_FIELDS = frozenset({"title", "department", "costCenter", "description", "location",
+                         "name", "symbol", "domain", "fullTimeEquivalent"})
+_SIMPLE = frozenset({"orgUnitPath", "recoveryEmail", "recoveryPhone", "thumbnailPhotoUrl",
+                     "isAdmin"})
+_TYPED = {"phones": "phones", "externalIds": "externalIds", "emails": "emails"}
+
+
+def check_names(names: Iterable[str]) -> None:
+    """ValueError for a name this connector cannot read (see connectors/google.md)."""
+    for name in names:
+        head, _, rest = name.partition(".")
+        ok = (name == MANAGER_SOURCE or name in _SIMPLE
+              or (head == "organizations" and rest in _ORG_FIELDS)
+              or (head in _TYPED and bool(rest) and "." not in rest)
+              or (head == "customSchemas" and rest.count(".") == 1 and "" not in rest.split(".")))
+        if not ok:
+            raise ValueError(f"{name!r} is not a Google user field this connector reads "
+                             "(organizations.title, phones.work, externalIds.organization, "
+                             "customSchemas.<schema>.<field>, manager, ...)")
+
+
+def user_fields(names: Iterable[str]) -> str:
+    """The ``fields`` selector of users.list for the names asked too."""
+    parts = {"organizations" if n.startswith("organizations.") else
+             "relations" if n == MANAGER_SOURCE else n.partition(".")[0] for n in names}
+    if not parts:
+        return USER_FIELDS
+    return USER_FIELDS.replace("archived)", "archived," + ",".join(sorted(parts)) + ")")
+
+
+def _primary(items: Any, kind: str | None = None) -> Mapping[str, Any] | None:
+    """The entry of a list (of a type, if given): the primary one, else the first."""
+    found = [i for i in items or () if isinstance(i, Mapping)
+             and (kind is None or str(i.get("type") or "").lower() == kind.lower())]
+    found.sort(key=lambda i: i.get("primary") is not True)
+    return found[0] if found else None
+
+
+def extra_value(raw: Mapping[str, Any], name: str) -> str:
+    """One asked-for field of a users resource, as text ("" when absent); the manager as
+    the address ``relations`` holds (type manager)."""
+    head, _, rest = name.partition(".")
+    value: Any = None
+    if name == MANAGER_SOURCE:
+        entry = _primary(raw.get("relations"), "manager")
+        value = entry.get("value") if entry else None
+    elif head == "organizations":
+        entry = _primary(raw.get("organizations"))
+        value = entry.get(rest) if entry else None
+    elif head in _TYPED:
+        entry = _primary(raw.get(head), rest)
+        value = (entry.get("address") if head == "emails" else entry.get("value")) \
+            if entry else None
+    elif head == "customSchemas":
+        schema, _, field_name = rest.partition(".")
+        holder = (raw.get("customSchemas") or {}).get(schema) or {}
+        value = holder.get(field_name) if isinstance(holder, Mapping) else None
+        if isinstance(value, list):          # a multi-valued custom field
+            value = value[0].get("value") if value and isinstance(value[0], Mapping) else None
+    else:
+        value = raw.get(name)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return clean_text(str(value)) if isinstance(value, str | int | float) else ""
 
 
 class Pager(Protocol):
@@ -39,15 +107,18 @@ class _Members:
 
 def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilter,
                    group_filter: SetFilter, *, include_archived: bool, page_size: int,
-                   info: Mapping[str, str] | None = None) -> Snapshot:
+                   info: Mapping[str, str] | None = None,
+                   extra: tuple[str, ...] = ()) -> Snapshot:
     """Users, groups and members, to the last page of each; raises on any failed page."""
     where = ", ".join(f"{k} {v}" for k, v in scope.items())
     users: list[User] = []
     skipped: list[Skipped] = []
     seen_users: set[str] = set()
     domains: set[str] = set()           # of users read: tells filtered-out from external
+    custom = any(n.startswith("customSchemas.") for n in extra)
     user_params: dict[str, Any] = {**scope, "maxResults": min(page_size, 500),
-                                   "projection": "basic", "fields": USER_FIELDS}
+                                   "projection": "full" if custom else "basic",
+                                   "fields": user_fields(extra)}
     if user_filter.native:
         user_params["query"] = user_filter.native
     what = f"users.list ({where}" + (f", query {user_filter.native!r})" if user_filter.native
@@ -75,7 +146,10 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
                 display_name=clean_text(name.get("fullName")),
                 given_name=clean_text(name.get("givenName")),
                 family_name=clean_text(name.get("familyName")),
-                active=not (bool(raw.get("suspended")) or archived)))
+                active=not (bool(raw.get("suspended")) or archived),
+                attributes=tuple((n, v) for n in extra if (v := extra_value(raw, n)))))
+    if MANAGER_SOURCE in extra:
+        users = _with_managers(users)
     kept_users = {u.external_id for u in users}
 
     listed: dict[str, dict[str, Any]] = {}
@@ -160,6 +234,23 @@ def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilt
                             name=clean_text(raw.get("name")) or str(raw.get("email", gid)),
                             member_ids=frozenset(user_ids), subgroup_ids=frozenset(subgroups)))
     return Snapshot.build(users, groups, skipped, info=info)
+
+
+def _with_managers(users: list[User]) -> list[User]:
+    """relations type manager holds the manager's address: the manager's id instead, or
+    nothing for an address no user read has."""
+    by_email = {u.email.lower(): u.external_id for u in users}
+    out = []
+    for user in users:
+        boss = dict(user.attributes).get(MANAGER_SOURCE)
+        if boss is None:
+            out.append(user)
+            continue
+        kept = [(k, v) for k, v in user.attributes if k != MANAGER_SOURCE]
+        if (ext := by_email.get(boss.lower())):
+            kept.append((MANAGER_SOURCE, ext))
+        out.append(replace(user, attributes=tuple(sorted(kept))))
+    return out
 
 
 def _read_members(client: Pager, gid: str, label: str, page_size: int,
