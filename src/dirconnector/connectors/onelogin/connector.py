@@ -23,13 +23,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from ...checks import CheckReport
-from ...errors import DirconnectorError, IncompleteRead, SourceError
+from ...errors import ConfigError, DirconnectorError, IncompleteRead, SourceError
 from ...http import RetryPolicy, pause
+from ...mapping import MANAGER_SOURCE
 from ...model import Group, Skipped, Snapshot, User, clean_text
 from ...state_space import ConnectorState
 from ..filters import parse_filter
@@ -64,6 +66,8 @@ class OneLoginConnector:
                                clock=clock)
         self._user_filter = parse_filter(settings.user_filter, "user_filter")
         self._group_filter = parse_filter(settings.group_filter, "group_filter")
+        self.extra_attributes: tuple[str, ...] = ()
+        """User fields an attribute mapping reads too (``read_attributes``)."""
 
     def __repr__(self) -> str:
         s = self.settings
@@ -93,6 +97,19 @@ class OneLoginConnector:
                 report.counts[name] = int(total)
         return report
 
+    def read_attributes(self, names: frozenset[str]) -> None:
+        """Also read these user fields (ReadsAttributes): the user object's standard fields
+        (title, department, phone, ...) and ``custom_attributes.<name>``; ``manager`` is
+        ``manager_user_id``, the manager's OneLogin id."""
+        for name in names:
+            head, dot, rest = name.partition(".")
+            if not (name == MANAGER_SOURCE or name in STANDARD_FIELDS
+                    or (head == "custom_attributes" and dot and rest)):
+                raise ConfigError(f"target.mapping: {name!r} is not a OneLogin user field "
+                                  f"({', '.join(sorted(STANDARD_FIELDS))}, "
+                                  "custom_attributes.<name>, manager)")
+        self.extra_attributes = tuple(sorted(names))
+
     def fetch(self, state: ConnectorState) -> Snapshot:
         started = time.monotonic()
         pages_before = self.api.pages_read
@@ -108,6 +125,11 @@ class OneLoginConnector:
             else:
                 skipped.append(item)
         read_ids = {_user_id(raw) for raw in raw_users}
+        if MANAGER_SOURCE in self.extra_attributes:
+            # manager_user_id names the manager's id; one not read names no one we sync.
+            users = [u if dict(u.attributes).get(MANAGER_SOURCE, "") in read_ids else
+                     replace(u, attributes=tuple(p for p in u.attributes
+                                                 if p[0] != MANAGER_SOURCE)) for u in users]
         if s.groups_from == "roles":
             groups = self._roles(read_ids, skipped)
         else:
@@ -162,9 +184,12 @@ class OneLoginConnector:
                            external_id=ext)
         given = clean_text(_text(raw.get("firstname")))
         family = clean_text(_text(raw.get("lastname")))
+        extra: tuple[tuple[str, str], ...] = ()
+        if self.extra_attributes:
+            extra = tuple((n, v) for n in self.extra_attributes if (v := _field(raw, n)))
         return User(external_id=ext, email=email, user_name=username,
                     display_name=" ".join(p for p in (given, family) if p),
-                    given_name=given, family_name=family, active=active)
+                    given_name=given, family_name=family, active=active, attributes=extra)
 
     def _email(self, raw: dict[str, Any], username: str) -> str:
         attr = self.settings.email_attribute
@@ -221,6 +246,26 @@ class OneLoginConnector:
                     continue
                 groups.append(Group(gid, name, frozenset(members.get(gid, ()))))
         return groups
+
+
+STANDARD_FIELDS = frozenset({
+    "phone", "title", "department", "company", "comment", "samaccountname",
+    "userprincipalname", "distinguished_name", "member_of", "external_id", "manager_ad_id",
+    "directory_id", "firstname", "lastname", "username", "email", "state", "group_id"})
+"""Fields of the v2 user object (OneLogin API reference, Users) a mapping may read."""
+
+
+def _field(raw: dict[str, Any], name: str) -> str:
+    if name == MANAGER_SOURCE:
+        value = raw.get("manager_user_id")
+    elif name.startswith("custom_attributes."):
+        custom = raw.get("custom_attributes")
+        value = custom.get(name.split(".", 1)[1]) if isinstance(custom, dict) else None
+    else:
+        value = raw.get(name)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return ""
+    return clean_text(str(value))
 
 
 def _user_id(raw: dict[str, Any]) -> str:
