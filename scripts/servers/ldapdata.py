@@ -6,9 +6,10 @@
 What it holds, and which rule makes each case (the tests import these rules):
 - ``uid=u000000`` ... people under ou=people (inetOrgPerson); ``is_disabled(i)``
   users carry pwdAccountLockedTime, ``has_mail(i)`` false ones have no mail,
-  ``is_non_ascii(i)`` ones have non-ASCII names;
+  ``is_non_ascii(i)`` ones have non-ASCII names; each has the ``profile(i)`` attributes
+  (title, employeeNumber, telephoneNumber, ..., ``manager``: ``manager_of(i)``);
 - special people: ``cn=Smith\\, John`` (escaped comma), ``cn=Łukasz Żółć`` (non-ASCII
-  DN), ``cn=Multi Valued+uid=plus`` (multi-valued RDN);
+  DN), ``cn=Multi Valued+uid=plus`` (multi-valued RDN); jsmith and lzolc manage each other;
 - groups: ``cn=R&D\\, Europe`` nested (via a hex-escaped spelling) in ``cn=Research``;
   ``level1`` > ``level2`` > ``level3`` > ``level4``; a diamond; a cycle; a dangling
   member; a groupOfUniqueNames with a ``#'0101'B`` uid suffix; a posixGroup whose
@@ -72,6 +73,32 @@ def names(i: int) -> tuple[str, str]:
     return f"Given{i}", f"Family{i}"
 
 
+TITLES = ("Engineer", "Staff Engineer", "Manager", "Analyst", "Designer")
+CITIES = ("Berlin", "Paris", "Boston", "Lisbon")
+LANGUAGES = ("en", "de", "fr")
+
+
+def manager_of(i: int) -> int | None:
+    """User i reports to user i // 10 (u000000 to nobody): a tree; some managers have no
+    mail, so they are outside the synced set."""
+    return i // 10 if i else None
+
+
+def profile(i: int) -> list[tuple[str, str]]:
+    """Profile attributes (inetOrgPerson, RFC 2798) an attribute mapping reads."""
+    out = [("title", TITLES[i % len(TITLES)]), ("employeeNumber", f"E{i:06d}"),
+           ("employeeType", "Contractor" if i % 4 == 0 else "Employee"),
+           ("telephoneNumber", f"+1 555 {i:07d}"), ("l", CITIES[i % len(CITIES)]),
+           ("preferredLanguage", LANGUAGES[i % len(LANGUAGES)]), ("departmentNumber",
+                                                                   f"D{i % 20:02d}")]
+    if i % 3 == 0:
+        out.append(("mobile", f"+1 666 {i:07d}"))
+    boss = manager_of(i)
+    if boss is not None:
+        out.append(("manager", user_dn(boss)))
+    return out
+
+
 def group_dn(cn: str) -> str:
     return f"cn={cn},{GROUPS}"
 
@@ -115,12 +142,15 @@ def generate(users: int, groups: int) -> Iterator[str]:
             attrs.append(("mail", email(i)))
         if is_disabled(i):
             attrs.append(("pwdAccountLockedTime", LOCKED))
-        yield _entry(user_dn(i), attrs)
+        yield _entry(user_dn(i), attrs + profile(i))
     for name, (dn, mail) in SPECIAL_USERS.items():
         cn = dn.split(",", 1)[0] if name != "jsmith" else "cn=Smith, John"
         cn_value = "Multi Valued" if name == "plus" else cn.removeprefix("cn=")
+        # jsmith and lzolc manage each other: a manager cycle.
+        boss = {"jsmith": "lzolc", "lzolc": "jsmith"}.get(name)
         yield _entry(dn, [("objectClass", "inetOrgPerson"), ("uid", name), ("cn", cn_value),
-                          ("sn", cn_value.split()[-1]), ("mail", mail)])
+                          ("sn", cn_value.split()[-1]), ("mail", mail)]
+                     + ([("manager", SPECIAL_USERS[boss][0])] if boss else []))
     yield _group("R&D, Europe", [user_dn(1), f"CN=Smith\\2C John,OU=People,{BASE}"],
                  dn=f"cn=R&D\\, Europe,{GROUPS}")
     yield _group("Research", [f"cn=R&D\\2C Europe,{GROUPS}", user_dn(2)])

@@ -100,7 +100,7 @@ class _NoAccount:
 
     __slots__ = ()
     external_id = email = user_name = display_name = given_name = family_name = None
-    active = ref = None
+    active = ref = attributes = None
 
 
 _NO_ACCOUNT = _NoAccount()
@@ -222,18 +222,27 @@ def _diff(desired: Snapshot, current: Snapshot, policy: Policy, managed: frozens
                 continue                 # nothing to do for this user
             delta = []
         else:
-            delta = [f for f in fields
-                     if getattr(user, f) and getattr(user, f) != getattr(acct, f)]
+            delta = [f for f in fields if f != "attributes"
+                     and getattr(user, f) and getattr(user, f) != getattr(acct, f)]
+        before = [str(getattr(acct, f)) for f in delta]
+        if "attributes" in fields and user.attributes != acct.attributes:
+            # One entry per changed SCIM path (a cleared value too: the directory
+            # cleared it), so a target patches exactly those paths.
+            wanted, held = dict(user.attributes), dict(acct.attributes)
+            for path in sorted(wanted.keys() | held.keys()):
+                if wanted.get(path, "") != held.get(path, ""):
+                    delta.append(path)
+                    before.append(held.get(path, ""))
         if "email" in delta:
             holder = by_email.get(user.email)
             if holder is not None and holder.key != acct.key and (
                     holder.key not in moving_away()):
+                del before[delta.index("email")]
                 delta.remove("email")    # another account keeps it: the server would refuse
                 kept.append(_address_taken(acct.key, uids[i], acct.email, user.email, holder,
                                            unusable))
         if delta:
-            changes.append(UpdateUser(acct.key, user, tuple(delta),
-                                      tuple(str(getattr(acct, f)) for f in delta)))
+            changes.append(UpdateUser(acct.key, user, tuple(delta), tuple(before)))
         if user.active and not acct.active:
             changes.append(RestoreUser(acct.key, user))
         elif not user.active and remove_disabled and (acct.active or delete):

@@ -92,6 +92,11 @@ class User:
     """False when the directory disables, suspends or deprovisions the account."""
     ref: str = ""
     """The target's own id for this account (SCIM id, Bitwarden member id); empty in a source."""
+    attributes: tuple[tuple[str, str], ...] = ()
+    """Mapped attributes (``[target.mapping]``) as sorted (SCIM path, value) pairs, only
+    non-empty values; a connector fills it with (source attribute, value) pairs, which
+    ``mapping.UserMapping.apply`` turns into paths. The manager's entry holds the manager's
+    external id. Empty (one shared tuple) for every profile without a mapping."""
 
     @property
     def key(self) -> str:
@@ -102,6 +107,17 @@ class User:
     def login(self) -> str:
         """The userName to send to a server: the email unless a user name is set."""
         return self.email
+
+
+def value_of(user: User, name: str) -> str:
+    """A field of a user (``display_name``) or one of its mapped attributes (a SCIM path),
+    as a string; what an ``UpdateUser``'s ``fields`` name."""
+    if name in _USER_FIELD_NAMES:
+        return str(getattr(user, name))
+    for path, value in user.attributes:
+        if path == name:
+            return value
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,10 +287,12 @@ class Snapshot:
                 # and a name that differs only by them would be re-sent on every run.
                 user = User(user.external_id, raw, clean_text(user.user_name),
                             clean_text(user.display_name), clean_text(user.given_name),
-                            clean_text(user.family_name), user.active, user.ref)
+                            clean_text(user.family_name), user.active, user.ref,
+                            user.attributes)
             if email != raw:
                 user = User(user.external_id, email, user.user_name, user.display_name,
-                            user.given_name, user.family_name, user.active, user.ref)
+                            user.given_name, user.family_name, user.active, user.ref,
+                            user.attributes)
             first = by_email.get(email)
             if first is None:
                 by_email[email] = user
@@ -325,6 +343,14 @@ class Snapshot:
         h = hashlib.sha256(b"dirconnector snapshot 2\n")
         _hash_records(h.update, self.users, _USER_TEXTS, (), (_active_of,))
         _hash_records(h.update, self.groups, _GROUP_TEXTS, _GROUP_SETS, ())
+        if any(map(_attributes_of, self.users.values())):
+            # Only with a mapping: a profile without one hashes exactly as before.
+            h.update(b"attributes\x1e")
+            for key in sorted(self.users):
+                attrs = self.users[key].attributes
+                if attrs:
+                    h.update("\x1f".join([key, *("\x1d".join(p) for p in attrs)]).encode())
+                    h.update(b"\x1e")
         return h.hexdigest()
 
     @property
@@ -333,11 +359,13 @@ class Snapshot:
         return frozenset(s.external_id for s in self.skipped if s.external_id)
 
 
+_USER_FIELD_NAMES = frozenset(User.__slots__)
 _USER_TEXTS = tuple(map(operator.attrgetter, (
     "external_id", "email", "user_name", "display_name", "given_name", "family_name", "ref")))
 _GROUP_TEXTS = tuple(map(operator.attrgetter, ("external_id", "name", "ref")))
 _GROUP_SETS = tuple(map(operator.attrgetter, ("member_ids", "subgroup_ids")))
 _active_of = operator.attrgetter("active")
+_attributes_of = operator.attrgetter("attributes")
 _DIGEST_CHUNK = 4096
 
 

@@ -443,7 +443,9 @@ def _change_from(data: dict[str, Any]) -> Change:
     fields = dict(data)
     cls = CHANGE_TYPES[fields.pop("kind")]
     if "user" in fields:
-        fields["user"] = User(**fields["user"])
+        user = dict(fields["user"])
+        user["attributes"] = tuple(tuple(p) for p in user.get("attributes", ()))
+        fields["user"] = User(**user)
     if "members" in fields:
         fields["members"] = tuple(MemberRef(**m) for m in fields["members"])
     for name in ("fields", "before"):
@@ -478,7 +480,8 @@ def plain(value: Any) -> Any:
     if kind in _SCALARS:
         return value
     if kind not in _FIELD_NAMES:
-        _FIELD_NAMES[kind] = (tuple(f.name for f in dataclasses.fields(value))
+        _FIELD_NAMES[kind] = (tuple(f.name for f in dataclasses.fields(value)
+                                    if kind is not User or f.name != "attributes")
                               if dataclasses.is_dataclass(value) and not isinstance(value, type)
                               else None)
     names = _FIELD_NAMES[kind]
@@ -489,6 +492,10 @@ def plain(value: Any) -> Any:
             # run goes through 2.5 million fields here, twice (journal and report).
             field = getattr(value, name)
             out[name] = field if type(field) in _SCALARS else plain(field)
+        if kind is User and value.attributes:
+            # Mapped attributes only when there are any: a plan without a mapping
+            # serialises byte for byte as before (``_FIELD_NAMES`` leaves them out).
+            out["attributes"] = [list(pair) for pair in value.attributes]
         return out
     if isinstance(value, tuple | list):
         return [plain(v) for v in value]

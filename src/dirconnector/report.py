@@ -18,7 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .checks import CheckReport
-from .model import Skipped
+from .mapping import short_path
+from .model import Skipped, value_of
 from .plan import (
     AddMembers,
     Change,
@@ -71,7 +72,7 @@ def _describe(change: Change) -> str:
         extra = f" ({change.user.display_name})" if change.user.display_name else ""
         return f"{verb} {what}{extra}"
     if isinstance(change, UpdateUser):
-        diffs = ", ".join(f"{f}: {b!r} → {getattr(change.user, f)!r}"
+        diffs = ", ".join(f"{short_path(f)}: {b!r} → {value_of(change.user, f)!r}"
                           for f, b in zip(change.fields, change.before, strict=True))
         return f"{verb} {what}: {diffs}"
     if isinstance(change, LinkUser):

@@ -31,6 +31,8 @@ from typing import Any
 
 from . import __version__
 from .guard import Limits
+from .mapping import short_path
+from .model import value_of
 from .plan import (
     CHANGE_TYPES,
     PHASES,
@@ -184,7 +186,7 @@ def detail(change: Change) -> Any:
     """What a change does to its subject: text, {"a": [[field, before, after]]} for
     attribute changes, or {"m": [emails], "s": "+"} for memberships."""
     if isinstance(change, UpdateUser):
-        return {"a": [[f, b, str(getattr(change.user, f))]
+        return {"a": [[short_path(f), b, value_of(change.user, f)]
                       for f, b in zip(change.fields, change.before, strict=True)]}
     if isinstance(change, RenameGroup):
         return {"a": [["name", change.previous_name, change.name]]}

@@ -32,6 +32,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -107,6 +108,36 @@ class HttpPluginSettings(PluginSettings):
         if not self.verify_tls:
             return False
         return str(self.ca_file) if self.ca_file else True
+
+
+MappingTable = dict[str, str | dict[str, Any]]
+"""A ``[target.mapping]`` table as written: SCIM path -> source attribute or expression."""
+
+
+class MappedTargetSettings(HttpPluginSettings):
+    """A target that can hold attributes beyond the email and names (``mapping.py``)."""
+
+    mapping: MappingTable = Field(default_factory=dict)
+    """SCIM attribute path -> source attribute, template or expression table; empty (the
+    default) sends exactly what earlier versions sent."""
+    group_mapping: MappingTable = Field(default_factory=dict)
+    """displayName / externalId of groups from the group's {name} and {id}."""
+
+    @field_validator("mapping")
+    @classmethod
+    def _mapping(cls, value: MappingTable) -> MappingTable:
+        from .mapping import parse_user_mapping
+
+        parse_user_mapping(value)
+        return value
+
+    @field_validator("group_mapping")
+    @classmethod
+    def _group_mapping(cls, value: MappingTable) -> MappingTable:
+        from .mapping import parse_group_mapping
+
+        parse_group_mapping(value)
+        return value
 
 
 def resolve_secrets(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:

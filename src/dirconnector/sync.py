@@ -23,23 +23,26 @@ from typing import Literal
 from . import logs, registry
 from .apply import ApplyReport
 from .bwdc import keys as bwdc_keys
-from .connectors import Connector, HasChangeMarker, ReadsPreviousKeys
+from .connectors import Connector, HasChangeMarker, ReadsAttributes, ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
 from .errors import (
+    ConfigError,
     DirconnectorError,
     LockLost,
     ProfileFrozen,
     RunInterrupted,
     SafetyLimit,
+    SourceError,
     StalePlan,
     StateError,
     TickTaken,
 )
 from .guard import DATA_PROBLEMS, LastRead, Limits, guard
+from .mapping import GroupMapping, UserMapping, parse_group_mapping, parse_user_mapping
 from .model import PreviousKeys, Snapshot
 from .outcome import Outcome
 from .plan import AddMembers, Change, CreateUser, Kept, LinkUser, Plan, subject
-from .settings import Profile
+from .settings import MappedTargetSettings, Profile
 from .state import GoodRun, Marker, SharesProfiles, StateStore
 from .targets import HasLimitations, StoresUserFields, Target
 
@@ -96,6 +99,14 @@ def limits_of(profile: Profile) -> Limits:
                   s.max_membership_removals, s.max_membership_removal_ratio)
 
 
+def mappings_of(profile: Profile) -> tuple[UserMapping, GroupMapping]:
+    """The profile's ``[target.mapping]`` and ``[target.group_mapping]`` (validated at load)."""
+    target = profile.target
+    if not isinstance(target, MappedTargetSettings):
+        return UserMapping(), GroupMapping()
+    return parse_user_mapping(target.mapping), parse_group_mapping(target.group_mapping)
+
+
 def build_connector(profile: Profile) -> Connector:
     cls = registry.find(registry.CONNECTORS, profile.source.type).load()
     connector: Connector = cls(profile.source)
@@ -128,6 +139,12 @@ class Runner:
         self.takeover_from = profile.settings.sync.takeover_from
         if self.takeover_from != "none" and isinstance(self.connector, ReadsPreviousKeys):
             self.connector.read_previous_keys(self.takeover_from)
+        self.mapping, self.group_mapping = mappings_of(profile)
+        if self.mapping:
+            if not isinstance(self.connector, ReadsAttributes):
+                raise ConfigError(f"target.mapping: the {profile.source.type} source cannot read "
+                                  "extra attributes")
+            self.connector.read_attributes(self.mapping.source_attributes)
         self.progress = progress or (lambda _msg: None)
         self.applied = applied or (lambda _done, _total: None)
         self._lost = threading.Event()
@@ -235,6 +252,7 @@ class Runner:
         timings["source_read"] = time.perf_counter() - t0
         cstate.commit()
         _warn_skipped(desired)
+        desired = self.mapped(desired)
         if self.takeover_from != "none" and desired.previous_keys is None:
             # A connector that hands over no keys reads the ids bwdc stored (bwdc/keys.py).
             desired = dataclasses.replace(desired, previous_keys=PreviousKeys(
@@ -290,9 +308,18 @@ class Runner:
     def preview(self) -> tuple[Plan, list[str]]:
         """The plan a full run would make and the guard's reasons to refuse it, without
         recording a run or saving any connector state (``check``)."""
-        desired = self.connector.fetch(self.store.connector_state(self.name, force_full=True))
+        desired = self.mapped(self.connector.fetch(
+            self.store.connector_state(self.name, force_full=True)))
         plan = self.make_plan(desired, self.target.snapshot())
         return plan, self.check_plan(plan)
+
+    def mapped(self, desired: Snapshot) -> Snapshot:
+        """A source read with ``[target.mapping]`` and ``[target.group_mapping]`` applied
+        (unchanged, the same object, without them)."""
+        try:
+            return self.group_mapping.apply(self.mapping.apply(desired))
+        except ValueError as exc:
+            raise SourceError(f"target.{exc}") from exc
 
     def make_plan(self, desired: Snapshot, current: Snapshot) -> Plan:
         if not desired.complete:

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from .checks import CheckReport
 from .connectors import HasChangeMarker, ReadsPreviousKeys
 from .diff import USER_FIELDS, Policy, diff
-from .model import Group, Snapshot, User, flatten, normalize_email
+from .model import Group, Snapshot, User, flatten, normalize_email, value_of
 from .outcome import Outcome
 from .plan import (
     AddMembers,
@@ -60,6 +60,12 @@ class FakeConnector:
         self.groups = list(groups)
         self.complete = complete
         self.fetches = 0
+        self.attributes: frozenset[str] = frozenset()
+        """What ``read_attributes`` asked for (``ReadsAttributes``); the users given carry
+        their source attributes already, and only these are handed on."""
+
+    def read_attributes(self, names: frozenset[str]) -> None:
+        self.attributes = frozenset(names)
 
     def check(self) -> CheckReport:
         report = CheckReport()
@@ -69,7 +75,11 @@ class FakeConnector:
 
     def fetch(self, state: ConnectorState) -> Snapshot:
         self.fetches += 1
-        return Snapshot.build(self.users, self.groups, complete=self.complete)
+        users = self.users
+        if any(u.attributes for u in users):
+            users = [replace(u, attributes=tuple(p for p in u.attributes
+                                                 if p[0] in self.attributes)) for u in users]
+        return Snapshot.build(users, self.groups, complete=self.complete)
 
 
 class FakeTarget:
@@ -81,12 +91,19 @@ class FakeTarget:
     def __init__(self, settings: Any = None, *, users: Iterable[User] = (),
                  groups: Iterable[Group] = (),
                  fail: Callable[[Change], str | None] | None = None,
-                 cannot: Callable[[Change], str | None] | None = None) -> None:
+                 cannot: Callable[[Change], str | None] | None = None,
+                 fields: tuple[str, ...] = USER_FIELDS) -> None:
         self.state = Snapshot({u.key: u for u in users}, {g.key: g for g in groups})
+        self.fields = fields
         self.fail = fail
         self.cannot = cannot
         self.applied: list[Change] = []
         self._ids = itertools.count(1)
+
+    @property
+    def user_fields(self) -> tuple[str, ...]:
+        """What ``fields`` named: add "attributes" to hold mapped attributes."""
+        return self.fields
 
     def limitations(self, plan: Plan) -> list[tuple[Change, str]]:
         if self.cannot is None:
@@ -148,7 +165,15 @@ def apply_change(state: Snapshot, change: Change,
         users[ref] = replace(users[ref], external_id=change.user.external_id)
     elif isinstance(change, UpdateUser):
         ref = change.ref
-        users[ref] = replace(users[ref], **{f: getattr(change.user, f) for f in change.fields})
+        held = users[ref]
+        plain_fields = {f: getattr(change.user, f) for f in change.fields
+                        if f in User.__dataclass_fields__}
+        attrs = dict(held.attributes)
+        for f in change.fields:
+            if f not in plain_fields:
+                attrs[f] = value_of(change.user, f)
+        users[ref] = replace(held, **plain_fields, attributes=tuple(
+            sorted((k, v) for k, v in attrs.items() if v)))
     elif isinstance(change, RestoreUser):
         ref = change.ref
         users[ref] = replace(users[ref], active=True)
@@ -267,7 +292,8 @@ def check_target(target: Any, users: list[User], groups: list[Group]) -> None:
     assert target.check().ok, "check() must pass on a reachable server"
     policy = Policy(remove_missing=True)
     fields = tuple(target.user_fields) if isinstance(target, StoresUserFields) else USER_FIELDS
-    assert set(fields) <= set(USER_FIELDS), f"user_fields names unknown fields: {fields}"
+    assert set(fields) <= {*USER_FIELDS, "attributes"}, \
+        f"user_fields names unknown fields: {fields}"
     desired = Snapshot.build(users, groups)
     _check_stop(target, desired, policy, fields)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .context import Ctx, errors_to_exit, pass_ctx
 from .main import main
+
+if TYPE_CHECKING:
+    from ..settings import Profile
 
 
 @main.command()
@@ -107,16 +110,43 @@ def config_show(ctx: Ctx, fmt: str) -> None:
 @config_group.command("validate")
 @pass_ctx
 def config_validate(ctx: Ctx) -> None:
-    """Check the configuration without connecting anywhere."""
+    """Check the configuration; connects only to check an attribute mapping against the
+    target server's schema, when the server is reachable."""
     with errors_to_exit(ctx):
         profile = ctx.profile()
         if profile.settings.migrate:
             from ..migrate.presets import migrate_settings
 
             migrate_settings(profile.settings.migrate)
+        _validate_mapping(ctx, profile)
         ctx.console.print(f"[green]Configuration is valid[/green] ({profile.path}): "
                           f"profile {profile.name!r}, source {profile.source.type!r}, "
                           f"target {profile.target.type!r}.")
+
+
+def _validate_mapping(ctx: Ctx, profile: Profile) -> None:
+    """Refuse a [target.mapping] the target's server does not declare or marks read-only."""
+    from ..errors import ConfigError, DirconnectorError
+    from ..settings import MappedTargetSettings
+    from ..sync import build_target
+    from ..targets import ChecksMapping
+
+    if not isinstance(profile.target, MappedTargetSettings) or not profile.target.mapping:
+        return
+    target = build_target(profile)
+    if not isinstance(target, ChecksMapping):
+        return
+    try:
+        problems = target.mapping_problems()
+    except DirconnectorError as exc:
+        ctx.console.print(f"[yellow]The attribute mapping was not checked against the server "
+                          f"(unreachable: {exc}).[/yellow]")
+        return
+    if problems:
+        raise ConfigError("; ".join(problems))
+    if problems is None:
+        ctx.console.print("[yellow]The server publishes no /Schemas; the attribute mapping "
+                          "was not checked against it.[/yellow]")
 
 
 @main.command()

@@ -10,6 +10,7 @@ Optional capabilities are small protocols of their own; the runner asks
 
 - ``HasChangeMarker``: a cheap value that changes with every write to the directory,
   so an unchanged directory is not read at all;
+- ``ReadsAttributes``: reads the extra attributes an attribute mapping names;
 - ``ReadsPreviousKeys``: hands over the keys another tool stored (a takeover);
 - ``HasChangeStream``: tells what changed since a position (syncrepl, DirSync, Graph
   delta, vendor feeds), so ``watch`` carries each change without a full read.
@@ -36,6 +37,7 @@ __all__ = [
     "ConnectorState",
     "HasChangeMarker",
     "HasChangeStream",
+    "ReadsAttributes",
     "ReadsPreviousKeys",
     "StreamGap",
     "StreamMode",
@@ -74,6 +76,24 @@ class HasChangeMarker(Protocol):
     def change_marker(self) -> str | None:
         """The marker now, or None when the server offers none. May raise SourceError;
         the runner then reads in full (the marker is only a shortcut)."""
+        ...
+
+
+@runtime_checkable
+class ReadsAttributes(Protocol):
+    """Can read source attributes a ``[target.mapping]`` names, besides its own fields.
+
+    Names are the source's own (LDAP attribute names, Graph properties, Okta profile
+    properties, file columns); ``manager`` is reserved: the manager's external id,
+    resolved by the connector from whatever the source holds (a DN, an id).
+    """
+
+    def read_attributes(self, names: frozenset[str]) -> None:
+        """From now on, ``fetch`` puts each user's non-empty values of ``names`` in
+        ``User.attributes`` as (name, value) pairs (the first value of a multi-valued
+        attribute). A name the source cannot read is a ConfigError, raised here when
+        the settings tell, else by ``check`` and at the start of ``fetch`` (before any
+        user is read) where the source's schema tells."""
         ...
 
 

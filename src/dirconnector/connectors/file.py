@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..checks import CheckReport
-from ..errors import SourceError
+from ..errors import ConfigError, SourceError
 from ..model import Group, Skipped, Snapshot, User
 from ..settings import PluginSettings
 from ..state_space import ConnectorState
@@ -76,6 +76,14 @@ class FileConnector:
 
     def __init__(self, settings: FileSettings) -> None:
         self.settings = settings
+        self.extra_attributes: tuple[str, ...] = ()
+        """Columns or keys an attribute mapping reads too (``read_attributes``)."""
+
+    def read_attributes(self, names: frozenset[str]) -> None:
+        """Also read these columns / JSON keys / LDIF attributes (ReadsAttributes); a CSV
+        header without one of them is a ConfigError. ``manager`` holds the manager's id
+        (LDIF: the manager's DN)."""
+        self.extra_attributes = tuple(sorted(names))
 
     def check(self) -> CheckReport:
         report = CheckReport()
@@ -98,6 +106,9 @@ class FileConnector:
         f = s.fields
         users: list[User] = []
         skipped: list[Skipped] = []
+        extra = self.extra_attributes
+        if extra and users_raw:
+            self._check_columns(users_raw, extra)
         for n, row in enumerate(users_raw, 1):
             ext = _text(row.get(f.external_id))
             if not ext:
@@ -110,12 +121,22 @@ class FileConnector:
                 display_name=_text(row.get(f.display_name)),
                 given_name=_text(row.get(f.given_name)),
                 family_name=_text(row.get(f.family_name)),
-                active=_flag(row.get(f.active, True))))
+                active=_flag(row.get(f.active, True)),
+                attributes=_extra(row, extra) if extra else ()))
         groups = [Group(external_id=_text(g.get(f.group_id)), name=_text(g.get(f.group_name)),
                         member_ids=frozenset(self._ids(g.get(f.group_members))),
                         subgroup_ids=frozenset(self._ids(g.get(f.group_subgroups))))
                   for g in groups_raw if _text(g.get(f.group_id))]
         return Snapshot.build(users, groups, skipped, info={"source": str(s.users)})
+
+    def _check_columns(self, rows: Rows, names: tuple[str, ...]) -> None:
+        """A CSV's header is its schema: a mapped column it lacks is a config error. JSON
+        and LDIF records may omit a key, so only a key no record has is one."""
+        seen = {k.lower() for row in rows for k in row}
+        missing = [n for n in names if n.lower() not in seen]
+        if missing:
+            raise ConfigError(f"target.mapping: {self.settings.users} has no column or key "
+                              f"{', '.join(map(repr, missing))}")
 
     def _ids(self, value: Any) -> Iterator[str]:
         if value is None:
@@ -151,6 +172,21 @@ class FileConnector:
         return ([], rows) if groups_only else (rows, [])
 
 
+def _extra(row: Mapping[str, Any], names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The non-empty values of ``names`` in a record (names case-insensitively); the first
+    of a list."""
+    lower = {k.lower(): v for k, v in row.items()}
+    out = []
+    for name in names:
+        value = row.get(name, lower.get(name.lower()))
+        if isinstance(value, list):
+            value = value[0] if value else None
+        text = _text(value)
+        if text:
+            out.append((name, text))
+    return tuple(out)
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
@@ -184,7 +220,11 @@ def _from_ldif(text: str, path: Path) -> tuple[Rows, Rows]:
                            "groups": [m for m in members if m in group_ids]})
         elif classes & {"person", "inetorgperson", "user"}:
             locked = bool(attrs.get("pwdaccountlockedtime"))
-            users.append({"id": ext, "email": (attrs.get("mail") or [""])[0],
+            # Every attribute, for a mapping (the first value); manager as the manager's id.
+            extra: dict[str, Any] = {k: v[0] for k, v in attrs.items() if v and k != "dn"}
+            if "manager" in extra:
+                extra["manager"] = dn_to_id.get(str(extra["manager"]).lower(), "")
+            users.append({**extra, "id": ext, "email": (attrs.get("mail") or [""])[0],
                           "user_name": (attrs.get("uid") or [""])[0],
                           "display_name": (attrs.get("displayname") or attrs.get("cn") or [""])[0],
                           "given_name": (attrs.get("givenname") or [""])[0],

@@ -100,6 +100,16 @@ class StoresUserFields(Protocol):
 
 
 @runtime_checkable
+class ChecksMapping(Protocol):
+    """A target that can check ``[target.mapping]`` against what the server declares."""
+
+    def mapping_problems(self) -> list[str] | None:
+        """One line per mapped attribute the server cannot hold, naming it; None when the
+        server does not say (no schema endpoint). Raises DirconnectorError when unreachable."""
+        ...
+
+
+@runtime_checkable
 class WritesExternalId(Protocol):
     """A target that can give an existing account or group another external id, or none.
 

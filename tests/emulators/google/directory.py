@@ -106,6 +106,18 @@ class Directory:
                 self.audit("USER_SETTINGS", "SUSPEND_USER" if suspended else "UNSUSPEND_USER",
                            USER_EMAIL=user["primaryEmail"])
 
+    def set_profile(self, uid: str, **fields: Any) -> None:
+        """Set user resource fields as the Directory API holds them (users resource:
+        ``organizations``, ``phones``, ``relations``, ``externalIds``, ``customSchemas``...);
+        None removes one."""
+        with self.lock:
+            user = self.users[uid]
+            for key, value in fields.items():
+                if value is None:
+                    user.pop(key, None)
+                else:
+                    user[key] = value
+
     def set_archived(self, uid: str, archived: bool) -> None:
         with self.lock:
             self.users[uid]["archived"] = archived
@@ -350,6 +362,9 @@ class Directory:
         items = [u for u in sorted(self.users.values(), key=lambda u: u["primaryEmail"])
                  if (domain is None or u["primaryEmail"].endswith("@" + domain))
                  and all(p(u) for p in preds)]
+        if params.get("projection", "basic") == "basic":
+            # users.list: customSchemas only with projection=custom or full.
+            items = [{k: v for k, v in u.items() if k != "customSchemas"} for u in items]
         return self._page("admin#directory#users", "users", items, params, 500, 100)
 
     def _list_groups(self, params: dict[str, str]) -> tuple[int, dict[str, Any]]:

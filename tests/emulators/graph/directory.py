@@ -20,6 +20,12 @@ USER_DEFAULT_PROPERTIES = (
     "businessPhones", "displayName", "givenName", "id", "jobTitle", "mail", "mobilePhone",
     "officeLocation", "preferredLanguage", "surname", "userPrincipalName",
 )
+USER_MORE_PROPERTIES = (
+    # user resource type (resources/user.md): properties returned only when $select-ed.
+    "department", "employeeId", "employeeType", "companyName", "city", "country", "state",
+    "streetAddress", "postalCode", "usageLocation", "faxNumber", "onPremisesSamAccountName",
+    "employeeHireDate", "ageGroup", "otherMails", "mailNickname",
+)
 GROUP_DEFAULT_PROPERTIES = (
     "id", "deletedDateTime", "classification", "createdDateTime", "description", "displayName",
     "groupTypes", "mail", "mailEnabled", "mailNickname", "securityEnabled", "visibility",
@@ -48,6 +54,7 @@ class Directory:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)      # group id -> member ids
     admin_units: dict[str, dict[str, Any]] = field(default_factory=dict)
+    managers: dict[str, str] = field(default_factory=dict)           # user id -> manager id
     au_members: dict[str, list[str]] = field(default_factory=dict)
     log: list[Change] = field(default_factory=list)
     token_epoch: int = 0
@@ -86,6 +93,14 @@ class Directory:
         with self.lock:
             self.users[uid].update(props)
             self._log("user", uid)
+
+    def set_manager(self, uid: str, manager_id: str | None) -> None:
+        """PUT /users/{id}/manager/$ref (user-post-manager.md), or DELETE it with None."""
+        with self.lock:
+            if manager_id is None:
+                self.managers.pop(uid, None)
+            else:
+                self.managers[uid] = manager_id
 
     def disable_user(self, uid: str) -> None:
         self.update_user(uid, accountEnabled=False)

@@ -5,8 +5,8 @@ Covered: ``GET /users``, ``/users/delta``, ``/groups``, ``/groups/delta``,
 ``/directory/administrativeUnits`` and ``/directory/administrativeUnits/{id}/members``, with
 ``$select``, ``$top`` (1..999), ``$skiptoken`` paging, ``$deltatoken`` (including
 ``$deltatoken=latest``, delta-query-overview.md "sync from now"), ``@removed`` and
-``members@delta``. Not covered: ``$filter``, ``$search``, ``$orderby``, ``$expand``,
-``$count`` and ``ConsistencyLevel`` advanced queries, writes, ``/directory/deletedItems``,
+``members@delta``, ``$expand=manager($select=id)`` on ``/users``. Not covered: ``$filter``,
+``$search``, ``$orderby``, other ``$expand``, ``$count`` and ``ConsistencyLevel`` advanced queries, writes, ``/directory/deletedItems``,
 ``Prefer: return=minimal``; asking for them gets a 400 that says the emulator lacks them.
 
 Response shapes: paging.md (``@odata.nextLink`` absent on the last page), user-list.md and
@@ -19,12 +19,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .directory import GROUP_DEFAULT_PROPERTIES, USER_DEFAULT_PROPERTIES, Directory
+from .directory import (
+    GROUP_DEFAULT_PROPERTIES,
+    USER_DEFAULT_PROPERTIES,
+    USER_MORE_PROPERTIES,
+    Directory,
+)
 
 READ_USERS = frozenset({"User.Read.All", "User.ReadWrite.All", "Directory.Read.All",
                         "Directory.ReadWrite.All"})
@@ -32,6 +38,7 @@ READ_GROUPS = frozenset({"GroupMember.Read.All", "Group.Read.All", "Group.ReadWr
                          "Directory.Read.All", "Directory.ReadWrite.All"})
 READ_AUS = frozenset({"AdministrativeUnit.Read.All", "AdministrativeUnit.ReadWrite.All",
                       "Directory.Read.All", "Directory.ReadWrite.All"})
+_MANAGER_EXPAND = re.compile(r"^manager(?:\(\$select=([A-Za-z,]+)\))?$")
 UNSUPPORTED = ("$filter", "$search", "$orderby", "$expand", "$count", "$skip", "$format")
 AU_DEFAULT_PROPERTIES = ("id", "deletedDateTime", "displayName", "description", "visibility")
 
@@ -62,6 +69,9 @@ class GraphApi:
 
     def handle(self, req: GraphRequest) -> dict[str, Any]:
         for option in req.query:
+            if option.lower() == "$expand" and req.path.strip("/") == "users" and \
+                    _MANAGER_EXPAND.match(req.query[option]):
+                continue                 # user-list-manager.md: $expand=manager($select=id)
             if option.lower() in UNSUPPORTED:
                 raise GraphError(400, "Request_UnsupportedQuery",
                                  f"Unsupported Query. (the graph emulator does not implement "
@@ -128,6 +138,14 @@ class GraphApi:
             rest["$skiptoken"] = _encode({"o": offset + size})
             body["@odata.nextLink"] = f"{req.origin}/v1.0/{req.path}?{_qs(rest)}"
         body["value"] = [_project(o, select, typename) for o in page]
+        if "$expand" in req.query and entity_set == "users":
+            expand_select = _MANAGER_EXPAND.match(req.query["$expand"])
+            wanted = expand_select[1].split(",") if expand_select and expand_select[1] else None
+            for item in body["value"]:
+                boss = self.dir.users.get(self.dir.managers.get(item["id"], ""))
+                if boss is not None:
+                    item["manager"] = {"@odata.type": "#microsoft.graph.user",
+                                       **{k: boss.get(k) for k in (wanted or ["id"])}}
         return body
 
     def _delta(self, req: GraphRequest, kind: str) -> dict[str, Any]:
@@ -283,7 +301,8 @@ def _select(raw: str | None, objects: list[dict[str, Any]], typename: str | None
         return None
     names = [n.strip() for n in raw.split(",") if n.strip()]
     if typename is not None:
-        known = {"user": (*USER_DEFAULT_PROPERTIES, "accountEnabled", "userType",
+        known = {"user": (*USER_DEFAULT_PROPERTIES, *USER_MORE_PROPERTIES, "accountEnabled",
+                          "userType",
                           "deletedDateTime"),
                  "group": GROUP_DEFAULT_PROPERTIES,
                  "administrativeUnit": AU_DEFAULT_PROPERTIES}[typename]

@@ -103,6 +103,8 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.counts: Counter[tuple[str, str]] = Counter()
         self.log: list[tuple[str, str, int]] = []
+        self.requests: list[tuple[str, str, bytes]] = []
+        """Every request's (method, path, body), in order."""
         self._faults: list[tuple[str, str, Fault]] = []
         self.rewrite: Callable[[str], str] | None = None
         """Maps the client's request target (path?query) to the upstream one."""
@@ -157,6 +159,7 @@ class FaultProxy:
             self._faults.clear()
             self.counts.clear()
             self.log.clear()
+            self.requests.clear()
 
     def count(self, method: str, head: str) -> int:
         """Requests seen for a method and the first path segment after /v2 ('Users', 'Bulk')."""
@@ -186,6 +189,7 @@ class FaultProxy:
         body = h.rfile.read(length) if length else b""
         with self._lock:
             self.counts[(method, head)] += 1
+            self.requests.append((method, path, body))
         fault = self._take(method, path)
         if fault is not None and fault.kind == "status":
             self._answer(h, fault.status, {"Retry-After": fault.retry_after}

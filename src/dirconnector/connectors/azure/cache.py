@@ -41,8 +41,8 @@ class DirectoryCache:
 
     # ------------------------------------------------------------ full reads
 
-    def put_user(self, item: Mapping[str, Any]) -> None:
-        self.users[str(item["id"])] = {k: item.get(k) for k in USER_PROPERTIES}
+    def put_user(self, item: Mapping[str, Any], extra: tuple[str, ...] = ()) -> None:
+        self.users[str(item["id"])] = {k: item.get(k) for k in (*USER_PROPERTIES, *extra)}
 
     def put_group(self, gid: str, name: str, members: Iterable[Mapping[str, Any]]) -> None:
         group = CachedGroup(name)
@@ -52,7 +52,8 @@ class DirectoryCache:
 
     # ------------------------------------------------------------ delta rounds
 
-    def merge_users(self, items: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    def merge_users(self, items: Iterable[Mapping[str, Any]],
+                    extra: tuple[str, ...] = ()) -> dict[str, int]:
         """Apply a users delta round; returns counts by outcome for the log."""
         counts = {"changed": 0, "soft-deleted": 0, "deleted": 0}
         for item in items:
@@ -64,8 +65,8 @@ class DirectoryCache:
                 self.users.pop(uid, None)
                 counts["soft-deleted" if removed.get("reason") == "changed" else "deleted"] += 1
                 continue
-            user = self.users.setdefault(uid, {k: None for k in USER_PROPERTIES})
-            user.update({k: item[k] for k in USER_PROPERTIES if k in item})
+            user = self.users.setdefault(uid, {k: None for k in (*USER_PROPERTIES, *extra)})
+            user.update({k: item[k] for k in (*USER_PROPERTIES, *extra) if k in item})
             counts["changed"] += 1
         return counts
 

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from ...checks import CheckReport
-from ...errors import DirconnectorError, SourceError
+from ...errors import ConfigError, DirconnectorError, SourceError
 from ...http import HttpClient
-from ...model import Group, Skipped, Snapshot, User
+from ...mapping import MANAGER_SOURCE
+from ...model import Group, Skipped, Snapshot, User, clean_text
 from ...settings import Duration, HttpPluginSettings, parse_duration
 from ...state_space import ConnectorState
 from .. import Changes, StreamMode
@@ -41,6 +43,7 @@ USER_SELECT = "id,mail,userPrincipalName,displayName,givenName,surname,accountEn
 GROUP_SELECT = "id,displayName"
 GROUP_DELTA_SELECT = "displayName,members"
 CACHE_VERSION = 1
+_PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)?$")
 
 
 class AzureSettings(HttpPluginSettings):
@@ -149,6 +152,9 @@ class AzureConnector:
         self.user_filter: SetFilter = parse_filter(settings.user_filter, "user_filter")
         self.group_filter: SetFilter = parse_filter(settings.group_filter, "group_filter")
         self._clock = clock
+        self.extra_attributes: tuple[str, ...] = ()
+        """User properties an attribute mapping reads too (``read_attributes``)."""
+        self._extra_select: tuple[str, ...] = ()
         self._sent_before = 0
         self.last_read = ""
         """How the last fetch read the tenant: "full" or "delta"."""
@@ -179,6 +185,23 @@ class AzureConnector:
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
+
+    def read_attributes(self, names: frozenset[str]) -> None:
+        """Also read these user properties (ReadsAttributes), added to ``$select`` (Graph
+        answers 400 for a property the user type lacks, before anything is planned); a
+        complex one by ``property.sub`` (``employeeOrgData.division``). ``manager`` is read
+        with ``$expand=manager($select=id)`` on every run (user-list-manager.md)."""
+        for name in names:
+            if not _PROPERTY.match(name):
+                raise ConfigError(f"target.mapping: {name!r} is not a Graph user property "
+                                  "(jobTitle, department, employeeOrgData.division, manager)")
+        self.extra_attributes = tuple(sorted(names))
+        self._extra_select = tuple(sorted({n.partition(".")[0] for n in names
+                                           if n != MANAGER_SOURCE}))
+
+    @property
+    def _user_select(self) -> str:
+        return ",".join([USER_SELECT, *self._extra_select])
 
     # ------------------------------------------------------------ check
 
@@ -233,7 +256,8 @@ class AzureConnector:
 
     def _fingerprint(self) -> str:
         s = self.settings
-        key = f"{CACHE_VERSION}|{s.tenant_id}|{s.graph_root}|{USER_SELECT}|{GROUP_DELTA_SELECT}"
+        key = (f"{CACHE_VERSION}|{s.tenant_id}|{s.graph_root}|{self._user_select}|"
+               f"{GROUP_DELTA_SELECT}")
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def _incremental(self, state: ConnectorState) -> tuple[DirectoryCache | None, str]:
@@ -255,7 +279,7 @@ class AzureConnector:
         except DeltaExpired as exc:
             log.warning("azure: delta token rejected, doing a full read instead (%s)", exc)
             return None, "delta token rejected"
-        ucounts = cache.merge_users(user_items)
+        ucounts = cache.merge_users(user_items, self._extra_select)
         gcounts = cache.merge_groups(group_items)
         log.info("azure: delta read: users %s; groups %s", _fmt(ucounts), _fmt(gcounts))
         state.set("users_delta", new_users_link)
@@ -265,12 +289,12 @@ class AzureConnector:
     def _full_read(self, state: ConnectorState, started: float) -> DirectoryCache:
         # Take the delta links first: a change made while we list is then replayed by the
         # next incremental read (merging is idempotent), never lost.
-        users_link = self._latest_link("users/delta", USER_SELECT)
+        users_link = self._latest_link("users/delta", self._user_select)
         groups_link = self._latest_link("groups/delta", GROUP_DELTA_SELECT)
         top = str(self.settings.page_size)
         cache = DirectoryCache()
-        for item in self.graph.collect("users", {"$select": USER_SELECT, "$top": top}):
-            cache.put_user(item)
+        for item in self.graph.collect("users", {"$select": self._user_select, "$top": top}):
+            cache.put_user(item, self._extra_select)
         for item in self.graph.collect("groups", {"$select": GROUP_SELECT, "$top": top}):
             gid = str(item["id"])
             members = self.graph.collect(f"groups/{gid}/members",
@@ -326,11 +350,25 @@ class AzureConnector:
                                      {"$select": "id"})
         return {str(m["id"]) for m in members if m.get("@odata.type") == "#microsoft.graph.group"}
 
+    def _managers(self) -> dict[str, str]:
+        """User id -> manager id, one paged list (user-list-manager.md: $expand=manager).
+        Not kept in the cache: delta rounds would need manager@delta bookkeeping, and
+        this read costs one request per page."""
+        out: dict[str, str] = {}
+        params = {"$select": "id", "$expand": "manager($select=id)",
+                  "$top": str(self.settings.page_size)}
+        for item in self.graph.collect("users", params):
+            boss = item.get("manager")
+            if isinstance(boss, dict) and boss.get("id"):
+                out[str(item["id"])] = str(boss["id"])
+        return out
+
     def _snapshot(self, cache: DirectoryCache, started: float) -> Snapshot:
         s = self.settings
         include = self._scope(cache, s.include_groups, "include_groups")
         exclude = self._scope(cache, s.exclude_groups, "exclude_groups") or set()
         au_groups = self._admin_unit_groups()
+        managers = self._managers() if MANAGER_SOURCE in self.extra_attributes else {}
         users: list[User] = []
         skipped: list[Skipped] = []
         for uid, u in cache.users.items():
@@ -353,7 +391,9 @@ class AzureConnector:
                 display_name=str(u.get("displayName") or ""),
                 given_name=str(u.get("givenName") or ""),
                 family_name=str(u.get("surname") or ""),
-                active=u.get("accountEnabled") is not False))
+                active=u.get("accountEnabled") is not False,
+                attributes=_extra(u, self.extra_attributes, managers.get(uid, ""))
+                if self.extra_attributes else ()))
         kept = {gid for gid, g in cache.groups.items()
                 if self.group_filter.keeps(g.name, gid)
                 and (au_groups is None or gid in au_groups)}
@@ -369,6 +409,28 @@ class AzureConnector:
                 "seconds": f"{self._clock() - started:.2f}",
                 "requests": str(self.http.requests_sent - self._sent_before)}
         return Snapshot.build(users, groups, skipped, info=info)
+
+
+def _extra(user: Mapping[str, Any], names: tuple[str, ...], manager: str
+           ) -> tuple[tuple[str, str], ...]:
+    """The asked properties' values as text (a list's first item, ``a.b`` inside ``a``)."""
+    out = []
+    for name in names:
+        if name == MANAGER_SOURCE:
+            value: Any = manager
+        else:
+            head, _, sub = name.partition(".")
+            value = user.get(head)
+            if sub:
+                value = value.get(sub) if isinstance(value, Mapping) else None
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        text = clean_text(str(value)) if isinstance(value, str | int | float) else ""
+        if text:
+            out.append((name, text))
+    return tuple(out)
 
 
 def _fmt(counts: dict[str, int]) -> str:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from ...checks import CheckReport
-from ...errors import SourceError
+from ...errors import ConfigError, SourceError
 from ...http import pause
 from ...model import Group, Snapshot, User, looks_like_email
 from ...settings import Duration, HttpPluginSettings
@@ -31,7 +31,7 @@ from .. import Changes, StreamGap, StreamMode
 from ..feedkit import FeedPosition
 from ..filters import SetFilter, parse_filter
 from .api import DEFAULT_ENDPOINT, REPORTS_SCOPE, DirectoryClient
-from .map import Raw, build, changed_records, read_raw
+from .map import Raw, build, changed_records, check_names, read_raw
 from .stream import CACHE_KEY, PREFIX, GoogleFeed
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,8 @@ class GoogleConnector:
         self._users: dict[str, User] = {}
         self._groups: dict[str, Group] = {}
         """The last snapshot's records, kept current by ``changes``."""
+        self.extra_attributes: tuple[str, ...] = ()
+        """User fields an attribute mapping reads too (``read_attributes``)."""
 
     @property
     def client(self) -> DirectoryClient:
@@ -220,6 +222,19 @@ class GoogleConnector:
             report.add("Reports API scope (change feed)", True, REPORTS_SCOPE)
         return report
 
+    def read_attributes(self, names: frozenset[str]) -> None:
+        """Also read these user fields (ReadsAttributes): ``organizations.title``,
+        ``phones.<type>``, ``externalIds.<type>``, ``customSchemas.<schema>.<field>``, a few
+        top-level ones; ``manager`` from ``relations`` (type manager), resolved by address."""
+        try:
+            check_names(names)
+        except ValueError as exc:
+            raise ConfigError(f"target.mapping: {exc}") from exc
+        self.extra_attributes = tuple(sorted(names))
+        self.feed.extra = self.extra_attributes
+        self._fingerprint = "|".join((self._fingerprint.split("|attrs:")[0],
+                                      "attrs:" + ",".join(self.extra_attributes)))
+
     def fetch(self, state: ConnectorState) -> Snapshot:
         """Everything; with ``incremental = "feed"``, the last read patched by the feed."""
         s = self.settings
@@ -245,10 +260,11 @@ class GoogleConnector:
         if raw is None:
             position = self.feed.position_now().dump(PREFIX)
             raw = read_raw(self.client, s.scope, self.user_filter, self.group_filter,
-                           page_size=s.page_size)
+                           page_size=s.page_size, extra=self.extra_attributes)
             info["read"] = "full"
         snap = build(raw, self.user_filter, self.group_filter,
-                     include_archived=s.include_archived, info=info)
+                     include_archived=s.include_archived, info=info,
+                     extra=self.extra_attributes)
         self._raw, self._last = raw, snap
         self._users, self._groups = dict(snap.users), dict(snap.groups)
         if s.incremental == "feed":
@@ -291,7 +307,8 @@ class GoogleConnector:
         users, groups = self._users, self._groups
         new_users, gone_users, skipped, new_groups, gone_groups = changed_records(
             raw, users, groups, edit.users, edit.gone_users, edit.groups, edit.gone_groups,
-            self.user_filter, self.group_filter, self.settings.include_archived)
+            self.user_filter, self.group_filter, self.settings.include_archived,
+            self.extra_attributes)
         self._raw = raw
         users.update(new_users)
         groups.update(new_groups)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from ...errors import SourceError
+from ...mapping import MANAGER_SOURCE
 from ...model import Group, Skipped, Snapshot, User, clean_text
 from ..filters import SetFilter
 from .api import ApiError
@@ -23,6 +24,73 @@ USER_FIELDS = "nextPageToken,users(id,primaryEmail,name(givenName,familyName,ful
               "suspended,archived)"
 GROUP_FIELDS = "nextPageToken,groups(id,email,name)"
 MEMBER_FIELDS = "nextPageToken,members(id,email,type,role,status)"
+
+
+# users resource (Directory API v1): the parts a mapping may read, by source name.
+_ORG_FIELDS = frozenset({"title", "department", "costCenter", "description", "location",
+                         "name", "symbol", "domain", "fullTimeEquivalent"})
+_SIMPLE = frozenset({"orgUnitPath", "recoveryEmail", "recoveryPhone", "thumbnailPhotoUrl",
+                     "isAdmin"})
+_TYPED = {"phones": "phones", "externalIds": "externalIds", "emails": "emails"}
+
+
+def check_names(names: Iterable[str]) -> None:
+    """ValueError for a name this connector cannot read (see connectors/google.md)."""
+    for name in names:
+        head, _, rest = name.partition(".")
+        ok = (name == MANAGER_SOURCE or name in _SIMPLE
+              or (head == "organizations" and rest in _ORG_FIELDS)
+              or (head in _TYPED and bool(rest) and "." not in rest)
+              or (head == "customSchemas" and rest.count(".") == 1 and "" not in rest.split(".")))
+        if not ok:
+            raise ValueError(f"{name!r} is not a Google user field this connector reads "
+                             "(organizations.title, phones.work, externalIds.organization, "
+                             "customSchemas.<schema>.<field>, manager, ...)")
+
+
+def user_fields(names: Iterable[str]) -> str:
+    """The ``fields`` selector of users.list for the names asked too."""
+    parts = {"organizations" if n.startswith("organizations.") else
+             "relations" if n == MANAGER_SOURCE else n.partition(".")[0] for n in names}
+    if not parts:
+        return USER_FIELDS
+    return USER_FIELDS.replace("archived)", "archived," + ",".join(sorted(parts)) + ")")
+
+
+def _primary(items: Any, kind: str | None = None) -> Mapping[str, Any] | None:
+    """The entry of a list (of a type, if given): the primary one, else the first."""
+    found = [i for i in items or () if isinstance(i, Mapping)
+             and (kind is None or str(i.get("type") or "").lower() == kind.lower())]
+    found.sort(key=lambda i: i.get("primary") is not True)
+    return found[0] if found else None
+
+
+def extra_value(raw: Mapping[str, Any], name: str) -> str:
+    """One asked-for field of a users resource, as text ("" when absent); the manager as
+    the address ``relations`` holds (type manager)."""
+    head, _, rest = name.partition(".")
+    value: Any = None
+    if name == MANAGER_SOURCE:
+        entry = _primary(raw.get("relations"), "manager")
+        value = entry.get("value") if entry else None
+    elif head == "organizations":
+        entry = _primary(raw.get("organizations"))
+        value = entry.get(rest) if entry else None
+    elif head in _TYPED:
+        entry = _primary(raw.get(head), rest)
+        value = (entry.get("address") if head == "emails" else entry.get("value")) \
+            if entry else None
+    elif head == "customSchemas":
+        schema, _, field_name = rest.partition(".")
+        holder = (raw.get("customSchemas") or {}).get(schema) or {}
+        value = holder.get(field_name) if isinstance(holder, Mapping) else None
+        if isinstance(value, list):          # a multi-valued custom field
+            value = value[0].get("value") if value and isinstance(value[0], Mapping) else None
+    else:
+        value = raw.get(name)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return clean_text(str(value)) if isinstance(value, str | int | float) else ""
 
 
 class Pager(Protocol):
@@ -66,11 +134,16 @@ class Raw:
             return None
 
 
-def slim_user(raw: Mapping[str, Any]) -> dict[str, Any]:
+def slim_user(raw: Mapping[str, Any], extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What ``map_user`` reads of a users resource; the fields a mapping asks for are
+    kept as their values (``x``), the manager as the address ``relations`` holds."""
     name = raw.get("name") or {}
-    return {"id": str(raw.get("id") or ""), "primaryEmail": raw.get("primaryEmail"),
+    slim = {"id": str(raw.get("id") or ""), "primaryEmail": raw.get("primaryEmail"),
             "name": {k: name.get(k) for k in ("givenName", "familyName", "fullName")},
             "suspended": bool(raw.get("suspended")), "archived": bool(raw.get("archived"))}
+    if extra:
+        slim["x"] = {n: v for n in extra if (v := extra_value(raw, n))}
+    return slim
 
 
 def slim_group(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,18 +156,22 @@ def slim_member(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def read_directory(client: Pager, scope: Mapping[str, str], user_filter: SetFilter,
                    group_filter: SetFilter, *, include_archived: bool, page_size: int,
-                   info: Mapping[str, str] | None = None) -> Snapshot:
+                   info: Mapping[str, str] | None = None,
+                   extra: tuple[str, ...] = ()) -> Snapshot:
     """Users, groups and members, to the last page of each; raises on any failed page."""
-    raw = read_raw(client, scope, user_filter, group_filter, page_size=page_size)
-    return build(raw, user_filter, group_filter, include_archived=include_archived, info=info)
+    raw = read_raw(client, scope, user_filter, group_filter, page_size=page_size, extra=extra)
+    return build(raw, user_filter, group_filter, include_archived=include_archived, info=info,
+                 extra=extra)
 
 
 def read_raw(client: Pager, scope: Mapping[str, str], user_filter: SetFilter,
-             group_filter: SetFilter, *, page_size: int) -> Raw:
+             group_filter: SetFilter, *, page_size: int, extra: tuple[str, ...] = ()) -> Raw:
     where = ", ".join(f"{k} {v}" for k, v in scope.items())
     raw = Raw()
+    custom = any(n.startswith("customSchemas.") for n in extra)
     user_params: dict[str, Any] = {**scope, "maxResults": min(page_size, 500),
-                                   "projection": "basic", "fields": USER_FIELDS}
+                                   "projection": "full" if custom else "basic",
+                                   "fields": user_fields(extra)}
     if user_filter.native:
         user_params["query"] = user_filter.native
     what = f"users.list ({where}" + (f", query {user_filter.native!r})" if user_filter.native
@@ -105,7 +182,7 @@ def read_raw(client: Pager, scope: Mapping[str, str], user_filter: SetFilter,
             if not uid:
                 raise SourceError(f"Google: users.list returned a user without id "
                                   f"({clean_text(item.get('primaryEmail'))})")
-            raw.users[uid] = slim_user(item)
+            raw.users[uid] = slim_user(item, extra)
     group_params: dict[str, Any] = {**scope, "maxResults": min(page_size, 200),
                                     "fields": GROUP_FIELDS}
     if group_filter.native:
@@ -153,7 +230,8 @@ def read_members(client: Pager, raw: Raw, gids: Iterable[str], group_filter: Set
 
 
 def build(raw: Raw, user_filter: SetFilter, group_filter: SetFilter, *,
-          include_archived: bool, info: Mapping[str, str] | None = None) -> Snapshot:
+          include_archived: bool, info: Mapping[str, str] | None = None,
+          extra: tuple[str, ...] = ()) -> Snapshot:
     """The snapshot a read of ``raw`` gives (pure)."""
     users: list[User] = []
     skipped: list[Skipped] = []
@@ -165,6 +243,8 @@ def build(raw: Raw, user_filter: SetFilter, group_filter: SetFilter, *,
             users.append(user)
         if skip is not None:
             skipped.append(skip)
+    if MANAGER_SOURCE in extra:
+        users = _with_managers(users)
     kept_users = {u.external_id for u in users}
     seen_users = set(raw.users)
     kept = kept_groups(raw, group_filter)
@@ -235,7 +315,7 @@ def build(raw: Raw, user_filter: SetFilter, group_filter: SetFilter, *,
 def changed_records(raw: Raw, users: Mapping[str, User], groups: Mapping[str, Group],
                     changed_users: set[str], gone_users: set[str], changed_groups: set[str],
                     gone_groups: set[str], user_filter: SetFilter, group_filter: SetFilter,
-                    include_archived: bool,
+                    include_archived: bool, extra: tuple[str, ...] = (),
                     ) -> tuple[dict[str, User], set[str], list[Skipped], dict[str, Group],
                                set[str]]:
     """The records ``build(raw)`` would give that differ from ``users`` / ``groups`` (the
@@ -258,6 +338,10 @@ def changed_records(raw: Raw, users: Mapping[str, User], groups: Mapping[str, Gr
             mapped.append(user)
         if skip is not None:
             skips.append(skip)
+    if MANAGER_SOURCE in extra:
+        by_email = {u.email.lower(): k for k, u in users.items()}
+        by_email.update((u.email.lower(), u.external_id) for u in mapped)
+        mapped = _with_managers(mapped, by_email)
     built = Snapshot.build(mapped, (), skips)
     new_users = {k: u for k, u in built.users.items() if users.get(k) != u}
     now_skipped = [s for s in built.skipped if s.external_id in users]
@@ -348,7 +432,27 @@ def map_user(item: Mapping[str, Any], user_filter: SetFilter, include_archived: 
     return User(external_id=uid, email=email, display_name=clean_text(name.get("fullName")),
                 given_name=clean_text(name.get("givenName")),
                 family_name=clean_text(name.get("familyName")),
-                active=not (bool(item.get("suspended")) or archived)), None
+                active=not (bool(item.get("suspended")) or archived),
+                attributes=tuple(sorted((item.get("x") or {}).items()))), None
+
+
+def _with_managers(users: list[User], by_email: Mapping[str, str] | None = None,
+                   ) -> list[User]:
+    """relations type manager holds the manager's address: the manager's id instead, or
+    nothing for an address no user read has (``by_email``: every user's address)."""
+    if by_email is None:
+        by_email = {u.email.lower(): u.external_id for u in users}
+    out = []
+    for user in users:
+        boss = dict(user.attributes).get(MANAGER_SOURCE)
+        if boss is None:
+            out.append(user)
+            continue
+        kept = [(k, v) for k, v in user.attributes if k != MANAGER_SOURCE]
+        if (ext := by_email.get(boss.lower())):
+            kept.append((MANAGER_SOURCE, ext))
+        out.append(replace(user, attributes=tuple(sorted(kept))))
+    return out
 
 
 def _read_members(client: Pager, gid: str, label: str, page_size: int,

@@ -77,6 +77,8 @@ class GoogleFeed:
         self.scope = dict(scope)
         self.group_filter = group_filter
         self.page_size = page_size
+        self.extra: tuple[str, ...] = ()
+        """User fields an attribute mapping reads (the connector's ``read_attributes``)."""
         self.overlap = overlap
         self.clock = clock
         self.sleep = sleep
@@ -172,11 +174,12 @@ class GoogleFeed:
         found_users: set[str] = set()
         gone_users: set[str] = set()
         for address in sorted(touched.users - touched.deleted_users):
+            custom = any(n.startswith("customSchemas.") for n in self.extra)
             item = client.get_one("users", f"users.get {address}", userKey=address,
-                                  projection="basic")
+                                  projection="full" if custom else "basic")
             if item is not None and self._in_scope(str(item.get("primaryEmail") or "")):
                 uid = str(item.get("id") or "")
-                users[uid] = slim_user(item)
+                users[uid] = slim_user(item, self.extra)
                 found_users.add(uid)
                 _when(seen_at, uid, touched.seen_at.get(address))
             elif address in user_ids:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -35,7 +36,9 @@ from .map import (
     UserMapper,
     guid_text,
     resolve,
+    schema_names,
     server_info,
+    with_extra,
 )
 from .settings import LdapSettings
 from .syntax import normalize_dn
@@ -43,6 +46,7 @@ from .wire import SHOW_DELETED_OID, Control, Wire, backend_name, connect, lowere
 
 log = logging.getLogger(__name__)
 
+_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
 MARKER_DSE_ATTRS = ("highestCommittedUSN", "dsServiceName")
 KNOWN_EMAILS = "known_emails"
 """State key: external id -> email of every user of the last read (include_deleted only)."""
@@ -61,6 +65,20 @@ class LdapConnector:
         self.previous_keys: str | None = None
         """The tool whose keys ``fetch`` hands over too (``read_previous_keys``)."""
         self._stream_impl: Any = None
+        self.extra_attributes: frozenset[str] = frozenset()
+        """Attributes an attribute mapping reads too (``read_attributes``)."""
+        self._schema_checked = False
+
+    def read_attributes(self, names: frozenset[str]) -> None:
+        """Also read ``names`` for every user (ReadsAttributes); ``manager`` is a DN that
+        becomes the manager's external id. Checked against the server's subschema before
+        the users are read."""
+        for name in names:
+            if not _ATTRIBUTE_NAME.match(name):
+                raise ConfigError(f"target.mapping: {name!r} is not an LDAP attribute name "
+                                  "(RFC 4512 1.4: a letter, then letters, digits and hyphens)")
+        self.extra_attributes = frozenset(names)
+        self._schema_checked = False
 
     def read_previous_keys(self, tool: str) -> None:
         """Hand over bwdc's keys too: objectGUID text, else the DN (bwdc/keys.py)."""
@@ -201,10 +219,44 @@ class LdapConnector:
 
     def _resolve(self, wire: Wire) -> Resolved:
         dse = {}
-        for page in wire.search("", "base", "(objectClass=*)", ROOT_DSE_ATTRS, page_size=0):
+        attrs_wanted = (*ROOT_DSE_ATTRS, "subschemaSubentry") if self.extra_attributes \
+            else ROOT_DSE_ATTRS
+        for page in wire.search("", "base", "(objectClass=*)", attrs_wanted, page_size=0):
             for _, attrs in page:
                 dse = lowered(attrs)
-        return self._resolved(dse)
+        r = self._resolved(dse)
+        if self.extra_attributes:
+            if not self._schema_checked:
+                self._check_schema(wire, _first(dse.get("subschemasubentry")))
+            r = with_extra(r, self.extra_attributes)
+        return r
+
+    def _check_schema(self, wire: Wire, subentry: str) -> None:
+        """Refuse mapped attributes the server's schema does not define (RFC 4512 4.2),
+        before any user is read. A server that hides its subschema is not second-guessed."""
+        if not subentry:
+            log.info("ldap source: no subschemaSubentry; mapped attributes are not checked")
+            return
+        known: set[str] = set()
+        try:
+            for page in wire.search(subentry, "base", "(objectClass=subschema)",
+                                    ["attributeTypes"], page_size=0):
+                for _, attrs in page:
+                    for value in lowered(attrs).get("attributetypes", ()):
+                        known.update(n.lower() for n in schema_names(value.decode(
+                            "utf-8", "replace")))
+        except SourceError as exc:
+            log.info("ldap source: subschema unreadable (%s); mapped attributes are not "
+                     "checked", exc)
+            return
+        if not known:
+            return
+        unknown = sorted(n for n in self.extra_attributes if n.lower() not in known)
+        if unknown:
+            raise ConfigError(f"target.mapping: the LDAP server's schema has no attribute "
+                              f"{', '.join(map(repr, unknown))}",
+                              hint="check the spelling against the directory's schema")
+        self._schema_checked = True
 
     def _resolved(self, dse: dict[str, list[bytes]]) -> Resolved:
         try:

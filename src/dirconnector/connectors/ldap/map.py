@@ -8,11 +8,13 @@ with one dict lookup in the common case and a parsed, normalised DN otherwise.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from ...mapping import MANAGER_SOURCE
 from ...model import Group, Skipped, User, normalize_email
 from .settings import LdapSettings
 from .syntax import DNError, escape_filter_value, normalize_dn, parse_dn, strip_uid_suffix
@@ -89,6 +91,27 @@ class Resolved:
     group_name: str
     user_attrs: tuple[str, ...] = field(default=())
     group_attrs: tuple[str, ...] = field(default=())
+    extra: tuple[str, ...] = ()
+    """Lower-cased attributes an attribute mapping asked for (``manager``: a DN, resolved
+    to the manager's external id once every user is read)."""
+
+
+_SCHEMA_NAME = re.compile(r"\bNAME\s+(?:'([^']*)'|\(([^)]*)\))")
+
+
+def schema_names(definition: str) -> list[str]:
+    """The NAMEs of one attributeTypes value (RFC 4512 4.1.2: ``NAME 'cn'`` or
+    ``NAME ( 'cn' 'commonName' )``)."""
+    m = _SCHEMA_NAME.search(definition)
+    if not m:
+        return []
+    return [m[1]] if m[1] is not None else re.findall(r"'([^']*)'", m[2])
+
+
+def with_extra(r: Resolved, names: Iterable[str]) -> Resolved:
+    """``r`` also reading ``names`` (ReadsAttributes) for every user."""
+    extra = tuple(sorted({n.lower() for n in names}))
+    return replace(r, extra=extra, user_attrs=tuple(dict.fromkeys((*r.user_attrs, *extra))))
 
 
 def resolve(s: LdapSettings, info: ServerInfo) -> Resolved:
@@ -246,6 +269,7 @@ class UserMapper:
         extra_uid = r.user_name != "uid"
         ad = r.ad
         guids, guid_a = self.guids, n("objectguid", "objectguid")
+        extra = [(x, n(x, x)) for x in r.extra]
         self._by_norm = None
         for dn, a in entries:
             get = a.get
@@ -288,10 +312,22 @@ class UserMapper:
             given = v[0].decode("utf-8", "replace").strip() if v else ""
             v = get(family_a)
             family = v[0].decode("utf-8", "replace").strip() if v else ""
-            append(User(ext, normalize_email(email), user_name, display, given, family, active))
+            if not extra:
+                append(User(ext, normalize_email(email), user_name, display, given, family,
+                            active))
+                continue
+            attributes = []
+            for name, spelt in extra:
+                v = get(spelt)
+                if v and (text := v[0].decode("utf-8", "replace").strip()):
+                    attributes.append((name, text))
+            append(User(ext, normalize_email(email), user_name, display, given, family, active,
+                        "", tuple(attributes)))
 
     def finish(self) -> None:
-        """Match disabled DNs the server spelt differently in the two searches (rare)."""
+        """Resolve manager DNs; match disabled DNs the server spelt differently (rare)."""
+        if MANAGER_SOURCE in self.r.extra:
+            self.users = [self._with_manager(u) for u in self.users]
         if self._disabled_seen == len(self.disabled):
             return
         wanted = {normalize_dn(dn) for dn in self.disabled}
@@ -300,6 +336,24 @@ class UserMapper:
         self.users = [replace(u, active=False) if u.external_id in lost else u
                       for u in self.users]
         self._disabled_seen = len(self.disabled)
+
+    def _with_manager(self, user: User) -> User:
+        """``manager`` holds a DN (RFC 4524 2.12; AD: a DN-valued attribute): the manager's
+        external id instead, or nothing for a DN outside the user search."""
+        attrs = user.attributes
+        dn = next((v for k, v in attrs if k == MANAGER_SOURCE), None)
+        if dn is None:
+            return user
+        boss = self.by_dn.get(dn)
+        if boss is None:
+            try:
+                boss = self.by_norm().get(normalize_dn(dn))
+            except DNError:
+                boss = None
+        kept = tuple((k, v) for k, v in attrs if k != MANAGER_SOURCE)
+        if boss:
+            kept = tuple(sorted((*kept, (MANAGER_SOURCE, boss))))
+        return replace(user, attributes=kept)
 
     def add_deleted(self, entries: Iterable[tuple[str, Attrs]],
                     known: Mapping[str, str]) -> int:

@@ -15,17 +15,20 @@ are inactive; STAGED (created, never activated) is synced only with ``sync_stage
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from ...checks import CheckReport
-from ...errors import DirconnectorError, IncompleteRead, SourceError, TransientError
+from ...errors import ConfigError, DirconnectorError, IncompleteRead, SourceError, TransientError
 from ...http import pause
+from ...mapping import MANAGER_SOURCE
 from ...model import Group, Skipped, Snapshot, User, clean_text, normalize_email
 from ...state_space import ConnectorState
 from .. import Changes, StreamGap, StreamMode
@@ -48,6 +51,7 @@ DEPROVISIONED = 'status eq "DEPROVISIONED"'
 _SEARCH_HINT = ("the part after '|' is sent to Okta as the search parameter; see 'search' "
                 "under List all users / List all groups in Okta's API reference")
 
+_PROFILE_NAME = re.compile(r"^(profile\.)?[A-Za-z_][A-Za-z0-9_]*$")
 Slim = dict[str, str]
 """The user fields the connector maps, as cached: id, status, email, login, names."""
 
@@ -86,6 +90,23 @@ class OktaConnector:
         self._memory: ReadCache | None = None
         """The users and memberships of the last read, kept up to date by ``changes``
         (a deleted user's groups are handed on without them)."""
+        self.extra_attributes: tuple[str, ...] = ()
+        """Profile properties an attribute mapping reads too (``read_attributes``)."""
+
+    def read_attributes(self, names: frozenset[str]) -> None:
+        """Also read these user profile properties (ReadsAttributes): ``title`` or
+        ``profile.title``; ``manager`` is ``profile.managerId`` (the manager's Okta id or
+        login), resolved to the manager's id. A changed list means one full read (the
+        cache's fingerprint covers it)."""
+        for name in names:
+            if not _PROFILE_NAME.match(name):
+                raise ConfigError(f"target.mapping: {name!r} is not an Okta profile property "
+                                  "(letters, digits and _; optionally profile.<name>)")
+        self.extra_attributes = tuple(sorted(names))
+        s = self.settings
+        self._fingerprint = fingerprint(s.org_url, s.user_filter, s.group_filter,
+                                        s.email_attribute, s.incremental,
+                                        *self.extra_attributes)
 
     def __repr__(self) -> str:
         return f"OktaConnector(org_url={self.settings.org_url!r}, auth={self.auth_mode!r})"
@@ -174,6 +195,8 @@ class OktaConnector:
                 users.append(user)
             if skip is not None:
                 skipped.append(skip)
+        if MANAGER_SOURCE in self.extra_attributes:
+            users = _with_managers(users, slims)
         info = {"source": s.org_url, "auth": self.auth_mode,
                 "read": "full" if full or cache is None else f"incremental ({s.incremental})",
                 "users read": str(len(slims)), "pages": str(self.api.pages_read - pages),
@@ -312,12 +335,19 @@ class OktaConnector:
                 yield item
 
     def _slim(self, raw: Mapping[str, Any]) -> Slim:
-        return {"id": str(raw["id"]), "status": str(raw.get("status") or ""),
+        slim = {"id": str(raw["id"]), "status": str(raw.get("status") or ""),
                 "email": clean_text(_lookup(raw, self.settings.email_attribute)),
                 "login": clean_text(_lookup(raw, "profile.login")),
                 "first": clean_text(_lookup(raw, "profile.firstName")),
                 "last": clean_text(_lookup(raw, "profile.lastName")),
                 "display": clean_text(_lookup(raw, "profile.displayName"))}
+        for name in self.extra_attributes:
+            path = "profile.managerId" if name == MANAGER_SOURCE else (
+                name if name.startswith("profile.") else f"profile.{name}")
+            value = clean_text(_scalar(raw, path))
+            if value:
+                slim["x:" + name] = value
+        return slim
 
     def _user(self, slim: Slim) -> tuple[User | None, Skipped | None]:
         uid, status, email = slim["id"], slim["status"], slim["email"]
@@ -333,9 +363,42 @@ class OktaConnector:
             return None, Skipped("user", normalize_email(email) or uid, "filtered out",
                                  "user_filter")
         display = slim["display"] or f"{slim['first']} {slim['last']}".strip()
+        extra = tuple(sorted((k[2:], v) for k, v in slim.items() if k.startswith("x:")))
         return User(external_id=uid, email=email, user_name=slim["login"], display_name=display,
                     given_name=slim["first"], family_name=slim["last"],
-                    active=status not in INACTIVE_STATUSES), None
+                    active=status not in INACTIVE_STATUSES, attributes=extra), None
+
+
+def _with_managers(users: list[User], slims: Mapping[str, Slim]) -> list[User]:
+    """profile.managerId is free text (Okta's default profile): the manager's Okta id, or
+    failing that a login; anything else names no one and is dropped."""
+    by_login = {s["login"].lower(): uid for uid, s in slims.items() if s["login"]}
+    out = []
+    for user in users:
+        boss = dict(user.attributes).get(MANAGER_SOURCE)
+        if boss is None:
+            out.append(user)
+            continue
+        ext = boss if boss in slims else by_login.get(boss.lower(), "")
+        kept = [(k, v) for k, v in user.attributes if k != MANAGER_SOURCE]
+        if ext:
+            kept.append((MANAGER_SOURCE, ext))
+        out.append(replace(user, attributes=tuple(sorted(kept))))
+    return out
+
+
+def _scalar(obj: Mapping[str, Any], path: str) -> str:
+    """A profile property as text: strings, numbers and booleans; a list's first item."""
+    value: Any = obj
+    for part in path.split("."):
+        if not isinstance(value, Mapping):
+            return ""
+        value = value.get(part)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, str | int | float) else ""
 
 
 def _merged(cache: ReadCache, delta: Delta,

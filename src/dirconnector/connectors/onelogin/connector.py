@@ -23,13 +23,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from ...checks import CheckReport
-from ...errors import DirconnectorError, IncompleteRead, SourceError
+from ...errors import ConfigError, DirconnectorError, IncompleteRead, SourceError
 from ...http import RetryPolicy, pause
+from ...mapping import MANAGER_SOURCE
 from ...model import Group, Skipped, Snapshot, User, clean_text
 from ...state_space import ConnectorState
 from .. import Changes, StreamGap, StreamMode
@@ -86,6 +88,8 @@ class OneLoginConnector:
             s.email_suffix)))
         self._memory: ReadCache | None = None
         """Users and groups of the last read, kept current by ``changes``."""
+        self.extra_attributes: tuple[str, ...] = ()
+        """User fields an attribute mapping reads too (``read_attributes``)."""
 
     def __repr__(self) -> str:
         s = self.settings
@@ -117,6 +121,21 @@ class OneLoginConnector:
                 report.counts[name] = int(total)
         return report
 
+    def read_attributes(self, names: frozenset[str]) -> None:
+        """Also read these user fields (ReadsAttributes): the user object's standard fields
+        (title, department, phone, ...) and ``custom_attributes.<name>``; ``manager`` is
+        ``manager_user_id``, the manager's OneLogin id."""
+        for name in names:
+            head, dot, rest = name.partition(".")
+            if not (name == MANAGER_SOURCE or name in STANDARD_FIELDS
+                    or (head == "custom_attributes" and dot and rest)):
+                raise ConfigError(f"target.mapping: {name!r} is not a OneLogin user field "
+                                  f"({', '.join(sorted(STANDARD_FIELDS))}, "
+                                  "custom_attributes.<name>, manager)")
+        self.extra_attributes = tuple(sorted(names))
+        self._fingerprint = "|".join((self._fingerprint.split("|attrs:")[0],
+                                      "attrs:" + ",".join(self.extra_attributes)))
+
     def fetch(self, state: ConnectorState) -> Snapshot:
         started = time.monotonic()
         pages_before = self.api.pages_read
@@ -146,6 +165,12 @@ class OneLoginConnector:
                 users.append(item)
             else:
                 skipped.append(item)
+        if MANAGER_SOURCE in self.extra_attributes:
+            # manager_user_id names the manager's id; one not read names no one we sync.
+            read_ids = new.users.keys()
+            users = [u if dict(u.attributes).get(MANAGER_SOURCE, "") in read_ids else
+                     replace(u, attributes=tuple(p for p in u.attributes
+                                                 if p[0] != MANAGER_SOURCE)) for u in users]
         groups = [Group(gid, str(g["name"]), frozenset(g["members"]))
                   for gid, g in new.groups.items()]
         info = {"source": "onelogin", "api": s.api_url, "groups_from": s.groups_from,
@@ -237,6 +262,16 @@ class OneLoginConnector:
                 else {}
         else:
             slim[attr] = raw.get(attr)
+        for name in self.extra_attributes:       # what a mapping reads (``_field``)
+            if name == MANAGER_SOURCE:
+                slim["manager_user_id"] = raw.get("manager_user_id")
+            elif name.startswith("custom_attributes."):
+                custom = raw.get("custom_attributes")
+                key = name.split(".", 1)[1]
+                kept = slim.setdefault("custom_attributes", {})
+                kept[key] = custom.get(key) if isinstance(custom, dict) else None
+            else:
+                slim[name] = raw.get(name)
         return slim
 
     def _read_users(self) -> list[dict[str, Any]]:
@@ -284,9 +319,12 @@ class OneLoginConnector:
                            external_id=ext)
         given = clean_text(_text(raw.get("firstname")))
         family = clean_text(_text(raw.get("lastname")))
+        extra: tuple[tuple[str, str], ...] = ()
+        if self.extra_attributes:
+            extra = tuple((n, v) for n in self.extra_attributes if (v := _field(raw, n)))
         return User(external_id=ext, email=email, user_name=username,
                     display_name=" ".join(p for p in (given, family) if p),
-                    given_name=given, family_name=family, active=active)
+                    given_name=given, family_name=family, active=active, attributes=extra)
 
     def _email(self, raw: Mapping[str, Any], username: str) -> str:
         attr = self.settings.email_attribute
@@ -347,6 +385,26 @@ class OneLoginConnector:
                     continue
                 groups.append(Group(gid, name, frozenset(members.get(gid, ()))))
         return groups
+
+
+STANDARD_FIELDS = frozenset({
+    "phone", "title", "department", "company", "comment", "samaccountname",
+    "userprincipalname", "distinguished_name", "member_of", "external_id", "manager_ad_id",
+    "directory_id", "firstname", "lastname", "username", "email", "state", "group_id"})
+"""Fields of the v2 user object (OneLogin API reference, Users) a mapping may read."""
+
+
+def _field(raw: Mapping[str, Any], name: str) -> str:
+    if name == MANAGER_SOURCE:
+        value = raw.get("manager_user_id")
+    elif name.startswith("custom_attributes."):
+        custom = raw.get("custom_attributes")
+        value = custom.get(name.split(".", 1)[1]) if isinstance(custom, dict) else None
+    else:
+        value = raw.get(name)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return ""
+    return clean_text(str(value))
 
 
 def _user_id(raw: Mapping[str, Any]) -> str:

@@ -27,7 +27,7 @@ from ...errors import DirconnectorError, StalePlan
 from ...model import Group, Snapshot
 from ...outcome import Outcome
 from ...plan import Change, DeleteUser, LinkUser, Plan, UpdateUser
-from ...settings import HttpPluginSettings
+from ...settings import MappedTargetSettings
 from .api import BitwardenApi, endpoints
 from .apply import Applier
 from .importer import BATCH, NO_RELINK, OWNER_KEPT, email_change_note, plan_work
@@ -38,7 +38,12 @@ CLIENT_ID = re.compile(r"^organization\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F
                        r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-class BitwardenSettings(HttpPluginSettings):
+BITWARDEN_NO_MAPPING = (
+    "Bitwarden cannot store mapped attributes: a member holds only an email and an external "
+    "id, and the person's name and profile belong to their own account; remove [target.mapping]")
+
+
+class BitwardenSettings(MappedTargetSettings):
     """``[target] type = "bitwarden"``."""
 
     type: Literal["bitwarden"] = "bitwarden"
@@ -59,6 +64,12 @@ class BitwardenSettings(HttpPluginSettings):
     """Batch imports at 2,000 objects with largeImport: "auto" when an import exceeds 2,000."""
     concurrency: int = Field(8, ge=1, le=32)
     """Parallel reads of group member ids."""
+
+    @model_validator(mode="after")
+    def _holds_no_mapping(self) -> BitwardenSettings:
+        if self.mapping:
+            raise ValueError(f"mapping: {BITWARDEN_NO_MAPPING}")
+        return self
 
     @field_validator("client_id")
     @classmethod

@@ -55,7 +55,7 @@ class BulkCreator:
         cur_bytes = 200
         for i, change in enumerate(changes):
             op = {"method": "POST", "path": "/Users",
-                  "bulkId": f"u{i}", "data": wire.user_resource(change.user)}
+                  "bulkId": f"u{i}", "data": self.writer.user_body(change.user)}
             size = len(json.dumps(op)) + 2
             if cur and (len(cur) >= self.size or (self.max_bytes and cur_bytes + size
                                                   > self.max_bytes)):

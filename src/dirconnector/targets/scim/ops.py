@@ -20,7 +20,8 @@ from urllib.parse import quote
 
 from ...errors import AuthError, Conflict, DirconnectorError, TargetError, TransientError
 from ...http import READ_BACK, HttpClient, Response
-from ...model import User
+from ...mapping import MANAGER, UserMapping
+from ...model import User, value_of
 from ...outcome import Outcome
 from ...plan import (
     AddMembers,
@@ -42,6 +43,7 @@ from ...plan import (
     subject,
 )
 from .. import WritesExternalId
+from . import attrs as attrs
 from . import wire as wire
 
 log = logging.getLogger(__name__)
@@ -75,9 +77,16 @@ class ScimWriter:
     def __init__(self, http: HttpClient, caps: wire.Capabilities, *, member_chunk: int,
                  users_by_ext: Mapping[str, str], groups_by_ext: Mapping[str, str],
                  versions: Mapping[str, str], logins: Mapping[str, str] | None = None,
-                 relink: WritesExternalId | None = None) -> None:
+                 relink: WritesExternalId | None = None,
+                 mapping: UserMapping | None = None) -> None:
         self.http = http
         self.caps = caps
+        self.mapping = mapping or UserMapping()
+        """``[target.mapping]``: the extra attributes written on create and update."""
+        self._paths = {r.path.text: r.path for r in self.mapping.rules}
+        self._managers: dict[str, str] = {}
+        """User external id -> manager external id, for managers whose account was not
+        known when the user was written (created later in the same apply)."""
         self.relink = relink
         """Writes relinks some other way than SCIM PATCH (Bitwarden: the Public API member
         and group updates, which every server version honours)."""
@@ -161,6 +170,8 @@ class ScimWriter:
             self._check_update(change)
             ops = wire.user_update_ops(change.user, change.fields,
                                        move_login=self._login_is_email(change))
+            if self._paths:
+                ops += self._attribute_ops(change)
             self.modify(users, change.ref, ops, t)
             return change.ref
         if isinstance(change, LinkUser | RelinkUser):
@@ -222,10 +233,58 @@ class ScimWriter:
 
     # ------------------------------------------------------------ creates
 
+    def _attribute_ops(self, change: UpdateUser) -> list[dict[str, Any]]:
+        changed = [(self._paths[f], old, value_of(change.user, f))
+                   for f, old in zip(change.fields, change.before, strict=True)
+                   if f in self._paths]
+        ops, complete = attrs.update_ops(changed, self._known_user)
+        if not complete:
+            self._defer_manager(change.user)
+        return ops
+
+    def _known_user(self, external_id: str) -> str:
+        """The SCIM id of a user this run knows (read or created); "" if none yet."""
+        with self._lock:
+            return self._users.get(external_id, "")
+
+    def _defer_manager(self, user: User) -> None:
+        boss = value_of(user, MANAGER)
+        with self._lock:
+            self._managers[user.external_id] = boss
+
+    def user_body(self, user: User) -> dict[str, Any]:
+        """The POST body of a user: the core resource plus its mapped attributes; a manager
+        whose account is not known yet is set by ``set_pending_managers``."""
+        body = wire.user_resource(user)
+        if self._paths and user.attributes and not attrs.add_to_body(
+                body, user.attributes, self.mapping, self._known_user):
+            self._defer_manager(user)
+        return body
+
+    def set_pending_managers(self) -> list[str]:
+        """Write the manager references left out earlier in this apply (RFC 7643 4.3: the
+        manager's SCIM id, known now that every create has run); the problems, in words.
+        A failure here is planned again by the next run (the server lacks the manager)."""
+        with self._lock:
+            pending, self._managers = dict(self._managers), {}
+        problems = []
+        for ext, boss in sorted(pending.items()):
+            ref, boss_ref = self._known_user(ext), self._known_user(boss)
+            if not ref or not boss_ref:
+                problems.append(f"{ext}: manager {boss} has no account; not set")
+                continue
+            try:
+                self.modify(self.caps.users_path, ref, [{
+                    "op": "replace", "path": attrs.patch_path(self._paths[MANAGER]),
+                    "value": {"value": boss_ref}}], Attempts())
+            except (TargetError, TransientError) as exc:
+                problems.append(f"{ext}: setting the manager failed: {exc}")
+        return problems
+
     def create_user(self, user: User, t: Attempts, *, uncertain: bool = False) -> str:
         """POST a User; a create that may already have landed is looked up, never duplicated."""
         path = self.caps.users_path
-        ref = self._create(path, wire.user_resource(user), t, uncertain,
+        ref = self._create(path, self.user_body(user), t, uncertain,
                            lambda: self.find(path, "externalId", user.external_id),
                            lambda sure, exc: self.recover_user(user, sure, exc))
         self._remember(self._users, user.external_id, ref)

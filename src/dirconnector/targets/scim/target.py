@@ -24,20 +24,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
 from ...checks import CheckReport
 from ...diff import USER_FIELDS
-from ...errors import AuthError, DirconnectorError, TargetError
+from ...errors import AuthError, ConfigError, DirconnectorError, TargetError
 from ...http import HttpClient
+from ...mapping import MANAGER, UserMapping, parse_user_mapping
 from ...model import Group, Snapshot, User
 from ...plan import AddMembers, Change, CreateUser, Plan, RemoveMembers, RevokeUser, UpdateUser
-from ...settings import HttpPluginSettings
+from ...settings import MappedTargetSettings
 from .. import Record, WritesExternalId
 from ..bitwarden.importer import email_change_note
-from ..bitwarden.target import BitwardenSettings
+from ..bitwarden.target import BITWARDEN_NO_MAPPING, BitwardenSettings
+from . import attrs as attrs
 from . import wire as wire
 from .bulk import BulkCreator
 from .ops import ScimWriter
@@ -49,7 +52,7 @@ MembersProvider = Callable[[Sequence[Group]], Mapping[str, Iterable[str]]]
 """Given the server's groups, return each group's member user refs, keyed by group ref."""
 
 
-class ScimSettings(HttpPluginSettings):
+class ScimSettings(MappedTargetSettings):
     """``[target] type = "scim"``."""
 
     type: Literal["scim"] = "scim"
@@ -74,6 +77,12 @@ class ScimSettings(HttpPluginSettings):
     ServiceProviderConfig and pages the way Bitwarden does; else generic."""
     page_size: int = Field(500, ge=1, le=10000)
     """Resources asked for per page (count); servers may return fewer."""
+
+    @model_validator(mode="after")
+    def _bitwarden_holds_no_mapping(self) -> ScimSettings:
+        if self.flavor == "bitwarden" and self.mapping:
+            raise ValueError(f"mapping: {BITWARDEN_NO_MAPPING}")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -118,6 +127,8 @@ class ScimTarget:
         self._groups_by_ext: dict[str, str] = {}
         self._versions: dict[str, str] = {}
         self._id_writer: ScimWriter | None = None
+        self.mapping = parse_user_mapping(settings.mapping)
+        """``[target.mapping]``, parsed (validated when the settings were loaded)."""
         self.bulk_requests = 0
         """Bulk requests the last apply sent (for reports and tests)."""
 
@@ -133,7 +144,9 @@ class ScimTarget:
             flavor = self.capabilities().flavor
         except DirconnectorError:
             flavor = "bitwarden" if self.settings.flavor == "bitwarden" else "generic"
-        return ("email",) if flavor == "bitwarden" else USER_FIELDS
+        if flavor == "bitwarden":
+            return ("email",)
+        return (*USER_FIELDS, "attributes") if self.mapping else USER_FIELDS
 
     # ------------------------------------------------------------ discovery
 
@@ -205,18 +218,52 @@ class ScimTarget:
         n_users = _total(users)
         n_groups = _total(groups)
         report.add("credentials", True, f"token accepted; {n_users} users, {n_groups} groups")
+        if self.mapping:
+            try:
+                problems = self.mapping_problems()
+            except DirconnectorError as exc:
+                report.add("attribute mapping", False, f"cannot read the server's schema: {exc}")
+            else:
+                if problems is None:
+                    report.add("attribute mapping", True, "the server publishes no /Schemas; "
+                               "the mapping is not checked against it")
+                else:
+                    report.add("attribute mapping", not problems, "; ".join(problems) or
+                               f"{len(self.mapping.rules)} mapped attributes declared and "
+                               "writable")
         if self.settings.token is None:
             report.add("token", True, "no token configured: the server accepts anonymous calls")
         report.counts.update(users=n_users, groups=n_groups)
         return report
+
+    def mapping_problems(self) -> list[str] | None:
+        """The mapping checked against /Schemas and /ResourceTypes (ChecksMapping): one line
+        per attribute the server does not declare or marks read-only; None when the server
+        publishes no schemas (RFC 7644 4: they are optional in practice). Bitwarden holds no
+        mapped attribute at all."""
+        if not self.mapping:
+            return []
+        caps = self.capabilities()
+        if caps.flavor == "bitwarden":
+            return [f"target.mapping: {BITWARDEN_NO_MAPPING}"]
+        schemas = self.http.request("GET", "Schemas", ok=(200, 404, 501))
+        types = self.http.request("GET", "ResourceTypes", ok=(200, 404, 501))
+        if schemas.status != 200:
+            return None
+        return attrs.schema_problems(self.mapping, _resources(schemas),
+                                     _resources(types) if types.status == 200 else [])
 
     # ------------------------------------------------------------ read
 
     def snapshot(self) -> Snapshot:
         caps = self.capabilities()
         generic = caps.flavor == "generic"
-        user_res = self._list(caps.users_path, wire.USER_ATTRIBUTES if generic else None, caps)
+        self._refuse_bitwarden_mapping(caps)
+        wanted = ",".join([wire.USER_ATTRIBUTES, *attrs.list_attributes(self.mapping)])
+        user_res = self._list(caps.users_path, wanted if generic else None, caps)
         users = [wire.user_from(r) for r in user_res]
+        if self.mapping:
+            users = _with_attributes(users, user_res, self.mapping)
         user_refs = frozenset(u.ref for u in users)
         group_res = self._list(caps.groups_path, wire.GROUP_ATTRIBUTES if generic else None,
                                caps)
@@ -361,8 +408,23 @@ class ScimTarget:
         writer = ScimWriter(self.http, caps, member_chunk=self.settings.member_chunk,
                             users_by_ext=self._users_by_ext, groups_by_ext=self._groups_by_ext,
                             versions=self._versions, logins=self._logins,
-                            relink=self.relink if caps.flavor == "bitwarden" else None)
+                            relink=self.relink if caps.flavor == "bitwarden" else None,
+                            mapping=self.mapping)
         self.bulk_requests = 0
+        self._refuse_bitwarden_mapping(caps)
+        self._apply_phases(plan, record, stop, caps, writer)
+        if not stop.is_set():
+            # Managers created in this apply are referenced once they exist (RFC 7643 4.3);
+            # one that could not be set is planned again by the next run.
+            for problem in writer.set_pending_managers():
+                log.warning("SCIM: %s", problem)
+
+    def _refuse_bitwarden_mapping(self, caps: wire.Capabilities) -> None:
+        if caps.flavor == "bitwarden" and self.mapping:
+            raise ConfigError(f"target.mapping: {BITWARDEN_NO_MAPPING}")
+
+    def _apply_phases(self, plan: Plan, record: Record, stop: threading.Event,
+                      caps: wire.Capabilities, writer: ScimWriter) -> None:
         for batch in plan.by_phase():
             if stop.is_set():
                 return                   # interrupted: the next phase does not start
@@ -460,6 +522,32 @@ class ScimTarget:
                                for c in plan.changes):
             notes.append("updates carry If-Match with the version read (ETags)")
         return tuple(notes)
+
+
+def _resources(resp: Any) -> list[Mapping[str, Any]]:
+    """The resources of a ListResponse, or a bare JSON list (RFC 7644 4 allows both)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return []
+    items = body.get("Resources") if isinstance(body, dict) else body
+    return [r for r in items or () if isinstance(r, Mapping)] if isinstance(items, list) else []
+
+
+def _with_attributes(users: list[User], resources: list[dict[str, Any]], mapping: UserMapping
+                     ) -> list[User]:
+    """Users with their mapped attributes; the manager as the manager's external id (what
+    the directory side holds), or ``id:<SCIM id>`` for an account without one."""
+    ext_of = {u.ref: u.external_id for u in users}
+    out = []
+    for user, res in zip(users, resources, strict=True):
+        found = attrs.read_attributes(res, mapping)
+        if not found:
+            out.append(user)
+            continue
+        found = tuple((p, (ext_of.get(v) or f"id:{v}") if p == MANAGER else v) for p, v in found)
+        out.append(replace(user, attributes=found))
+    return out
 
 
 def _bitwarden_notes(plan: Plan) -> list[str]:

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from ...mapping import parse_path
 from ...model import Group, User, clean_text, normalize_email
+from .attrs import set_value
 
 USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -250,7 +252,7 @@ def apply_patch_locally(resource: Mapping[str, Any], ops: Sequence[Mapping[str, 
     body = {k: v for k, v in resource.items() if k != "meta"}
     for op in ops:
         path = str(op.get("path", ""))
-        if op["op"] == "replace" and "[" not in path:
+        if op["op"] == "replace" and "[" not in path and not path.lower().startswith("urn:"):
             head, _, tail = path.partition(".")
             if tail:
                 sub = dict(body.get(head) or {})
@@ -266,8 +268,18 @@ def apply_patch_locally(resource: Mapping[str, Any], ops: Sequence[Mapping[str, 
             gone = path[len("members[value eq "):-1]
             body["members"] = [m for m in body.get("members") or () if quote(
                 str(m.get("value"))) != gone]
-        elif op["op"] == "remove" and path and not any(c in path for c in "[]."):
+        elif op["op"] == "remove" and path and not any(c in path for c in "[].:"):
             body.pop(path, None)  # a PUT without the attribute clears it (RFC 7644 3.5.1)
+        elif op["op"] in ("replace", "remove") and path:
+            # A mapped attribute (targets/scim/attrs.py): a typed entry, a sub-attribute,
+            # an extension attribute.
+            set_value(body, parse_path(path), op.get("value") if op["op"] == "replace" else None)
+        elif op["op"] == "add" and isinstance(op.get("value"), list):
+            for entry in op["value"]:
+                for sub, value in entry.items():
+                    if sub != "type":
+                        set_value(body, parse_path(f'{path}[type eq "{entry["type"]}"].{sub}'),
+                                  value)
         else:
             raise ValueError(f"cannot apply {op['op']} {path} locally")
     return body
