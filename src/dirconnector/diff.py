@@ -24,6 +24,7 @@ from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from .mapping import MANAGER
 from .model import Group, Skipped, Snapshot, User, flatten, paused_gc
 from .plan import (
     AddMembers,
@@ -229,6 +230,12 @@ def _diff(desired: Snapshot, current: Snapshot, policy: Policy, managed: frozens
             # One entry per changed SCIM path (a cleared value too: the directory
             # cleared it), so a target patches exactly those paths.
             wanted, held = dict(user.attributes), dict(acct.attributes)
+            boss = wanted.get(MANAGER)
+            if boss and boss not in by_ext and not (
+                    boss in want_users and want_users[boss].active):
+                # The manager has no account and gets none in this plan (disabled, say):
+                # the target could not point at them, so this is not a change.
+                del wanted[MANAGER]
             for path in sorted(wanted.keys() | held.keys()):
                 if wanted.get(path, "") != held.get(path, ""):
                     delta.append(path)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from .connectors import Changes
+from .mapping import MANAGER_SOURCE
 from .model import Group, Snapshot, User
 
 __all__ = ["Affected", "affected", "combine", "cut_current", "cut_desired", "merge"]
@@ -120,6 +121,22 @@ def affected(before: Snapshot, after: Snapshot, changes: Changes) -> Affected:
                 groups.add(parent)
                 todo.append(parent)
     return Affected(frozenset(users), frozenset(groups))
+
+
+def with_reports(hit: Affected, before: Snapshot, after: Snapshot, changes: Changes
+                 ) -> Affected:
+    """``hit`` plus the users whose manager came or went in this batch: a mapping sends a
+    manager only while the manager is synced, so their mapped record changes too."""
+    came_or_went = {u for u in changes.users if u not in before.users}
+    came_or_went |= {u for u in before.users if u not in after.users}
+    if not came_or_went:
+        return hit
+    reports = {
+        k
+        for k, u in after.users.items()
+        if any(name == MANAGER_SOURCE and v in came_or_went for name, v in u.attributes)
+    }
+    return Affected(hit.users | reports, hit.groups) if reports - hit.users else hit
 
 
 def flat_members(groups: Mapping[str, Group], gid: str) -> frozenset[str]:

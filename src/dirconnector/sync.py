@@ -145,6 +145,9 @@ class Runner:
                 raise ConfigError(f"target.mapping: the {profile.source.type} source cannot read "
                                   "extra attributes")
             self.connector.read_attributes(self.mapping.source_attributes)
+        self.last_source: Snapshot | None = None
+        """The last directory read as the connector returned it, before the mappings
+        (watch merges change batches into it)."""
         self.progress = progress or (lambda _msg: None)
         self.applied = applied or (lambda _done, _total: None)
         self._lost = threading.Event()
@@ -252,6 +255,7 @@ class Runner:
         timings["source_read"] = time.perf_counter() - t0
         cstate.commit()
         _warn_skipped(desired)
+        self.last_source = desired
         desired = self.mapped(desired)
         if self.takeover_from != "none" and desired.previous_keys is None:
             # A connector that hands over no keys reads the ids bwdc stored (bwdc/keys.py).

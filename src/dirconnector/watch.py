@@ -31,7 +31,15 @@ from . import logs
 from .connectors import Changes, HasChangeStream, StreamGap, StreamMode
 from .errors import ConfigError, DirconnectorError, SafetyLimit
 from .guard import Limits
-from .incremental import affected, combine, cut_current, cut_desired, merge, refresh
+from .incremental import (
+    affected,
+    combine,
+    cut_current,
+    cut_desired,
+    merge,
+    refresh,
+    with_reports,
+)
 from .model import Snapshot
 from .plan import Plan, is_removal, memberships_removed
 from .settings import Profile, parse_duration
@@ -152,6 +160,11 @@ class Watcher:
         self.store = store
         self.stop = stop or threading.Event()
         self.runner = runner or Runner(profile, store, stop=self.stop)
+        if self.runner.group_mapping.external_id is not None:
+            raise ConfigError(
+                "target.group_mapping.externalId: watch cannot re-key groups batch by "
+                'batch; use mode = "interval" with this mapping'
+            )
         self.connector = self.runner.connector
         self.target = self.runner.target
         self.observer = observer or Observer()
@@ -249,11 +262,13 @@ class Watcher:
         self.observer.batch(self.name, result)
         if result.status == "refused":
             log.error("watch %s: the full sync was %s", self.name, refusal(result))
-        if self.desired is not None and result.desired is not None:
-            for what in _differences(self.desired, result.desired):
+        # The directory as the connector gave it (batches are merged into it unmapped).
+        source = self.runner.last_source if result.desired is not None else None
+        if self.desired is not None and source is not None:
+            for what in _differences(self.desired, source):
                 log.warning("watch %s: incremental repair: %s", self.name, what)
                 self.observer.repair(self.name, what)
-        self.desired = result.desired
+        self.desired = source
         self.current = self.target.snapshot()
         if result.plan is not None:
             self.managed_active = result.plan.managed_active
@@ -283,6 +298,8 @@ class Watcher:
         before = self.desired
         desired = merge(before, changes)
         hit = affected(before, desired, changes)
+        if self.runner.mapping.has_manager:
+            hit = with_reports(hit, before, desired, changes)
         target = self.target
         if isinstance(target, ReadsSome):
             emails = [desired.users[u].email for u in hit.users if u in desired.users]
@@ -297,7 +314,7 @@ class Watcher:
         else:
             current = target.snapshot()
         cur_cut = cut_current(current, desired, hit)
-        want_cut = cut_desired(desired, cur_cut, hit)
+        want_cut = self._mapped(cut_desired(desired, cur_cut, hit), desired)
         plan = self.runner.make_plan(want_cut, cur_cut)
         result = self._run_batch(plan, want_cut)
         self.desired = desired
@@ -331,6 +348,15 @@ class Watcher:
         self.batches += 1
         self.observer.batch(self.name, result)
         return result
+
+    def _mapped(self, cut: Snapshot, desired: Snapshot) -> Snapshot:
+        """The cut with ``[target.mapping]`` and ``[target.group_mapping]`` applied, as a
+        full read's would be (a manager is checked against every user, not the cut)."""
+        mapping, groups = self.runner.mapping, self.runner.group_mapping
+        if mapping:
+            users = {k: mapping.map_user(u, desired.users) for k, u in cut.users.items()}
+            cut = dataclasses.replace(cut, users=users)
+        return groups.apply(cut) if groups else cut
 
     def _run_batch(self, plan: Plan, desired: Snapshot) -> RunResult:
         """Guard (windowed), apply and journal one incremental plan as a run."""

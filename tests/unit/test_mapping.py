@@ -221,6 +221,19 @@ def test_a_cleared_attribute_is_planned_as_cleared():
     assert describe(change).endswith("department: 'R&D' → ''")
 
 
+def test_a_manager_without_an_account_is_no_change_until_they_have_one():
+    """A manager who is disabled and has no account cannot be pointed at: no update (the
+    next plan stays empty); once they hold an account, the reference is planned."""
+    boss = User("b", "b@x.com", display_name="B", active=False)
+    want = Snapshot.build([person("a", **{MANAGER: "b"}), boss])
+    held = User("a", "a@x.com", display_name="A", ref="r1")
+    assert diff(want, Snapshot({"r1": held}, {}), fields=FIELDS).changes == ()
+    boss_account = User("b", "b@x.com", display_name="B", active=False, ref="r2")
+    (change,) = diff(want, Snapshot({"r1": held, "r2": boss_account}, {}),
+                     fields=FIELDS).changes
+    assert (change.fields, change.before) == ((MANAGER,), ("",))
+
+
 def test_a_target_without_attributes_never_compares_them():
     """The default fields ignore mapped attributes (Bitwarden, older targets)."""
     want = Snapshot.build([person("a", title="Eng")])

@@ -28,7 +28,11 @@ def slapd_rw(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def make_profile(
-    tmp_path: Path, slapd: dict[str, str], scim: ScimServer, **sync: Any
+    tmp_path: Path,
+    slapd: dict[str, str],
+    scim: ScimServer,
+    mapping: dict[str, Any] | None = None,
+    **sync: Any,
 ) -> settings.Profile:
     data = {
         "source": {
@@ -40,7 +44,12 @@ def make_profile(
             "disabled_filter": "(pwdAccountLockedTime=*)",
             "timeout": 10,
         },
-        "target": {"type": "scim", "url": scim.url, "token": TOKEN},
+        "target": {
+            "type": "scim",
+            "url": scim.url,
+            "token": TOKEN,
+            **({"mapping": mapping} if mapping else {}),
+        },
         "sync": {"remove_missing": True, "batch_window": "0.2s", **sync},
         "state": {"path": str(tmp_path / "state.db")},
     }

@@ -425,6 +425,7 @@ class AdStream:
 
         # Users: the user search narrowed to the changed GUIDs.
         mapper = UserMapper(r, self._disabled(wire, r, live))
+        mapper.known = index.user_by_dn  # managers outside the batch
         for part in _guid_filters(live):
             for entries in wire.search(
                 r.user_base,

@@ -228,6 +228,9 @@ class UserMapper:
         self.dn_ids = 0                       # entries keyed on their DN (no id attribute)
         self._by_norm: dict[str, str] | None = None
         self.guids: dict[str, str] | None = None
+        self.known: Mapping[str, str] = {}
+        """Raw DN -> external id of users read before (a change stream maps a few
+        entries at a time: their managers are usually among the users already known)."""
         """objectGUID text -> external id where they differ; kept only for a takeover
         from bwdc on a server whose entries carry objectGUID but are keyed otherwise."""
 
@@ -344,10 +347,14 @@ class UserMapper:
         dn = next((v for k, v in attrs if k == MANAGER_SOURCE), None)
         if dn is None:
             return user
-        boss = self.by_dn.get(dn)
+        boss = self.by_dn.get(dn) or self.known.get(dn)
         if boss is None:
             try:
-                boss = self.by_norm().get(normalize_dn(dn))
+                norm = normalize_dn(dn)
+                boss = self.by_norm().get(norm)
+                if boss is None and self.known:
+                    boss = next((e for k, e in self.known.items()
+                                 if normalize_dn(k) == norm), None)
             except DNError:
                 boss = None
         kept = tuple((k, v) for k, v in attrs if k != MANAGER_SOURCE)

@@ -360,6 +360,7 @@ class SyncreplStream:
                     for dn, _ in entries
                 )
             batch = UserMapper(r, disabled)
+            batch.known = mapper.by_dn  # managers outside the batch
             for entries in self._search(
                 r.user_base,
                 s.user_scope,

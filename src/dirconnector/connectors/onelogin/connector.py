@@ -268,8 +268,9 @@ class OneLoginConnector:
             elif name.startswith("custom_attributes."):
                 custom = raw.get("custom_attributes")
                 key = name.split(".", 1)[1]
-                kept = slim.setdefault("custom_attributes", {})
+                kept: dict[str, Any] = dict(slim.get("custom_attributes") or {})
                 kept[key] = custom.get(key) if isinstance(custom, dict) else None
+                slim["custom_attributes"] = kept
             else:
                 slim[name] = raw.get(name)
         return slim

@@ -300,9 +300,15 @@ class ScimTarget:
         caps = self.capabilities()
         clauses = [wire.eq_filter("externalId", e) for e in sorted(set(external_ids)) if e]
         clauses += [wire.eq_filter("userName", e) for e in sorted(set(emails)) if e]
-        attrs = wire.USER_ATTRIBUTES if caps.flavor == "generic" else None
-        found = self._read_some(caps.users_path, attrs, caps, clauses)
+        wanted = None
+        if caps.flavor == "generic":
+            wanted = ",".join([wire.USER_ATTRIBUTES, *attrs.list_attributes(self.mapping)])
+        found = self._read_some(caps.users_path, wanted, caps, clauses)
         users = [wire.user_from(r) for r in found]
+        if self.mapping:
+            # A manager is read as their SCIM id: the external id of the accounts seen so far.
+            ext_of = {ref: ext for ext, ref in self._users_by_ext.items()}
+            users = _with_attributes(users, found, self.mapping, ext_of)
         for u in users:
             if u.external_id:
                 self._users_by_ext[u.external_id] = u.ref
@@ -534,11 +540,13 @@ def _resources(resp: Any) -> list[Mapping[str, Any]]:
     return [r for r in items or () if isinstance(r, Mapping)] if isinstance(items, list) else []
 
 
-def _with_attributes(users: list[User], resources: list[dict[str, Any]], mapping: UserMapping
-                     ) -> list[User]:
+def _with_attributes(users: list[User], resources: list[dict[str, Any]], mapping: UserMapping,
+                     known: dict[str, str] | None = None) -> list[User]:
     """Users with their mapped attributes; the manager as the manager's external id (what
-    the directory side holds), or ``id:<SCIM id>`` for an account without one."""
-    ext_of = {u.ref: u.external_id for u in users}
+    the directory side holds), or ``id:<SCIM id>`` for an account without one. ``known``:
+    SCIM id -> external id of accounts read before (a partial read)."""
+    ext_of = dict(known or {})
+    ext_of.update((u.ref, u.external_id) for u in users if u.external_id)
     out = []
     for user, res in zip(users, resources, strict=True):
         found = attrs.read_attributes(res, mapping)
