@@ -123,8 +123,7 @@ def affected(before: Snapshot, after: Snapshot, changes: Changes) -> Affected:
     return Affected(frozenset(users), frozenset(groups))
 
 
-def with_reports(hit: Affected, before: Snapshot, after: Snapshot, changes: Changes
-                 ) -> Affected:
+def with_reports(hit: Affected, before: Snapshot, after: Snapshot, changes: Changes) -> Affected:
     """``hit`` plus the users whose manager came or went in this batch: a mapping sends a
     manager only while the manager is synced, so their mapped record changes too."""
     came_or_went = {u for u in changes.users if u not in before.users}
