@@ -330,10 +330,13 @@ class UserMapping:
         out: list[tuple[str, str]] = []
         for rule in self.rules:
             if rule.path.text == MANAGER:
-                # A manager outside the synced set (or the user itself) has no account
-                # to point at: nothing is sent, so the next plan stays empty.
+                # A manager outside the synced set, disabled (no account is created for
+                # them), or the user itself has no account to point at: nothing is sent,
+                # so the next plan stays empty.
                 boss = raw.get(MANAGER_SOURCE, "")
-                value = boss if boss in everyone and boss != user.external_id else ""
+                found = everyone.get(boss)
+                value = boss if found is not None and found.active and \
+                    boss != user.external_id else ""
             else:
                 value = clean_text(rule.expr.evaluate(get))
             if value:

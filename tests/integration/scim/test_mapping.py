@@ -251,3 +251,31 @@ def test_no_mapping_sends_what_it_always_sent(make_target: MakeTarget, proxy: Fa
     assert set(post) == {"schemas", "userName", "externalId", "emails", "active", "displayName",
                          "name"}
     assert post["schemas"] == ["urn:ietf:params:scim:schemas:core:2.0:User"]
+
+
+def test_sub_attributes_of_one_typed_entry_clear_and_return(make_target: MakeTarget,
+                                                             scim_server: ScimServer) -> None:
+    """Two sub-attributes of the work address: clearing one keeps the entry, clearing both
+    removes it, setting one again adds it back once; every step converges."""
+    target = make_target(mapping={'addresses[type eq "work"].locality': "l",
+                                  'addresses[type eq "work"].postalCode': "zip"}, bulk="off")
+    rules = parse_user_mapping(target.settings.mapping)
+
+    def user(**raw: str) -> User:
+        return User("ext-1", "a@example.org", attributes=tuple(sorted(raw.items())))
+
+    def step(u: User) -> list[dict[str, object]]:
+        want = rules.apply(Snapshot.build([u]))
+        plan = diff(want, target.snapshot(), POLICY, managed_refs(target), target.user_fields)
+        apply(target, plan)
+        assert diff(want, target.snapshot(), POLICY, managed_refs(target),
+                    target.user_fields).empty
+        return scim_server.find_user("ext-1").get("addresses") or []  # type: ignore[return-value]
+
+    assert step(user(l="Berlin", zip="10115")) == [
+        {"type": "work", "locality": "Berlin", "postalCode": "10115"}]
+    assert [a.get("locality") for a in step(user(zip="10115"))] == [None]
+    assert step(user()) == []
+    assert step(user(l="Paris")) == [{"type": "work", "locality": "Paris"}]
+    assert step(user(l="Paris", zip="75001")) == [
+        {"type": "work", "locality": "Paris", "postalCode": "75001"}]

@@ -34,11 +34,12 @@ def _container(resource: Mapping[str, Any], p: Path) -> Mapping[str, Any] | None
     return ext if isinstance(ext, Mapping) else None
 
 
-def _entry(values: Any, kind: str) -> Mapping[str, Any] | None:
-    """The entry of a multi-valued attribute whose type is ``kind`` (the primary one first)."""
+def _entry(values: Any, kind: str, sub: str = "") -> Mapping[str, Any] | None:
+    """The entry of a multi-valued attribute whose type is ``kind``: the primary one first,
+    then one that holds ``sub`` (a server may keep a bare ``{"type": ...}`` entry)."""
     found = [v for v in values or () if isinstance(v, Mapping)
              and str(v.get("type") or "").lower() == kind.lower()]
-    found.sort(key=lambda v: v.get("primary") is not True)
+    found.sort(key=lambda v: (v.get("primary") is not True, not (sub and v.get(sub))))
     return found[0] if found else None
 
 
@@ -49,7 +50,7 @@ def read_value(resource: Mapping[str, Any], p: Path) -> str:
         return ""
     value = holder.get(p.attr)
     if p.type:
-        entry = _entry(value, p.type)
+        entry = _entry(value, p.type, p.sub)
         value = entry.get(p.sub) if entry is not None else None
     elif p.sub:
         value = value.get(p.sub) if isinstance(value, Mapping) else None
@@ -147,16 +148,27 @@ def patch_path(p: Path) -> str:
         f".{p.sub}" if p.sub else "")
 
 
-def update_ops(changed: Iterable[tuple[Path, str, str]], manager_ref: Callable[[str], str]
+def update_ops(changed: Iterable[tuple[Path, str, str]], manager_ref: Callable[[str], str],
+               held: Mapping[str, str] | None = None, wanted: Mapping[str, str] | None = None,
                ) -> tuple[list[dict[str, Any]], bool]:
     """PATCH operations for (path, old value, new value) triples, one per changed path.
 
-    RFC 7644 3.5.2: ``replace`` of a simple or complex sub-attribute path; a new entry of
-    a multi-valued attribute is ``add`` of that entry (a replace with a filter that
-    matches nothing is a 400 noTarget, 3.5.2.3); a cleared value is ``remove`` (of the
-    whole typed entry for ``.value``). Returns False as well when a manager's account is
+    RFC 7644 3.5.2: ``replace`` of a simple or complex sub-attribute path; a value for a
+    typed entry the account lacks is ``add`` of that entry (a replace with a filter that
+    matches nothing is a 400 noTarget, 3.5.2.3), and ``replace`` of the filtered path when
+    the entry is there (another mapped sub-attribute of it has a value: ``held``, every
+    mapped path's value on the server); a cleared value is ``remove``, of the whole typed
+    entry once none of its mapped sub-attributes keeps a value (``wanted``), so no bare
+    ``{"type": ...}`` entry is left. Returns False as well when a manager's account is
     not known yet (the writer sets it later).
     """
+    held = held or {}
+    wanted = wanted or {}
+
+    def siblings(p: Path, values: Mapping[str, str]) -> bool:
+        return any(v for k, v in values.items() if k != p.text and k.startswith(
+            f'{p.attr}[type eq "{p.type}"].'))
+
     ops: list[dict[str, Any]] = []
     complete = True
     for p, old, new in changed:
@@ -167,10 +179,10 @@ def update_ops(changed: Iterable[tuple[Path, str, str]], manager_ref: Callable[[
                 continue
             ops.append({"op": "replace", "path": patch_path(p), "value": {"value": ref}})
         elif not new:
-            target = (f'{p.attr}[type eq "{p.type}"]' if p.type and p.sub == "value"
-                      else patch_path(p))
-            ops.append({"op": "remove", "path": target})
-        elif p.type and not old:
+            whole = p.type and (p.sub == "value" or not siblings(p, wanted))
+            ops.append({"op": "remove",
+                        "path": f'{p.attr}[type eq "{p.type}"]' if whole else patch_path(p)})
+        elif p.type and not old and not siblings(p, held):
             ops.append({"op": "add", "path": p.attr, "value": [{"type": p.type, p.sub: new}]})
         else:
             ops.append({"op": "replace", "path": patch_path(p), "value": new})

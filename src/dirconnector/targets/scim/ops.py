@@ -237,7 +237,11 @@ class ScimWriter:
         changed = [(self._paths[f], old, value_of(change.user, f))
                    for f, old in zip(change.fields, change.before, strict=True)
                    if f in self._paths]
-        ops, complete = attrs.update_ops(changed, self._known_user)
+        # What the account holds for every mapped path: the old value of a changed one,
+        # the wanted value of an unchanged one (diff found them equal).
+        wanted = dict(change.user.attributes)
+        held = {**wanted, **{p.text: old for p, old, _ in changed}}
+        ops, complete = attrs.update_ops(changed, self._known_user, held, wanted)
         if not complete:
             self._defer_manager(change.user)
         return ops
