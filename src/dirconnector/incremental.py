@@ -17,6 +17,10 @@ from dataclasses import dataclass, replace
 from .connectors import Changes
 from .model import Group, Snapshot, User
 
+CUT = "watch"
+"""``info["cut"]`` of a server snapshot cut down to a batch: a target applies a plan made
+from it without reading the whole server to check it (the records were just read)."""
+
 __all__ = ["Affected", "affected", "combine", "cut_current", "cut_desired", "merge"]
 
 
@@ -161,7 +165,7 @@ def cut_current(current: Snapshot, desired: Snapshot, hit: Affected) -> Snapshot
         for k, u in current.users.items()
         if u.external_id in uids or u.email in want_emails or k in members
     }
-    return Snapshot(users, groups, (), current.complete, current.info)
+    return Snapshot(users, groups, (), current.complete, {**current.info, "cut": CUT})
 
 
 def cut_desired(desired: Snapshot, current_cut: Snapshot, hit: Affected) -> Snapshot:

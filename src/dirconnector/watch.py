@@ -265,9 +265,10 @@ class Watcher:
     def step(self) -> RunResult | None:
         """One batch: wait for changes, gather more for ``batch_window``, apply them."""
         assert isinstance(self.connector, HasChangeStream)
-        changes = self.connector.changes(self.position, POLL)
+        asked = self.position
+        changes = self.connector.changes(asked, POLL)
         if changes.empty:
-            if changes.position != self.position:
+            if changes.position != asked:
                 self._save_position(changes.position, None)
             return None
         started = self.clock()
