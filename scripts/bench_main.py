@@ -12,7 +12,8 @@ from typing import Any
 
 from bench_common import ROOT, fmt, load, log, machine, run_child, summarise
 
-PARTS = ("startup", "ldap", "diff", "migrate", "apply", "e2e", "takeover", "replicas")
+PARTS = ("startup", "ldap", "diff", "migrate", "apply", "e2e", "takeover", "replicas",
+         "watch")
 GOALS = [
     "LDAP read of 100k users + 5k groups <= 2.5x ldapsearch with python-ldap",
     "diff of 1M users <= 5 s and <= 2 GB",
@@ -24,6 +25,9 @@ GOALS = [
     "replicas (issue 24): daemon overhead per run on PostgreSQL <= 20 ms; 1,000 no-op profiles "
     "on 3 replicas: each tick within 30 s; failover after kill -9 <= interval + 5 s",
     "migrate plan of 100k members <= 2 s (issue 19)",
+    "watch (issue 20), 100k users / 5k groups, OpenLDAP: lag over 50 mixed changes p95 <= 2 s; "
+    "a burst of 1,000 changes within 15 s in <= 20 requests to a Bulk server; idle CPU <= 1% "
+    "of a core over 60 s; <= 0.2 s CPU per change",
 ]
 
 
@@ -59,6 +63,8 @@ def main(argv: list[str]) -> int:
                         help="apply: server latency per request")
     parser.add_argument("--e2e-latency-ms", type=float, default=0.0,
                         help="e2e: scimlat latency per request")
+    parser.add_argument("--watch-idle", type=float, default=60.0,
+                        help="watch: seconds the idle CPU is measured over")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--keep-servers", action="store_true",
                         help="leave the slapd servers this run started running (the next "
@@ -83,7 +89,8 @@ def _main(args: argparse.Namespace) -> int:
     apply_size = (args.apply_size or (sizes[0] if args.part == "apply" and args.sizes
                                       else 10_000))
     parts = PARTS if args.part == "all" else (args.part,)
-    if any(p in parts for p in ("ldap", "e2e", "takeover")) and not shutil.which("ldapsearch"):
+    if any(p in parts for p in ("ldap", "e2e", "takeover", "watch")) and \
+            not shutil.which("ldapsearch"):
         print("bench: ldapsearch not found; run scripts/test as root once to install slapd "
               "and ldap-utils", file=sys.stderr)
         return 1
@@ -124,6 +131,11 @@ def _main(args: argparse.Namespace) -> int:
 
             res = bench_e2e.run(sizes, args.repeat, args.e2e_latency_ms / 1000)
             lines = bench_e2e.table(res)
+        elif part == "watch":
+            import bench_watch
+
+            res = bench_watch.run(sizes, args.watch_idle)
+            lines = bench_watch.table(res)
         elif part == "replicas":
             import bench_replicas
 

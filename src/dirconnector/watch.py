@@ -33,7 +33,15 @@ from .errors import ConfigError, DirconnectorError, SafetyLimit
 from .guard import Limits
 from .incremental import affected, combine, cut_current, cut_desired, merge, refresh
 from .model import Snapshot
-from .plan import Plan, is_removal, memberships_removed
+from .plan import (
+    AddMembers,
+    DeleteUser,
+    Plan,
+    RemoveMembers,
+    RevokeUser,
+    is_removal,
+    memberships_removed,
+)
 from .settings import Profile, parse_duration
 from .state import SharesProfiles, StateStore
 from .sync import Runner, RunResult, limits_of, refusal
@@ -48,6 +56,8 @@ LAST_LAG = "stream_lag"
 POLL = 1.0
 """Longest single wait on the stream, so a signal is seen within it."""
 BACKOFF_MAX = 60.0
+QUIET = 0.1
+"""Seconds without a new change that end a batch before its batch_window is over."""
 
 
 @dataclass
@@ -272,10 +282,14 @@ class Watcher:
                 self._save_position(changes.position, None)
             return None
         started = self.clock()
+        # Gather while changes keep coming (a burst), for at most batch_window; a quiet
+        # moment ends the batch early, so a lone change does not wait the whole window.
         deadline = time.monotonic() + self.batch_window
         while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
-            more = self.connector.changes(changes.position, min(left, POLL))
+            more = self.connector.changes(changes.position, min(left, QUIET))
             changes = combine(changes, more)
+            if more.empty:
+                break
         return self.apply_batch(changes, started)
 
     def apply_batch(self, changes: Changes, seen: float | None = None) -> RunResult:
@@ -286,12 +300,10 @@ class Watcher:
         hit = affected(before, desired, changes)
         target = self.target
         if isinstance(target, ReadsSome):
-            emails = [desired.users[u].email for u in hit.users if u in desired.users]
-            names = [desired.groups[g].name for g in hit.groups if g in desired.groups]
             current = refresh(
                 self.current,
-                target.read_users(sorted(hit.users), emails),
-                target.read_groups(sorted(hit.groups), names),
+                target.read_users(sorted(hit.users), self._new_addresses(desired, hit.users)),
+                target.read_groups(sorted(hit.groups), self._new_names(desired, hit.groups)),
                 hit.users,
                 hit.groups,
             )
@@ -305,20 +317,14 @@ class Watcher:
         self.current = current
         if result.status in ("ok", "no-changes", "partial") and plan.changes:
             if isinstance(target, ReadsSome):
-                made = {
-                    c.user.external_id
-                    for c in plan.changes
-                    if hasattr(c, "user") and c.user is not None
-                }
-                asked = sorted(hit.users | made)
-                emails = [desired.users[u].email for u in asked if u in desired.users]
-                names = [g.name for g in want_cut.groups.values()]
+                # Read back what the plan changed (new accounts get their server ids).
+                users, groups = _changed_ids(plan)
                 self.current = refresh(
                     current,
-                    target.read_users(asked, emails),
-                    target.read_groups(sorted(hit.groups), names),
-                    asked,
-                    hit.groups,
+                    target.read_users(sorted(users)),
+                    target.read_groups(sorted(groups)),
+                    users,
+                    groups,
                 )
             else:
                 self.current = target.snapshot()
@@ -332,6 +338,27 @@ class Watcher:
         self.batches += 1
         self.observer.batch(self.name, result)
         return result
+
+    def _new_addresses(self, desired: Snapshot, users: frozenset[str]) -> list[str]:
+        """Addresses to look accounts up by: those of touched users whose account (by
+        external id) is unknown or holds another address (a link, a taken address)."""
+        assert self.current is not None
+        held = {
+            u.external_id: u.email for u in self.current.users.values() if u.external_id in users
+        }
+        return sorted(
+            desired.users[u].email
+            for u in users
+            if u in desired.users and held.get(u) != desired.users[u].email
+        )
+
+    def _new_names(self, desired: Snapshot, groups: frozenset[str]) -> list[str]:
+        """Names to look groups up by: touched groups the server holds under no id."""
+        assert self.current is not None
+        known = {g.external_id for g in self.current.groups.values() if g.external_id in groups}
+        return sorted(
+            desired.groups[g].name for g in groups if g in desired.groups and g not in known
+        )
 
     def _run_batch(self, plan: Plan, desired: Snapshot) -> RunResult:
         """Guard (windowed), apply and journal one incremental plan as a run."""
@@ -383,6 +410,26 @@ class Watcher:
         if lag is not None:
             state.set(LAST_LAG, round(lag, 3))
         state.commit()
+
+
+def _changed_ids(plan: Plan) -> tuple[set[str], set[str]]:
+    """External ids of the users and groups a plan changes."""
+    users: set[str] = set()
+    groups: set[str] = set()
+    for c in plan.changes:
+        user = getattr(c, "user", None)
+        if user is not None:
+            users.add(user.external_id)
+        elif isinstance(c, AddMembers | RemoveMembers):
+            groups.add(c.group_external_id)
+            users.update(m.external_id for m in c.members)
+        elif isinstance(c, RevokeUser | DeleteUser):
+            users.add(c.external_id)
+        else:
+            groups.add(str(getattr(c, "external_id", "")))
+    users.discard("")
+    groups.discard("")
+    return users, groups
 
 
 def _differences(incremental: Snapshot, full: Snapshot) -> list[str]:
