@@ -8,9 +8,11 @@ plain read account, which the DC refuses DirSync. Each test writes its own objec
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import ldap3
 import pytest
 
 from dirconnector.connectors import Changes, StreamGap
@@ -238,3 +240,93 @@ def test_invalid_dirsync_cookie_is_a_gap(
     with pytest.raises(StreamGap, match="cookie"):
         c.changes(bad, 2.0)
     c.close()
+
+
+def test_random_edits_merged_equal_a_full_read(
+    stream: Any, stream_settings: Callable[..., Any], admin: Admin
+) -> None:
+    """Batches merged into a full read give what a full read gives after 40 random edits
+    (disable, enable, mail, rename, moves in and out of scope, deletes, memberships,
+    nesting, new users and groups) in 15 polls."""
+    import random
+
+    rng = random.Random(20)
+    people = [admin.user() for _ in range(6)]
+    teams = [admin.group(*people[:2]), admin.group(people[2])]
+    outside = f"CN=Users,{admin.ad.base_dn}"
+    moved_out: list[str] = []
+    pos = stream.stream_position()
+    first = fetch(stream_settings())
+    users, groups = dict(first.users), dict(first.groups)
+
+    def edit() -> None:
+        kind = rng.choice(
+            [
+                "disable",
+                "enable",
+                "mail",
+                "rename",
+                "move-out",
+                "move-in",
+                "delete",
+                "member+",
+                "member-",
+                "nest",
+                "new",
+                "new-group",
+                "group-",
+            ]
+        )
+        if kind in ("disable", "enable") and people:
+            flag = DISABLED if kind == "disable" else DISABLED & ~0x2
+            admin.modify(rng.choice(people), userAccountControl=str(flag))
+        elif kind == "mail" and people:
+            admin.modify(rng.choice(people), mail=f"r{next(names)}@dirconn.test")
+        elif kind == "rename" and people:
+            i = rng.randrange(len(people))
+            people[i] = admin.rename(people[i], f"CN=st-r{next(names)}")
+        elif kind == "move-out" and people:
+            i = rng.randrange(len(people))
+            moved_out.append(admin.rename(people[i], people[i].split(",", 1)[0], outside))
+            del people[i]
+        elif kind == "move-in" and moved_out:
+            dn = moved_out.pop()
+            people.append(admin.rename(dn, dn.split(",", 1)[0], admin.people))
+        elif kind == "delete" and len(people) > 2:
+            admin.delete(people.pop(rng.randrange(len(people))))
+        elif kind == "member+" and people and teams:
+            with contextlib.suppress(ldap3.core.exceptions.LDAPEntryAlreadyExistsResult):
+                admin.add_members(rng.choice(teams), rng.choice(people))
+        elif kind == "member-" and teams:
+            team = rng.choice(teams)
+            admin.conn.search(team, "(objectClass=*)", ldap3.BASE, attributes=["member"])
+            held = admin.conn.response[0]["attributes"].get("member") or []
+            if held:
+                admin.remove_members(team, rng.choice(held))
+        elif kind == "nest" and len(teams) >= 2:
+            a, b = rng.sample(teams, 2)
+            with contextlib.suppress(ldap3.core.exceptions.LDAPEntryAlreadyExistsResult):
+                admin.add_members(a, b)
+        elif kind == "new":
+            people.append(admin.user())
+        elif kind == "new-group":
+            teams.append(admin.group(*rng.sample(people, min(2, len(people)))))
+        elif kind == "group-" and len(teams) > 2:
+            admin.delete(teams.pop(rng.randrange(len(teams))))
+
+    for _ in range(15):
+        for _ in range(rng.choice([1, 2, 4])):
+            edit()
+        batch = stream.changes(pos, 3.0)
+        pos = batch.position
+        users.update(batch.users)
+        groups.update(batch.groups)
+        for uid in batch.removed_users:
+            users.pop(uid, None)
+        for gid in batch.removed_groups:
+            groups.pop(gid, None)
+    full = fetch(stream_settings())
+    assert {k: u for k, u in users.items() if u != full.users.get(k)} == {}
+    assert users.keys() == full.users.keys()
+    assert {k: g for k, g in groups.items() if g != full.groups.get(k)} == {}
+    assert groups.keys() == full.groups.keys()

@@ -124,3 +124,75 @@ def test_disabled_user_reaches_scim_within_goal(
         f"mean {sum(lags) / len(lags):.2f} s over {len(lags)} disables"
     )
     assert p95(lags) <= LAG_GOAL
+
+
+def watched_user(admin: Admin) -> tuple[str, str]:
+    """A new user the profile's user_filter (sAMAccountName=st-w*) takes in: (DN, email)."""
+    dn = admin.user()
+    name = "st-w" + dn.split(",")[0][3:][4:]
+    dn = admin.rename(dn, f"CN={name}")
+    admin.modify(dn, sAMAccountName=name, mail=f"{name}@dirconn.test")
+    return dn, f"{name}@dirconn.test"
+
+
+@pytest.mark.parametrize("mode", ["dirsync", "usn"])
+def test_each_change_kind_reaches_scim(
+    mode: str,
+    ad_server: AdServer,
+    streamer: str,
+    admin: Admin,
+    scim_server: ScimServer,
+    tmp_path: Path,
+) -> None:
+    """Create, email change, group add/remove, nesting, move out of scope and delete in
+    Samba AD reach scim2-server through watch, each within 5 s."""
+    keep, keep_mail = watched_user(admin)
+    team = admin.group(keep)
+    team_name = team.split(",")[0][3:]
+    parent = admin.group()
+    parent_name = parent.split(",")[0][3:]
+    profile = settings.load(
+        data={
+            "source": source(ad_server, mode, streamer),
+            "target": {"type": "scim", "url": scim_server.url, "token": TOKEN},
+            "sync": {"remove_missing": True, "batch_window": "0.2s"},
+            "state": {"path": str(tmp_path / "state.db")},
+        }
+    )
+
+    def group(name: str) -> dict[str, Any]:
+        found = scim_server.get("/Groups", filter=f'displayName eq "{name}"')["Resources"]
+        assert isinstance(found, list) and found, name
+        g: dict[str, Any] = found[0]
+        return g
+
+    def members(name: str) -> set[str]:
+        return {m["value"] for m in group(name).get("members") or []}
+
+    def sid(email: str) -> str:
+        return str((scim_user(scim_server, email) or {}).get("id", ""))
+
+    with Running(profile) as run:
+        until(lambda: run.watcher.full_syncs >= 1 and bool(run.watcher.position), 60)
+        assert members(team_name) == {sid(keep_mail)}
+        new, new_mail = watched_user(admin)  # create
+        until(lambda: scim_user(scim_server, new_mail) is not None, 5)
+        admin.modify(keep, mail="st-w-moved@dirconn.test")  # email change
+        until(lambda: scim_user(scim_server, "st-w-moved@dirconn.test") is not None, 5)
+        admin.add_members(team, new)  # group add
+        until(lambda: sid(new_mail) in members(team_name), 5)
+        admin.remove_members(team, keep)  # group remove
+        until(lambda: sid("st-w-moved@dirconn.test") not in members(team_name), 5)
+        admin.add_members(parent, team)  # nesting: parent holds new
+        until(lambda: sid(new_mail) in members(parent_name), 5)
+        admin.rename(keep, keep.split(",")[0], f"CN=Users,{ad_server.base_dn}")  # out of scope
+        until(
+            lambda: (
+                (scim_user(scim_server, "st-w-moved@dirconn.test") or {}).get("active") is False
+            ),
+            5,
+        )
+        admin.delete(new)  # delete
+        until(lambda: (scim_user(scim_server, new_mail) or {}).get("active") is False, 5)
+        until(lambda: sid(new_mail) not in members(team_name), 5)
+    assert run.error is None, run.error

@@ -191,3 +191,106 @@ def test_garbage_position_is_a_gap(
     """A position that is not a pair of delta links raises StreamGap."""
     with pytest.raises(StreamGap):
         make_connector().changes("dirsync:abc", 0)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"group_filter": "exclude:Platform"}], ids=["all-groups", "filtered-nested"]
+)
+def test_random_edits_merged_equal_a_full_read(
+    make_connector: Callable[..., AzureConnector],
+    tenant: Tenant,
+    emulator: GraphEmulator,
+    options: dict[str, Any],
+) -> None:
+    """Batches merged into the first full read give what a full read gives, after 120
+    random edits in 60 polls (both the fast path and the rebuild are exercised)."""
+    import random
+
+    rng = random.Random(20)
+    d = emulator.directory
+    c, pos = started(make_connector, **options)
+    c._azure_stream().poll_interval = 0.0  # no 1 s pause between the test's polls
+    first = full_read(make_connector, **options)
+    users, groups = dict(first.users), dict(first.groups)
+    n = 0
+
+    def edit() -> None:
+        nonlocal n
+        n += 1
+        live, gids = list(d.users), list(d.groups)
+        kind = rng.choice(
+            [
+                "disable",
+                "enable",
+                "mail",
+                "member+",
+                "member-",
+                "nest",
+                "rename",
+                "new",
+                "soft-delete",
+                "restore",
+                "group-",
+                "guest",
+            ]
+        )
+        if kind == "disable":
+            d.disable_user(rng.choice(live))
+        elif kind == "enable":
+            d.enable_user(rng.choice(live))
+        elif kind == "mail":
+            d.update_user(rng.choice(live), mail=f"m{n}@contoso.com")
+        elif kind == "member+":
+            d.add_member(rng.choice(gids), rng.choice(live))
+        elif kind == "member-":
+            gid = rng.choice(gids)
+            if d.members[gid]:
+                d.remove_member(gid, rng.choice(d.members[gid]))
+        elif kind == "nest":
+            a, b = rng.sample(gids, 2)
+            d.add_member(a, b)
+        elif kind == "rename":
+            d.rename_group(rng.choice(gids), rng.choice(["Platform", f"G{n}"]))
+        elif kind == "new":
+            d.add_user(f"n{n}@contoso.com", f"New {n}")
+        elif kind == "soft-delete" and len(live) > 3:
+            d.soft_delete_user(rng.choice(live))
+        elif kind == "restore" and d.deleted_users:
+            d.restore_user(rng.choice(list(d.deleted_users)))
+        elif kind == "group-" and len(gids) > 3:
+            d.delete_group(rng.choice(gids))
+        elif kind == "guest":
+            d.add_guest(f"g{n}@fabrikam.com", f"Guest {n}")
+        if rng.random() < 0.15:
+            d.add_group(f"New group {n}", rng.sample(list(d.users), 2))
+
+    for _ in range(60):
+        for _ in range(rng.choice([1, 1, 2, 4])):
+            edit()
+        batch = c.changes(pos, 0)
+        pos = batch.position
+        users.update(batch.users)
+        groups.update(batch.groups)
+        for uid in batch.removed_users:
+            users.pop(uid, None)
+        for gid in batch.removed_groups:
+            groups.pop(gid, None)
+    full = full_read(make_connector, **options)
+    assert users == dict(full.users)
+    assert groups == dict(full.groups)
+    stream = c._azure_stream()
+    assert 3 <= stream.rebuilds <= stream.polls - 20, (stream.rebuilds, stream.polls)
+
+
+def test_member_of_a_filtered_out_nested_group_reaches_its_parent(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """Platform is filtered out and nested in Engineering: a user added to Platform becomes
+    a member of Engineering, as a full read looks through the filtered-out group."""
+    c, pos = started(make_connector, group_filter="exclude:Platform")
+    emulator.directory.add_member(tenant.platform, tenant.dave)
+    batch = c.changes(pos, 0)
+    full = full_read(make_connector, group_filter="exclude:Platform")
+    assert batch.groups[tenant.engineering] == full.groups[tenant.engineering]
+    assert tenant.dave in batch.groups[tenant.engineering].member_ids
+    assert c._azure_stream().rebuilds == 0

@@ -116,15 +116,17 @@ class DirectoryCache:
 
     # ------------------------------------------------------------ nesting
 
-    def effective(self, kept: set[str]) -> dict[str, tuple[set[str], set[str]]]:
+    def effective(self, kept: set[str], only: set[str] | None = None,
+                  ) -> dict[str, tuple[set[str], set[str]]]:
         """Members of each kept group, with groups that are not kept looked through.
 
         A kept group nested under another keeps its place as a subgroup; the users of a
         nested group that is filtered out become direct members, so filtering a group
-        out never shrinks the membership of the groups that contain it.
+        out never shrinks the membership of the groups that contain it. ``only``: just
+        these of the kept groups (a change stream recomputing the groups it touched).
         """
         out: dict[str, tuple[set[str], set[str]]] = {}
-        for gid in kept:
+        for gid in kept if only is None else kept & only:
             users = set(self.groups[gid].members)
             subs: set[str] = set()
             seen = {gid}

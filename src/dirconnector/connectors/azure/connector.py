@@ -165,6 +165,9 @@ class AzureConnector:
         self.reads = 0
         """How many fetches have set ``cache``."""
         self._stream: AzureStream | None = None
+        self._manager_of: dict[str, str] = {}
+        """User id -> manager id as the last full snapshot read them (the change stream
+        maps users with these: Graph's delta carries no manager)."""
 
     # ------------------------------------------------------------ change stream (watch)
 
@@ -363,37 +366,43 @@ class AzureConnector:
                 out[str(item["id"])] = str(boss["id"])
         return out
 
+    def map_user(self, uid: str, u: Mapping[str, Any], include: set[str] | None = None,
+                 exclude: set[str] | frozenset[str] = frozenset()) -> User | Skipped:
+        """One cached user as ``fetch`` hands it on, or why it is skipped."""
+        s = self.settings
+        upn = str(u.get("userPrincipalName") or "")
+        mail = str(u.get("mail") or "")
+        email = mail if s.email_attribute == "mail" and mail else upn
+        if s.skip_guests and (u.get("userType") == "Guest" or "#EXT#" in upn.upper()):
+            return Skipped("user", upn or uid, "external member", "guest")
+        if not self.user_filter.keeps(email, upn, mail):
+            return Skipped("user", email or uid, "filtered out", "user_filter")
+        if (include is not None and uid not in include) or uid in exclude:
+            return Skipped("user", email or uid, "filtered out",
+                           "include_groups" if uid not in exclude else "exclude_groups")
+        return User(external_id=uid, email=email, user_name=upn,
+                    display_name=str(u.get("displayName") or ""),
+                    given_name=str(u.get("givenName") or ""),
+                    family_name=str(u.get("surname") or ""),
+                    active=u.get("accountEnabled") is not False,
+                    attributes=_extra(u, self.extra_attributes, self._manager_of.get(uid, ""))
+                    if self.extra_attributes else ())
+
     def _snapshot(self, cache: DirectoryCache, started: float) -> Snapshot:
         s = self.settings
         include = self._scope(cache, s.include_groups, "include_groups")
         exclude = self._scope(cache, s.exclude_groups, "exclude_groups") or set()
         au_groups = self._admin_unit_groups()
-        managers = self._managers() if MANAGER_SOURCE in self.extra_attributes else {}
+        if MANAGER_SOURCE in self.extra_attributes:
+            self._manager_of = self._managers()
         users: list[User] = []
         skipped: list[Skipped] = []
         for uid, u in cache.users.items():
-            upn = str(u.get("userPrincipalName") or "")
-            mail = str(u.get("mail") or "")
-            email = mail if s.email_attribute == "mail" and mail else upn
-            if s.skip_guests and (u.get("userType") == "Guest" or "#EXT#" in upn.upper()):
-                skipped.append(Skipped("user", upn or uid, "external member", "guest"))
-                continue
-            if not self.user_filter.keeps(email, upn, mail):
-                skipped.append(Skipped("user", email or uid, "filtered out", "user_filter"))
-                continue
-            if (include is not None and uid not in include) or uid in exclude:
-                skipped.append(Skipped("user", email or uid, "filtered out",
-                                       "include_groups" if uid not in exclude
-                                       else "exclude_groups"))
-                continue
-            users.append(User(
-                external_id=uid, email=email, user_name=upn,
-                display_name=str(u.get("displayName") or ""),
-                given_name=str(u.get("givenName") or ""),
-                family_name=str(u.get("surname") or ""),
-                active=u.get("accountEnabled") is not False,
-                attributes=_extra(u, self.extra_attributes, managers.get(uid, ""))
-                if self.extra_attributes else ()))
+            record = self.map_user(uid, u, include, exclude)
+            if isinstance(record, User):
+                users.append(record)
+            else:
+                skipped.append(record)
         kept = {gid for gid, g in cache.groups.items()
                 if self.group_filter.keeps(g.name, gid)
                 and (au_groups is None or gid in au_groups)}

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ...model import Snapshot
+from ...model import Group, Snapshot, User
 from .. import Changes, StreamGap, StreamMode
 from .api import DeltaExpired
 from .cache import DirectoryCache
@@ -37,9 +38,13 @@ class AzureStream:
         self._cache: DirectoryCache | None = None
         self._last: Snapshot | None = None
         self._read = -1  # the connector's read the cache was copied from
+        self._emails: dict[str, str] | None = None
+        """Email -> id of the synced users of ``_last`` (the fast path's duplicate check)."""
         self._last_poll = float("-inf")
         self.polls = 0
         """Delta polls so far (each is one round on users and one on groups)."""
+        self.rebuilds = 0
+        """Batches that rebuilt the whole snapshot (the rest took the fast path)."""
 
     def mode(self) -> StreamMode:
         return StreamMode(
@@ -99,8 +104,84 @@ class AzureStream:
             self._read = self.connector.reads
             self._cache = DirectoryCache.from_json(cache.to_json())
             self._last = snap
+            self._emails = None
         assert self._cache is not None
         return self._cache, self._last
+
+    def _fast(
+        self,
+        cache: DirectoryCache,
+        before: Snapshot,
+        known: set[str],
+        named_users: set[str],
+        named_groups: set[str],
+        position: str,
+    ) -> Changes | None:
+        """The batch without rebuilding the whole snapshot (O(changes + groups)), or None
+        when only a rebuild is exact: scope filters that ask Graph (include_groups,
+        exclude_groups, administrative_unit), duplicate emails, or a known user who
+        becomes synced or stops being synced (every group holding it changes)."""
+        c, s = self.connector, self.connector.settings
+        if s.include_groups or s.exclude_groups or s.administrative_unit:
+            return None
+        if any(x.reason in FAST_SKIPS for x in before.skipped):
+            return None
+        records = [c.map_user(uid, cache.users[uid]) for uid in named_users if uid in cache.users]
+        mapped = [r for r in records if isinstance(r, User)]
+        mini = Snapshot.build(mapped, (), [r for r in records if not isinstance(r, User)])
+        if any(x.reason in FAST_SKIPS for x in mini.skipped):
+            return None
+        if self._emails is None:
+            self._emails = {u.email: k for k, u in before.users.items()}
+        emails = self._emails
+        for uid in named_users:
+            if uid in known and (uid in before.users) != (uid in mini.users):
+                return None
+        for uid, u in mini.users.items():
+            owner = emails.get(u.email)
+            if owner is not None and owner != uid:
+                return None
+        users = dict(before.users)
+        for uid, u in mini.users.items():
+            old = users.get(uid)
+            if old is not None and emails.get(old.email) == uid:
+                del emails[old.email]
+            users[uid] = u
+            emails[u.email] = uid
+        kept = {gid for gid, g in cache.groups.items() if c.group_filter.keeps(g.name, gid)}
+        touched = _up(named_groups, _parents(cache))
+        made = [
+            Group(
+                gid,
+                cache.groups[gid].name or gid,
+                frozenset(members & users.keys()),
+                frozenset(subs),
+            )
+            for gid, (members, subs) in cache.effective(kept, touched).items()
+        ]
+        groups_now = Snapshot.build((), made).groups
+        changed_groups = {
+            k: g for k, g in groups_now.items() if k in named_groups or before.groups.get(k) != g
+        }
+        removed_groups = {gid for gid in touched if gid in before.groups and gid not in kept}
+        groups = {k: g for k, g in before.groups.items() if k not in removed_groups}
+        groups.update(groups_now)
+        old_skips = set(before.skipped)
+        new_skips = tuple(x for x in mini.skipped if x not in old_skips)
+        self._last = replace(before, users=users, groups=groups, skipped=before.skipped + new_skips)
+        log.info(
+            "azure stream: %d users, %d groups changed, %d groups removed",
+            len(mini.users),
+            len(changed_groups),
+            len(removed_groups),
+        )
+        return Changes(
+            position=position,
+            users=mini.users,
+            groups=changed_groups,
+            removed_groups=frozenset(removed_groups),
+            skipped=new_skips,
+        )
 
     def _apply(
         self,
@@ -113,12 +194,17 @@ class AzureStream:
         (scope filters, groups seen through a filtered-out nested group): the snapshot
         before and after the merge are compared for those."""
         cache, before = base
+        known = set(cache.users)
         cache.merge_users(users)
         cache.merge_groups(groups)
-        after = self.connector._snapshot(cache, time.time())
-        self._last = after
         named_users, gone_users = _ids(users)
         named_groups, gone_groups = _ids(groups)
+        fast = self._fast(cache, before, known, named_users, named_groups, position)
+        if fast is not None:
+            return fast
+        self.rebuilds += 1
+        after = self.connector._snapshot(cache, time.time())
+        self._last, self._emails = after, None
         changed_users = {
             k: u for k, u in after.users.items() if k in named_users or before.users.get(k) != u
         }
@@ -145,11 +231,35 @@ class AzureStream:
         return batch
 
 
+FAST_SKIPS = frozenset({"duplicate email"})
+
+
+def _parents(cache: DirectoryCache) -> dict[str, set[str]]:
+    """Group id -> the groups that hold it as a direct subgroup."""
+    out: dict[str, set[str]] = {}
+    for gid, g in cache.groups.items():
+        for sub in g.subgroups:
+            out.setdefault(sub, set()).add(gid)
+    return out
+
+
 def _ids(items: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
     """The ids delta items name, and those among them Graph marks ``@removed``."""
     named = {str(i.get("id")) for i in items if i.get("id")}
     gone = {str(i.get("id")) for i in items if i.get("id") and isinstance(i.get("@removed"), dict)}
     return named, gone
+
+
+def _up(start: set[str], parents: dict[str, set[str]]) -> set[str]:
+    """``start`` and every group above it."""
+    seen = set(start)
+    todo = list(start)
+    while todo:
+        for parent in parents.get(todo.pop(), ()):
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
 
 
 def _parse(position: str) -> dict[str, str]:

@@ -152,6 +152,7 @@ class AdStream:
         self._resolved: Resolved | None = None
         self._mode: StreamMode | None = None
         self._index: _Index | None = None
+        self._last_poll = float("-inf")
         self.polls = 0
         """Root DSE polls so far (the benchmark's requests-per-quiet-poll figure)."""
 
@@ -196,6 +197,14 @@ class AdStream:
             )
         deadline = time.monotonic() + max(wait, 0.0)
         while True:
+            # Polls are poll_interval apart across calls too: watch calls in a loop.
+            pause = self._last_poll + self.poll_interval - time.monotonic()
+            if pause > 0:
+                if time.monotonic() + pause > deadline:
+                    time.sleep(max(deadline - time.monotonic(), 0.0))
+                    return Changes(position=position)
+                time.sleep(pause)
+            self._last_poll = time.monotonic()
             dc, usn = self._dse()
             if dc != start.dc:
                 raise StreamGap(
@@ -207,11 +216,10 @@ class AdStream:
                     f"ldap source: highestCommittedUSN is {usn}, below the stored "
                     f"{start.usn}: the DC was restored from a backup"
                 )
-            if usn > start.usn or time.monotonic() >= deadline:
+            if usn > start.usn:
                 break
-            time.sleep(min(self.poll_interval, max(deadline - time.monotonic(), 0.0)))
-        if usn == start.usn:
-            return Changes(position=position)
+            if time.monotonic() >= deadline:
+                return Changes(position=position)
         if mode == "dirsync":
             found, cookie = self._dirsync_changes(start.cookie)
             end = Position("dirsync", dc, usn, cookie)
