@@ -253,3 +253,15 @@ def test_polls_are_spaced_by_the_poll_interval(org: Org, make: Make) -> None:
     again = connector.changes(first.position, 1.0)
     assert again.empty and again.position == first.position
     assert org.state.api_requests() == [] and waits == [1.0]
+
+
+def test_a_membership_change_is_handed_on_once_within_the_overlap(org: Org, make: Make) -> None:
+    """A group whose members changed (not its profile) is not re-read on the next poll."""
+    connector = make(feed_overlap="10m")
+    pos = primed(org, connector)
+    org.state.add_member(org.groups["sales"], org.users["erin"])
+    first = poll(connector, pos)
+    assert set(first.groups) == {org.groups["sales"]}
+    org.state.requests.clear()
+    assert poll(connector, first.position).empty
+    assert not [p for p in org.state.api_requests() if "/users?" in p and "groups/" in p]
