@@ -256,9 +256,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, chunk, headers)
 
     def _users(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        with self.account.lock:
-            # Copied page by page in _v2_list (100k users: no copy of the whole account).
-            users = [u for _, u in sorted(self.account.users.items())]
+        account = self.account
+        with account.lock:
+            # Copied page by page in _v2_list (100k users: no copy of the whole account);
+            # sorted once per change of the account, not once per page.
+            cached = getattr(account, "_sorted_users", None)
+            if cached is None or cached[0] != account.version or len(cached[1]) != len(
+                    account.users):
+                cached = (account.version, [u for _, u in sorted(account.users.items())])
+                account._sorted_users = cached  # type: ignore[attr-defined]
+            users = cached[1]
         ids = {int(x) for x in params.get("user_ids", "").split(",") if x.strip().isdigit()}
         bounds = [(key, field, op) for key, field, op in (
             ("updated_since", "updated_at", ">"), ("updated_until", "updated_at", "<"),
