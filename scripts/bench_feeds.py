@@ -108,7 +108,7 @@ def okta(size: int, repeat: int) -> dict[str, Any]:
     with OktaEmulator(state) as emu:
         settings = OktaSettings.model_validate({
             "type": "okta", "org_url": emu.url, "token": "test-ssws-token",
-            "ca_file": str(emu.ca_file), "feed_overlap": "0s"})
+            "ca_file": str(emu.ca_file), "feed_overlap": "0s", "feed_poll_interval": "0s"})
         connector = OktaConnector(settings)
 
         def count() -> int:
@@ -150,7 +150,7 @@ def onelogin(size: int, repeat: int) -> dict[str, Any]:
         ca.cert_pem.write_to_path(str(ca_file))
         settings = OneLoginSettings.model_validate({
             "type": "onelogin", "base_url": emu.url, "client_id": "bench",
-            "client_secret": "bench-secret", "ca_file": str(ca_file), "feed_overlap": "0s"})
+            "client_secret": "bench-secret", "ca_file": str(ca_file), "feed_overlap": "0s", "feed_poll_interval": "0s"})
         connector = OneLoginConnector(settings)
 
         def count() -> int:
@@ -193,7 +193,7 @@ def google(size: int, repeat: int) -> dict[str, Any]:
         settings = GoogleSettings.model_validate({
             "type": "google", "credentials_file": str(key_file),
             "admin_email": "admin@example.com", "api_endpoint": emu.base_url,
-            "ca_file": str(emu.ca_file), "feed_overlap": "0s"})
+            "ca_file": str(emu.ca_file), "feed_overlap": "0s", "feed_poll_interval": "0s"})
         connector = GoogleConnector(settings)
 
         def count() -> int:

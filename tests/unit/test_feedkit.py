@@ -9,6 +9,7 @@ import pytest
 from dirconnector.connectors import StreamGap
 from dirconnector.connectors.feedkit import (
     FeedPosition,
+    Pacer,
     ShareBudget,
     check_age,
     check_clock,
@@ -73,3 +74,26 @@ def test_share_budget_waits_for_the_reset_once_its_share_is_used() -> None:
         budget.observe(50, 60 - (now[0] - 1000.0) % 60)
         now[0] += 0.1
     assert len(waits) == 1 and 55 < waits[0] <= 60
+
+
+def test_pacer_spaces_polls_and_defers_while_the_share_is_spent() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    budget = ShareBudget(0.5, "t", clock=lambda: now[0])
+    pacer = Pacer(30.0, budget, sleep, clock=lambda: now[0])
+    assert pacer.ready(1.0)
+    pacer.polled()
+    assert not pacer.ready(1.0) and slept == [1.0]      # 29 s left: waits 1 s, no poll
+    now[0] = 30.0
+    assert pacer.ready(1.0)
+    budget.observe(2, 60.0)                             # 1 of a window of 2 at 50%: spent
+    pacer.polled()
+    now[0] = 61.0
+    assert not pacer.ready(0.0)                         # interval passed, share not reset
+    now[0] = 91.0
+    assert pacer.ready(0.0)

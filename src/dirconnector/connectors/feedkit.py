@@ -136,6 +136,12 @@ class ShareBudget:
         self.used += 1
         self.allowed = max(1, math.floor(limit * self.share))
 
+    def blocked_for(self) -> float:
+        """Seconds until the window resets when the share is used up, else 0."""
+        if self.allowed is None or self.used < self.allowed:
+            return 0.0
+        return max(0.0, self.window_end - self._clock())
+
     def pause(self, sleep: Callable[[float], None]) -> None:
         if self.allowed is None or self.used < self.allowed:
             return
@@ -146,3 +152,29 @@ class ShareBudget:
             sleep(delay)
             self.waited += delay
         self.used = 0
+
+
+class Pacer:
+    """When a feed may poll the vendor: at most every ``interval``, and only while its
+    rate share lasts. ``changes(position, wait)`` asks ``ready(wait)``: it sleeps at most
+    ``wait`` (so the caller sees its stop signal) and says whether to poll now; if not,
+    the caller answers an empty batch at the same position."""
+
+    def __init__(self, interval: float, budget: ShareBudget, sleep: Callable[[float], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.budget = budget
+        self._sleep = sleep
+        self._clock = clock
+        self.next_poll = 0.0
+
+    def ready(self, wait: float) -> bool:
+        due = max(self.next_poll - self._clock(), self.budget.blocked_for())
+        if due <= 0:
+            return True
+        if wait > 0:
+            self._sleep(min(wait, due))
+        return max(self.next_poll - self._clock(), self.budget.blocked_for()) <= 0
+
+    def polled(self) -> None:
+        self.next_poll = self._clock() + self.interval

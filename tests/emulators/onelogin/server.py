@@ -256,14 +256,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, chunk, headers)
 
     def _users(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        with self.account.lock:
-            # Copied page by page in _v2_list (100k users: no copy of the whole account).
-            users = [u for _, u in sorted(self.account.users.items())]
+        account = self.account
+        with account.lock:
+            # Copied page by page in _v2_list (100k users: no copy of the whole account);
+            # sorted once per change of the account, not once per page.
+            cached = getattr(account, "_sorted_users", None)
+            if cached is None or cached[0] != account.version or len(cached[1]) != len(
+                    account.users):
+                cached = (account.version, [u for _, u in sorted(account.users.items())])
+                account._sorted_users = cached  # type: ignore[attr-defined]
+            users = cached[1]
         ids = {int(x) for x in params.get("user_ids", "").split(",") if x.strip().isdigit()}
         bounds = [(key, field, op) for key, field, op in (
             ("updated_since", "updated_at", ">"), ("updated_until", "updated_at", "<"),
             ("created_since", "created_at", ">"), ("created_until", "created_at", "<"))
             if params.get(key)]
+        filters = ("email", "username", "firstname", "lastname", "samaccountname",
+                   "external_id", "directory_id")
+        if not ids and not bounds and not any(k in params for k in filters) and not any(
+                k.startswith("custom_attributes.") for k in params):
+            return users                 # the plain listing (a 100k-user account: fast)
         out = []
         for u in users:
             if ids and u["id"] not in ids:
@@ -415,6 +427,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _after(a: str, b: str) -> bool:
     """True when ISO timestamp ``a`` is later than ``b``."""
+    if len(a) == len(b) == 24 and a.endswith("Z") and b.endswith("Z"):
+        return a > b                     # one format: compares as text
     def parse(t: str) -> datetime:
         when = datetime.fromisoformat(t.replace("Z", "+00:00"))
         return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -94,6 +94,8 @@ class Account:
     _next_id: int = 40_000_000
     _next_event: int = 900_000_000
     _last_stamp: float = 0.0
+    version: int = 0
+    """Bumped by every change to users (the server caches its sorted user list on it)."""
 
     # ------------------------------------------------------------------ test helpers
 
@@ -128,6 +130,7 @@ class Account:
                 "created_at": stamp, "updated_at": stamp,
                 "custom_attributes": dict(custom or {}),
             }
+            self.version += 1
             self.log("USER_CREATED", user=uid)
             return uid
 
@@ -137,12 +140,14 @@ class Account:
                 raise ValueError(f"OneLogin has no user status {fields['status']}")
             self.users[uid].update(fields)
             self.users[uid]["updated_at"] = self.stamp()
+            self.version += 1
             self.log("USER_UPDATED", user=uid)
 
     def delete_user(self, uid: int) -> None:
         with self.lock:
             self.log("USER_DELETED", user=uid)
             del self.users[uid]
+            self.version += 1
             for members in self.role_members.values():
                 members.discard(uid)
 

@@ -43,7 +43,7 @@ class Env:
         data: dict[str, Any] = {
             "type": "google", "credentials_file": str(self.key_file),
             "admin_email": "admin@example.com", "api_endpoint": self.emulator.base_url,
-            "ca_file": str(self.emulator.ca_file), "timeout": 10,
+            "ca_file": str(self.emulator.ca_file), "timeout": 10, "feed_poll_interval": "0s",
         }
         data.update(overrides)
         return GoogleSettings.model_validate({k: v for k, v in data.items() if v is not None})

@@ -239,3 +239,29 @@ def test_check_in_feed_mode_probes_the_system_log(org: Org, make: Make) -> None:
     org.state.log_failure = 400
     report = make(incremental="feed").check()
     assert not report.ok
+
+
+def test_polls_are_spaced_by_the_poll_interval(org: Org, make: Make) -> None:
+    """Asked again within feed_poll_interval, the feed waits (at most ``wait``) and answers an
+    empty batch at the same position without a request."""
+    waits: list[float] = []
+    connector = make(feed_poll_interval="30s", sleep=waits.append)
+    pos = connector.stream_position()
+    first = connector.changes(pos, 1.0)
+    org.state.requests.clear()
+    org.state.set_status(org.users["bob"], "SUSPENDED")
+    again = connector.changes(first.position, 1.0)
+    assert again.empty and again.position == first.position
+    assert org.state.api_requests() == [] and waits == [1.0]
+
+
+def test_a_membership_change_is_handed_on_once_within_the_overlap(org: Org, make: Make) -> None:
+    """A group whose members changed (not its profile) is not re-read on the next poll."""
+    connector = make(feed_overlap="10m")
+    pos = primed(org, connector)
+    org.state.add_member(org.groups["sales"], org.users["erin"])
+    first = poll(connector, pos)
+    assert set(first.groups) == {org.groups["sales"]}
+    org.state.requests.clear()
+    assert poll(connector, first.position).empty
+    assert not [p for p in org.state.api_requests() if "/users?" in p and "groups/" in p]

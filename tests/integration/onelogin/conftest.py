@@ -61,7 +61,8 @@ def make_connector(emulator: OneLoginEmulator, tls: tuple[ssl.SSLContext, Path],
     def make(*, retry: RetryPolicy = FAST_RETRY, **options: Any) -> OneLoginConnector:
         data: dict[str, Any] = {"type": "onelogin", "base_url": emulator.url,
                                 "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-                                "ca_file": str(tls[1]), "page_size": 10}
+                                "ca_file": str(tls[1]), "page_size": 10,
+                                "feed_poll_interval": "0s"}
         data.update(options)
         hooks = {k: data.pop(k) for k in ("clock", "sleep", "wall_clock") if k in data}
         return OneLoginConnector(OneLoginSettings.model_validate(data), retry=retry, **hooks)

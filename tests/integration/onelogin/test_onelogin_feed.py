@@ -145,7 +145,7 @@ def test_the_feed_keeps_to_its_share_of_the_rate_limit(
     """With 50 calls a window and a 20% share, the 11th feed request waits for the reset."""
     account.rate_limit = 50
     waits: list[int] = []
-    connector = make_connector(feed_rate_share=0.2,
+    connector = make_connector(feed_rate_share=0.2, page_size=50,
                                sleep=lambda s: waits.append(len(account.query_log)))
     connector.fetch(ConnectorState())            # not the feed: not counted against it
     with account.lock:
@@ -153,6 +153,7 @@ def test_the_feed_keeps_to_its_share_of_the_rate_limit(
     pos = connector.stream_position()
     for _ in range(5):
         pos = poll(connector, pos).position
+    # 1 (position) + 4 (event types, users, events, roles) + 3 + 2: the 11th waits.
     assert waits and waits[0] == 10
 
 

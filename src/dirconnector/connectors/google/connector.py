@@ -28,7 +28,7 @@ from ...model import Group, Snapshot, User, looks_like_email
 from ...settings import Duration, HttpPluginSettings
 from ...state_space import ConnectorState
 from .. import Changes, StreamGap, StreamMode
-from ..feedkit import FeedPosition
+from ..feedkit import FeedPosition, Pacer
 from ..filters import SetFilter, parse_filter
 from .api import DEFAULT_ENDPOINT, REPORTS_SCOPE, DirectoryClient
 from .map import Raw, build, changed_records, check_names, read_raw
@@ -66,6 +66,8 @@ class GoogleSettings(HttpPluginSettings):
     activities, then the users and groups they name); needs the Reports API scope."""
     full_read_interval: Duration = timedelta(hours=24)
     """With ``incremental = "feed"``: read everything afresh at least this often."""
+    feed_poll_interval: Duration = timedelta(seconds=30)
+    """Under ``watch``: ask Google at most this often (a quiet poll is 1 request)."""
     feed_overlap: Duration = timedelta(minutes=10)
     """How far back each feed poll asks again (the audit log's lag of minutes)."""
     feed_rate_share: float = Field(0.2, gt=0.0, le=1.0)
@@ -155,6 +157,8 @@ class GoogleConnector:
                                overlap=settings.feed_overlap, share=settings.feed_rate_share,
                                sleep=sleep, clock=clock)
         self._clock = clock
+        self.pacer = Pacer(settings.feed_poll_interval.total_seconds(), self.feed.budget,
+                           sleep)
         s = settings
         self._fingerprint = "|".join(map(str, (s.customer, s.domain, s.api_endpoint,
                                                s.user_filter, s.group_filter)))
@@ -296,13 +300,16 @@ class GoogleConnector:
         return self.feed.position_now().dump(PREFIX)
 
     def changes(self, position: str, wait: float) -> Changes:
-        """One poll; when it finds nothing, waits out ``wait`` before answering.
+        """At most one poll per ``feed_poll_interval`` and within the rate share; between
+        polls, waits up to ``wait`` and answers an empty batch at the same position.
 
         Only the records the poll touched are mapped again (map.changed_records), so a
         change costs the same at 100 users as at 100,000."""
-        started = time.monotonic()
+        if not self.pacer.ready(wait):
+            return Changes(position=position)
         if self._raw is None or self._last is None:
             raise StreamGap("google: no complete read to follow changes from")
+        self.pacer.polled()
         raw, pos, edit = self.feed.read(FeedPosition.load(position, PREFIX), self._raw)
         users, groups = self._users, self._groups
         new_users, gone_users, skipped, new_groups, gone_groups = changed_records(
@@ -316,15 +323,10 @@ class GoogleConnector:
             users.pop(uid, None)
         for gid in gone_groups:
             groups.pop(gid, None)
-        batch = Changes(position=pos.dump(PREFIX), users=new_users, groups=new_groups,
-                        removed_users=frozenset(gone_users - {s.external_id for s in skipped}),
-                        removed_groups=frozenset(gone_groups), skipped=tuple(skipped),
-                        seen_at=dict(edit.seen_at))
-        if batch.empty and wait > 0:
-            left = wait - (time.monotonic() - started)
-            if left > 0:
-                self._sleep(left)
-        return batch
+        return Changes(position=pos.dump(PREFIX), users=new_users, groups=new_groups,
+                       removed_users=frozenset(gone_users - {s.external_id for s in skipped}),
+                       removed_groups=frozenset(gone_groups), skipped=tuple(skipped),
+                       seen_at=dict(edit.seen_at))
 
     def close(self) -> None:
         """Nothing held open between polls."""

@@ -32,7 +32,7 @@ from ...mapping import MANAGER_SOURCE
 from ...model import Group, Skipped, Snapshot, User, clean_text, normalize_email
 from ...state_space import ConnectorState
 from .. import Changes, StreamGap, StreamMode
-from ..feedkit import FeedPosition
+from ..feedkit import FeedPosition, Pacer
 from ..filters import SetFilter, parse_filter
 from .api import OktaApi, QueryRefused
 from .auth import ApiToken, ServiceApp, load_signing_key
@@ -87,6 +87,7 @@ class OktaConnector:
         self.feed = OktaFeed(self.api, slim=self._slim, user_filter=self.user_filter,
                              group_filter=self.group_filter, page_size=s.page_size,
                              overlap=s.feed_overlap, share=s.feed_rate_share, clock=clock)
+        self.pacer = Pacer(s.feed_poll_interval.total_seconds(), self.feed.budget, sleep)
         self._memory: ReadCache | None = None
         """The users and memberships of the last read, kept up to date by ``changes``
         (a deleted user's groups are handed on without them)."""
@@ -221,18 +222,17 @@ class OktaConnector:
         return self.feed.position_now().dump(PREFIX)
 
     def changes(self, position: str, wait: float) -> Changes:
-        """One poll of the feed; when it finds nothing, waits out ``wait`` before answering."""
-        started = time.monotonic()
+        """At most one poll per ``feed_poll_interval`` and within the rate share; between
+        polls, waits up to ``wait`` and answers an empty batch at the same position."""
+        if not self.pacer.ready(wait):
+            return Changes(position=position)
+        self.pacer.polled()
         delta = self.feed.read(FeedPosition.load(position, PREFIX))
         batch = self._changes(delta)
         if self._memory is not None:
             slims, memberships = _merged(self._memory, delta)
             self._memory = ReadCache(self._memory.fingerprint, self._memory.full_at,
                                      self._memory.since, slims, memberships)
-        if batch.empty and wait > 0:
-            left = wait - (time.monotonic() - started)
-            if left > 0:
-                self._sleep(left)
         return batch
 
     def close(self) -> None:

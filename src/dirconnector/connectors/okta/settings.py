@@ -46,6 +46,8 @@ class OktaSettings(HttpPluginSettings):
     """What a run may reuse from the previous one (cache.py): nothing; group members of
     groups whose membership did not change; also users via ``lastUpdated gt``; or
     everything, through the change feed (stream.py, needs okta.logs.read)."""
+    feed_poll_interval: Duration = timedelta(seconds=30)
+    """Under ``watch``: ask Okta at most this often (a quiet poll is 3 requests)."""
     feed_overlap: Duration = timedelta(minutes=2)
     """How far back each feed poll asks again (clock skew, the System Log's lag)."""
     feed_rate_share: float = Field(0.2, gt=0.0, le=1.0)

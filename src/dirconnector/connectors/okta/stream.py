@@ -142,7 +142,9 @@ class OktaFeed:
             gid = str(raw["id"])
             updated = str(raw.get("lastUpdated") or "")
             stamp = str(raw.get("lastMembershipUpdated") or "")
-            if not self._fresh(f"g:{gid}", f"{updated}|{stamp}", old, delta):
+            # Latest stamp first: settle() keeps the entry while either is in the overlap.
+            if not self._fresh(f"g:{gid}", f"{max(updated, stamp)}|{updated}|{stamp}", old,
+                               delta):
                 continue
             name = str((raw.get("profile") or {}).get("name") or gid)
             if (matching is not None and gid not in matching) or \

@@ -35,7 +35,7 @@ from ...mapping import MANAGER_SOURCE
 from ...model import Group, Skipped, Snapshot, User, clean_text
 from ...state_space import ConnectorState
 from .. import Changes, StreamGap, StreamMode
-from ..feedkit import FeedPosition, iso_ms
+from ..feedkit import FeedPosition, Pacer, iso_ms
 from ..filters import parse_filter
 from .api import DEFAULT_RETRY, LABEL, OneLoginApi
 from .settings import (
@@ -86,6 +86,8 @@ class OneLoginConnector:
         self._fingerprint = "|".join(map(str, (
             s.api_url, s.user_filter, s.group_filter, s.groups_from, s.email_attribute,
             s.email_suffix)))
+        self.pacer = Pacer(settings.feed_poll_interval.total_seconds(), self.feed.budget,
+                           sleep)
         self._memory: ReadCache | None = None
         """Users and groups of the last read, kept current by ``changes``."""
         self.extra_attributes: tuple[str, ...] = ()
@@ -211,16 +213,15 @@ class OneLoginConnector:
         return self.feed.position_now().dump(PREFIX)
 
     def changes(self, position: str, wait: float) -> Changes:
-        """One poll; when it finds nothing, waits out ``wait`` before answering."""
-        started = time.monotonic()
+        """At most one poll per ``feed_poll_interval`` and within the rate share; between
+        polls, waits up to ``wait`` and answers an empty batch at the same position."""
+        if not self.pacer.ready(wait):
+            return Changes(position=position)
+        self.pacer.polled()
         delta = self.feed.read(FeedPosition.load(position, PREFIX), self._memory)
         batch = self._changes(delta)
         if self._memory is not None:
             self._memory = delta.apply(self._memory)
-        if batch.empty and wait > 0:
-            left = wait - (time.monotonic() - started)
-            if left > 0:
-                self._sleep(left)
         return batch
 
     def close(self) -> None:

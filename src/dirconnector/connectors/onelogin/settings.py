@@ -72,6 +72,8 @@ class OneLoginSettings(HttpPluginSettings):
     the users and groups kept from the last read."""
     full_read_interval: Duration = timedelta(hours=24)
     """With ``incremental = "feed"``: read everything afresh at least this often."""
+    feed_poll_interval: Duration = timedelta(seconds=30)
+    """Under ``watch``: ask OneLogin at most this often (a quiet poll is 3 requests)."""
     feed_overlap: Duration = timedelta(minutes=2)
     """How far back each change-feed poll asks again (clock skew, event lag)."""
     feed_rate_share: float = Field(0.2, gt=0.0, le=1.0)
