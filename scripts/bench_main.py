@@ -12,7 +12,8 @@ from typing import Any
 
 from bench_common import ROOT, fmt, load, log, machine, run_child, summarise
 
-PARTS = ("startup", "ldap", "diff", "migrate", "apply", "e2e", "takeover", "replicas")
+PARTS = ("startup", "ldap", "diff", "migrate", "apply", "e2e", "takeover", "replicas",
+         "mapping")
 GOALS = [
     "LDAP read of 100k users + 5k groups <= 2.5x ldapsearch with python-ldap",
     "diff of 1M users <= 5 s and <= 2 GB",
@@ -24,6 +25,8 @@ GOALS = [
     "replicas (issue 24): daemon overhead per run on PostgreSQL <= 20 ms; 1,000 no-op profiles "
     "on 3 replicas: each tick within 30 s; failover after kill -9 <= interval + 5 s",
     "migrate plan of 100k members <= 2 s (issue 19)",
+    "mapping (issue 22): full sync of 10k users to scim2-server mapping ten attributes with "
+    "manager <= 1.3x the same sync without the mapping; the second plan empty",
 ]
 
 
@@ -49,6 +52,7 @@ def startup_table(r: dict[str, Any]) -> list[str]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
     parser.add_argument("part", nargs="?", default="all", choices=("all", *PARTS))
+    # "all" leaves out mapping (six full syncs of 10k users, ~5 min): run it by name.
     parser.add_argument("--sizes", help="directory sizes for ldap and e2e (default "
                         "10000,100000); for diff/apply when they run alone")
     parser.add_argument("--diff-sizes", help="default 100000,1000000")
@@ -82,7 +86,7 @@ def _main(args: argparse.Namespace) -> int:
                      else [10_000, 100_000])
     apply_size = (args.apply_size or (sizes[0] if args.part == "apply" and args.sizes
                                       else 10_000))
-    parts = PARTS if args.part == "all" else (args.part,)
+    parts = tuple(p for p in PARTS if p != "mapping") if args.part == "all" else (args.part,)
     if any(p in parts for p in ("ldap", "e2e", "takeover")) and not shutil.which("ldapsearch"):
         print("bench: ldapsearch not found; run scripts/test as root once to install slapd "
               "and ldap-utils", file=sys.stderr)
@@ -124,6 +128,11 @@ def _main(args: argparse.Namespace) -> int:
 
             res = bench_e2e.run(sizes, args.repeat, args.e2e_latency_ms / 1000)
             lines = bench_e2e.table(res)
+        elif part == "mapping":
+            import bench_mapping
+
+            res = bench_mapping.run(sizes[0], args.repeat)
+            lines = bench_mapping.table(res)
         elif part == "replicas":
             import bench_replicas
 
