@@ -20,6 +20,7 @@ Pure: values in, values out. Parsing raises ValueError with the key it is about.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Callable, Mapping
@@ -324,36 +325,54 @@ class UserMapping:
             users = {k: self.map_user(u, snapshot.users) for k, u in snapshot.users.items()}
         return replace(snapshot, users=users)
 
-    def map_user(self, user: User, everyone: Mapping[str, User]) -> User:
-        raw = dict(user.attributes)
-        get = _getter(raw)
-        out: list[tuple[str, str]] = []
+    @functools.cached_property
+    def _steps(self) -> tuple[tuple[str, str | None, Expr], ...]:
+        """Per rule: its path, the lower-cased source name when the value is that source
+        attribute as it is (most rules: one dict lookup per user), and the expression."""
+        out = []
         for rule in self.rules:
-            if rule.path.text == MANAGER:
+            e = rule.expr
+            plain = e.choices[0] if (len(e.choices) == 1 and isinstance(e.choices[0], str)
+                                     and not (e.value_map or e.case or e.default)) else None
+            out.append((rule.path.text, plain.lower() if plain else None, e))
+        return tuple(out)
+
+    def map_user(self, user: User, everyone: Mapping[str, User]) -> User:
+        """One user with its source attributes turned into mapped ones (names are matched
+        case-insensitively: LDAP's are)."""
+        raw = {k.lower(): v for k, v in user.attributes} if user.attributes else {}
+        lookup = raw.get
+
+        def get(name: str) -> str:
+            return lookup(name.lower(), "")
+
+        out: list[tuple[str, str]] = []
+        for text, plain, expr in self._steps:
+            if text == MANAGER:
                 # A manager outside the synced set, disabled (no account is created for
                 # them), or the user itself has no account to point at: nothing is sent,
                 # so the next plan stays empty.
-                boss = raw.get(MANAGER_SOURCE, "")
+                boss = lookup(MANAGER_SOURCE, "")
                 found = everyone.get(boss)
                 value = boss if found is not None and found.active and \
                     boss != user.external_id else ""
             else:
-                value = clean_text(rule.expr.evaluate(get))
+                value = _clean(lookup(plain, "") if plain is not None else expr.evaluate(get))
             if value:
-                out.append((rule.path.text, value))
-        fields = {name: clean_text(e.evaluate(get)) for name, e in self.core}
+                out.append((text, value))
+        if not self.core:
+            return User(user.external_id, user.email, user.user_name, user.display_name,
+                        user.given_name, user.family_name, user.active, user.ref, tuple(out))
+        fields = {name: _clean(e.evaluate(get)) for name, e in self.core}
         return replace(user, attributes=tuple(out), **{
             k: v for k, v in fields.items() if v})  # type: ignore[arg-type]  # str fields
 
 
-def _getter(raw: Mapping[str, str]) -> Callable[[str], str]:
-    """Source attributes by name, case-insensitively (LDAP names are)."""
-    lower = {k.lower(): v for k, v in raw.items()}
-
-    def get(name: str) -> str:
-        value = raw.get(name)
-        return value if value is not None else lower.get(name.lower(), "")
-    return get
+def _clean(value: str) -> str:
+    """clean_text, without its per-character pass for the usual printable ASCII value."""
+    if value.isascii() and value.isprintable():
+        return value.strip()
+    return clean_text(value)
 
 
 def parse_user_mapping(table: Mapping[str, Any]) -> UserMapping:

@@ -108,8 +108,13 @@ def mappings_of(profile: Profile) -> tuple[UserMapping, GroupMapping]:
 
 
 def build_connector(profile: Profile) -> Connector:
+    """The profile's connector, told the attributes ``[target.mapping]`` reads (so that its
+    ``check`` verifies them too)."""
     cls = registry.find(registry.CONNECTORS, profile.source.type).load()
     connector: Connector = cls(profile.source)
+    mapping, _ = mappings_of(profile)
+    if mapping and isinstance(connector, ReadsAttributes):
+        connector.read_attributes(mapping.source_attributes)
     return connector
 
 

@@ -302,3 +302,19 @@ def test_runner_refuses_a_mapping_the_source_cannot_read(tmp_path, state):
     prof = load(tmp_path, {"mapping": {"title": "title"}})
     with pytest.raises(ConfigError, match=r"target\.mapping: the file source cannot read"):
         Runner(prof, state.open(), connector=Plain(), target=FakeTarget())
+
+
+def test_creates_are_ordered_managers_first_and_cycles_end():
+    """A manager created in the same phase goes before their reports; a cycle still ends."""
+    from dirconnector.plan import CreateUser
+    from dirconnector.targets.scim.target import _managers_first
+
+    def create(ext: str, boss: str = "") -> CreateUser:
+        return CreateUser(User(ext, f"{ext}@x.com",
+                               attributes=((MANAGER, boss),) if boss else ()))
+
+    changes = [create("c", "b"), create("b", "a"), create("x", "y"), create("y", "x"),
+               create("a"), create("d", "outside")]
+    order = [c.user.external_id for c in _managers_first(changes)]
+    assert order.index("a") < order.index("b") < order.index("c")
+    assert sorted(order) == ["a", "b", "c", "d", "x", "y"]

@@ -165,3 +165,33 @@ def test_property_random_attribute_edits_in_slapd_then_the_next_plan_is_empty(
         for attr in ("title", "mobile", "l", "departmentNumber", "manager"):
             editor.set(attr, original.get(attr))
         synced.run("sync")
+
+
+def test_check_names_a_mapped_attribute_the_schema_lacks(
+        tmp_path: Path, slapd: dict[str, str], scim_server: ScimServer) -> None:  # noqa: F811
+    """`dirconnector check` reads the subschema: an unknown attribute fails it, named."""
+    from click.testing import CliRunner
+
+    from dirconnector import cli
+
+    config = tmp_path / "c.toml"
+    config.write_text(f"""
+[source]
+type = "ldap"
+url = "{slapd['SLAPD_URL']}"
+bind_dn = "{slapd['SLAPD_READER_DN']}"
+password_env = "LDAP_PW"
+[target]
+type = "scim"
+url = "{scim_server.url}"
+token_env = "SCIM_TOKEN"
+[target.mapping]
+title = "titel"
+[state]
+path = "{tmp_path / 's.db'}"
+""")
+    config.chmod(0o600)
+    result = CliRunner().invoke(cli.main, ["--config", str(config), "check"], env={
+        "LDAP_PW": slapd["SLAPD_READER_PASSWORD"], "SCIM_TOKEN": TOKEN, "COLUMNS": "400"})
+    assert result.exit_code == 1
+    assert "schema has no attribute 'titel'" in result.output

@@ -74,15 +74,11 @@ def read_attributes(resource: Mapping[str, Any], mapping: UserMapping
     return tuple(out)
 
 
-def _wire_value(p: Path, value: str, manager_ref: str) -> Any:
-    return {"value": manager_ref} if p.text == MANAGER else value
-
-
-def add_to_body(body: dict[str, Any], attrs: Iterable[tuple[str, str]], mapping: UserMapping,
-                manager_ref: Callable[[str], str]) -> bool:
-    """Put the mapped values in a POST/PUT body; False if the manager had to be left out
-    (its account is not known yet: the writer sets it once it is)."""
-    rules = {r.path.text: r.path for r in mapping.rules}
+def add_to_body(body: dict[str, Any], attrs: Iterable[tuple[str, str]],
+                rules: Mapping[str, Path], manager_ref: Callable[[str], str]) -> bool:
+    """Put the mapped values (``rules``: the mapping's paths by text) in a POST/PUT body;
+    False if the manager had to be left out (its account is not known yet: the writer
+    sets it once it is)."""
     complete = True
     for text, value in attrs:
         p = rules.get(text)
@@ -94,7 +90,10 @@ def add_to_body(body: dict[str, Any], attrs: Iterable[tuple[str, str]], mapping:
                 complete = False
                 continue
             value = ref
-        set_value(body, p, _wire_value(p, value, value))
+        if p.schema == USER_SCHEMA and not p.type and not p.sub:
+            body[p.attr] = value         # a simple core attribute: the common case
+        else:
+            set_value(body, p, {"value": value} if text == MANAGER else value)
     return complete
 
 

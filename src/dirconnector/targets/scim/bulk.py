@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ...errors import AuthError, DirconnectorError, TargetError
@@ -50,28 +50,34 @@ class BulkCreator:
 
     def batches(self, changes: Sequence[CreateUser]) -> list[list[_Op]]:
         """Split into requests of at most ``size`` operations and ``max_bytes`` bytes."""
-        out: list[list[_Op]] = []
+        return list(self._batches(changes))
+
+    def _batches(self, changes: Sequence[CreateUser]) -> Iterator[list[_Op]]:
+        """The batches, each body made only when the batches before it have been sent: a
+        manager created by an earlier request is then referenced by its id at once,
+        instead of by a PATCH after the run's creates (ScimWriter.user_body)."""
         cur: list[_Op] = []
         cur_bytes = 200
         for i, change in enumerate(changes):
+            if len(cur) >= self.size:
+                yield cur
+                cur, cur_bytes = [], 200
             op = {"method": "POST", "path": "/Users",
                   "bulkId": f"u{i}", "data": self.writer.user_body(change.user)}
             size = len(json.dumps(op)) + 2
-            if cur and (len(cur) >= self.size or (self.max_bytes and cur_bytes + size
-                                                  > self.max_bytes)):
-                out.append(cur)
+            if cur and self.max_bytes and cur_bytes + size > self.max_bytes:
+                yield cur
                 cur, cur_bytes = [], 200
             cur.append((change, op))
             cur_bytes += size
         if cur:
-            out.append(cur)
-        return out
+            yield cur
 
     def create(self, changes: Sequence[CreateUser], emit: Callable[[Outcome], None],
                stop: threading.Event) -> list[tuple[CreateUser, bool]]:
         """Create in Bulk, emitting each outcome; return (change, uncertain) to send singly."""
         leftovers: list[tuple[CreateUser, bool]] = []
-        for batch in self.batches(changes):
+        for batch in self._batches(changes):
             if stop.is_set():
                 break                    # interrupted: send no further Bulk request
             if self.broken:

@@ -261,7 +261,7 @@ class ScimWriter:
         whose account is not known yet is set by ``set_pending_managers``."""
         body = wire.user_resource(user)
         if self._paths and user.attributes and not attrs.add_to_body(
-                body, user.attributes, self.mapping, self._known_user):
+                body, user.attributes, self._paths, self._known_user):
             self._defer_manager(user)
         return body
 

@@ -34,7 +34,7 @@ from ...diff import USER_FIELDS
 from ...errors import AuthError, ConfigError, DirconnectorError, TargetError
 from ...http import HttpClient
 from ...mapping import MANAGER, UserMapping, parse_user_mapping
-from ...model import Group, Snapshot, User
+from ...model import Group, Snapshot, User, value_of
 from ...plan import AddMembers, Change, CreateUser, Plan, RemoveMembers, RevokeUser, UpdateUser
 from ...settings import MappedTargetSettings
 from .. import Record, WritesExternalId
@@ -436,6 +436,8 @@ class ScimTarget:
                 return                   # interrupted: the next phase does not start
             pending: list[Change] = list(batch)
             uncertain: set[int] = set()
+            if self.mapping.has_manager:
+                pending = _managers_first(pending)
             creates = [c for c in pending if isinstance(c, CreateUser)]
             if creates and self._bulk_usable(caps, len(creates)):
                 bulk = BulkCreator(self.http, writer, caps, self.settings.bulk_size)
@@ -528,6 +530,31 @@ class ScimTarget:
                                for c in plan.changes):
             notes.append("updates carry If-Match with the version read (ETags)")
         return tuple(notes)
+
+
+def _managers_first(changes: list[Change]) -> list[Change]:
+    """Creates ordered so that a manager created in this phase comes before the people who
+    report to them (then their bodies carry the manager's id, and no PATCH follows);
+    otherwise the order is kept. Cycles are cut where they close."""
+    creates = {c.user.external_id: c for c in changes if isinstance(c, CreateUser)}
+    if not creates:
+        return changes
+    depth: dict[str, int] = {}
+    for ext in creates:
+        chain: list[str] = []
+        seen: set[str] = set()
+        cur: str | None = ext
+        while cur is not None and cur in creates and cur not in depth and cur not in seen:
+            seen.add(cur)
+            chain.append(cur)
+            boss = value_of(creates[cur].user, MANAGER)
+            cur = boss or None
+        base = depth.get(cur, -1) + 1 if cur is not None and cur in depth else 0
+        for offset, node in enumerate(reversed(chain)):
+            depth[node] = base + offset
+    order = {id(c): n for n, c in enumerate(changes)}
+    return sorted(changes, key=lambda c: (depth.get(c.user.external_id, 0)
+                                          if isinstance(c, CreateUser) else -1, order[id(c)]))
 
 
 def _resources(resp: Any) -> list[Mapping[str, Any]]:
