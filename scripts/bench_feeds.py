@@ -150,7 +150,8 @@ def onelogin(size: int, repeat: int) -> dict[str, Any]:
         ca.cert_pem.write_to_path(str(ca_file))
         settings = OneLoginSettings.model_validate({
             "type": "onelogin", "base_url": emu.url, "client_id": "bench",
-            "client_secret": "bench-secret", "ca_file": str(ca_file), "feed_overlap": "0s", "feed_poll_interval": "0s"})
+            "client_secret": "bench-secret", "ca_file": str(ca_file), "feed_overlap": "0s",
+            "feed_poll_interval": "0s"})
         connector = OneLoginConnector(settings)
 
         def count() -> int:
