@@ -170,6 +170,10 @@ class Watcher:
         s = profile.settings
         self.batch_window = s.sync.batch_window.total_seconds()
         self.reconcile_every = parse_duration(s.schedule.full_reconcile).total_seconds()
+        self.marker_every = (
+            parse_duration(s.schedule.interval).total_seconds() if s.schedule.interval else 60.0
+        )
+        """Marker mode (no stream): seconds between syncs."""
         self.limits = limits_of(profile)
         self.window = Window(s.sync.guard_window.total_seconds())
         self.desired: Snapshot | None = None
@@ -240,12 +244,17 @@ class Watcher:
             self._close_stream()
 
     def _marker_tick(self) -> None:
-        """No stream: the runner's marker shortcut makes a poll cheap when nothing moved."""
-        result = self.runner.run("sync", command="watch")
+        """No stream: a sync every ``marker_every`` seconds; the runner's change marker
+        makes it cheap when nothing moved (and a source without a marker reads in full, so
+        the pause is a minute unless [schedule] interval says otherwise)."""
+        full = self.clock() - self.last_full >= self.reconcile_every
+        result = self.runner.run("sync", full=full, command="watch")
+        if full:
+            self.last_full = self.clock()
         self.observer.batch(self.name, result)
         if result.status == "refused":
             log.error("watch %s: %s", self.name, refusal(result))
-        self.stop.wait(max(POLL, self.batch_window) * 5)
+        self.stop.wait(self.marker_every)
 
     def _close_stream(self) -> None:
         if isinstance(self.connector, HasChangeStream):
