@@ -12,7 +12,7 @@ kept (its account stays as it is, as in a full run).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .connectors import Changes
 from .model import Group, Snapshot, User
@@ -21,36 +21,46 @@ CUT = "watch"
 """``info["cut"]`` of a server snapshot cut down to a batch: a target applies a plan made
 from it without reading the whole server to check it (the records were just read)."""
 
-__all__ = ["Affected", "affected", "combine", "cut_current", "cut_desired", "merge"]
+__all__ = ["Affected", "ServerView", "affected", "combine", "cut_desired", "merge"]
 
 
-def merge(snapshot: Snapshot, changes: Changes) -> Snapshot:
+def merge(snapshot: Snapshot, changes: Changes, emails: dict[str, str] | None = None) -> Snapshot:
     """``snapshot`` with ``changes`` applied: what a full read would give, as far as the
     batch can tell (an entry that stops being a duplicate of an unchanged one is only
-    seen again by the next full read)."""
+    seen again by the next full read). Records keep their order; new ones come last.
+
+    ``emails``: the caller's index of ``snapshot``'s users by address (email -> id),
+    updated here to match the result, so a long run does not rebuild it per batch."""
     if changes.empty:
         return snapshot
     users = dict(snapshot.users)
     groups = dict(snapshot.groups)
+    if emails is None:
+        emails = {u.email: uid for uid, u in users.items()}
     touched = set(changes.users) | set(changes.removed_users)
     touched.update(s.external_id for s in changes.skipped if s.external_id)
     for uid in touched:
-        users.pop(uid, None)
+        gone = users.pop(uid, None)
+        if gone is not None and emails.get(gone.email) == uid:
+            del emails[gone.email]
     # Normalise the changed users as a full read would (email case, no email, invalid,
     # duplicates among themselves and with the users already held).
     built = Snapshot.build(changes.users.values())
     new_skips = list(built.skipped)
-    emails = {u.email: uid for uid, u in users.items()} if built.users else {}
     for uid, user in built.users.items():
         holder = emails.get(user.email)
         if holder is not None and holder != uid:
             pair = Snapshot.build([users[holder], user])
             users.pop(holder)
-            users.update(pair.users)
+            del emails[user.email]
+            for kept in pair.users.values():
+                users[kept.external_id] = kept
+                emails[kept.email] = kept.external_id
             new_skips.extend(pair.skipped)
             touched.add(holder)
             continue
         users[uid] = user
+        emails[user.email] = uid
     for gid in changes.removed_groups:
         groups.pop(gid, None)
     groups.update(Snapshot.build((), changes.groups.values()).groups)
@@ -58,12 +68,7 @@ def merge(snapshot: Snapshot, changes: Changes) -> Snapshot:
     skipped.extend(changes.skipped)
     skipped.extend(new_skips)
     return Snapshot(
-        {k: users[k] for k in sorted(users)},
-        {k: groups[k] for k in sorted(groups)},
-        tuple(skipped),
-        snapshot.complete,
-        snapshot.info,
-        snapshot.previous_keys,
+        users, groups, tuple(skipped), snapshot.complete, snapshot.info, snapshot.previous_keys
     )
 
 
@@ -143,31 +148,6 @@ def flat_members(groups: Mapping[str, Group], gid: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def cut_current(current: Snapshot, desired: Snapshot, hit: Affected) -> Snapshot:
-    """The server's records the batch can touch: the accounts of the touched users and
-    of the addresses they want, the touched groups (by id or name) and their members."""
-    want_emails = {desired.users[u].email for u in hit.users if u in desired.users}
-    names = {desired.groups[g].name.casefold() for g in hit.groups if g in desired.groups}
-    groups = {
-        k: g
-        for k, g in current.groups.items()
-        if g.external_id in hit.groups or g.name.casefold() in names
-    }
-    members: set[str] = set()
-    for g in groups.values():
-        members.update(g.member_ids)
-    uids = set(hit.users)
-    for gid in hit.groups:
-        if gid in desired.groups:
-            uids.update(flat_members(desired.groups, gid))
-    users = {
-        k: u
-        for k, u in current.users.items()
-        if u.external_id in uids or u.email in want_emails or k in members
-    }
-    return Snapshot(users, groups, (), current.complete, {**current.info, "cut": CUT})
-
-
 def cut_desired(desired: Snapshot, current_cut: Snapshot, hit: Affected) -> Snapshot:
     """The directory's side of the cut: the touched users, every member of the touched
     groups, every user whose account is in ``current_cut``; groups flattened."""
@@ -187,29 +167,86 @@ def cut_desired(desired: Snapshot, current_cut: Snapshot, hit: Affected) -> Snap
     )
 
 
-def refresh(
-    current: Snapshot,
-    users: Iterable[User],
-    groups: Iterable[Group],
-    asked_users: Iterable[str] = (),
-    asked_groups: Iterable[str] = (),
-) -> Snapshot:
-    """``current`` with fresh server records: ``users``/``groups`` replace the records
-    with their refs; accounts asked for by external id and not returned are gone."""
-    fresh_users = {u.ref: u for u in users}
-    fresh_groups = {g.ref: g for g in groups}
-    gone_u = set(asked_users) - {u.external_id for u in fresh_users.values()}
-    gone_g = set(asked_groups) - {g.external_id for g in fresh_groups.values()}
-    out_u = {
-        k: u
-        for k, u in current.users.items()
-        if k not in fresh_users and u.external_id not in gone_u
-    }
-    out_u.update(fresh_users)
-    out_g = {
-        k: g
-        for k, g in current.groups.items()
-        if k not in fresh_groups and g.external_id not in gone_g
-    }
-    out_g.update(fresh_groups)
-    return replace(current, users=out_u, groups=out_g)
+class ServerView:
+    """The server's records kept between batches, with the indexes a cut needs; changed
+    in place by ``refresh`` (a copy of 100k records per batch costs more than the rest)."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.users: dict[str, User] = dict(snapshot.users)
+        self.groups: dict[str, Group] = dict(snapshot.groups)
+        self.info = dict(snapshot.info)
+        self.complete = snapshot.complete
+        self._by_ext: dict[str, set[str]] = {}
+        self._by_email: dict[str, set[str]] = {}
+        for ref, u in self.users.items():
+            self._index(ref, u)
+
+    def _index(self, ref: str, u: User) -> None:
+        if u.external_id:
+            self._by_ext.setdefault(u.external_id, set()).add(ref)
+        self._by_email.setdefault(u.email, set()).add(ref)
+
+    def _unindex(self, ref: str, u: User) -> None:
+        for table, key in ((self._by_ext, u.external_id), (self._by_email, u.email)):
+            refs = table.get(key)
+            if refs is not None:
+                refs.discard(ref)
+                if not refs:
+                    del table[key]
+
+    def accounts(self, external_id: str) -> list[User]:
+        """The accounts that carry ``external_id``."""
+        return [self.users[r] for r in self._by_ext.get(external_id, ())]
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.users, self.groups, (), self.complete, self.info)
+
+    def refresh(
+        self,
+        users: Iterable[User],
+        groups: Iterable[Group],
+        asked_users: Iterable[str] = (),
+        asked_groups: Iterable[str] = (),
+    ) -> None:
+        """Fresh server records replace those with their refs; accounts and groups asked
+        for by external id and not returned are gone from the server."""
+        fresh_users = {u.ref: u for u in users}
+        fresh_groups = {g.ref: g for g in groups}
+        for ext in set(asked_users) - {u.external_id for u in fresh_users.values()}:
+            for ref in list(self._by_ext.get(ext, ())):
+                self._unindex(ref, self.users.pop(ref))
+        for ref, u in fresh_users.items():
+            old = self.users.get(ref)
+            if old is not None:
+                self._unindex(ref, old)
+            self.users[ref] = u
+            self._index(ref, u)
+        gone_g = set(asked_groups) - {g.external_id for g in fresh_groups.values()}
+        if gone_g:
+            for ref in [r for r, g in self.groups.items() if g.external_id in gone_g]:
+                del self.groups[ref]
+        self.groups.update(fresh_groups)
+
+    def cut(self, desired: Snapshot, hit: Affected) -> Snapshot:
+        """The server's records the batch can touch: the accounts of the touched users and
+        of the addresses they want, the touched groups (by id or name) and their members."""
+        names = {desired.groups[g].name.casefold() for g in hit.groups if g in desired.groups}
+        groups = {
+            k: g
+            for k, g in self.groups.items()
+            if g.external_id in hit.groups or g.name.casefold() in names
+        }
+        refs: set[str] = set()
+        for g in groups.values():
+            refs.update(g.member_ids)
+        uids = set(hit.users)
+        for gid in hit.groups:
+            if gid in desired.groups:
+                uids.update(flat_members(desired.groups, gid))
+        for uid in uids:
+            refs.update(self._by_ext.get(uid, ()))
+        for u in hit.users:
+            if u in desired.users:
+                refs.update(self._by_email.get(desired.users[u].email, ()))
+        users = {r: self.users[r] for r in sorted(refs) if r in self.users}
+        return Snapshot(users, groups, (), self.complete, {**self.info, "cut": CUT})

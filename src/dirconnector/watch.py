@@ -31,7 +31,7 @@ from . import logs
 from .connectors import Changes, HasChangeStream, StreamGap, StreamMode
 from .errors import ConfigError, DirconnectorError, SafetyLimit
 from .guard import Limits
-from .incremental import affected, combine, cut_current, cut_desired, merge, refresh
+from .incremental import ServerView, affected, combine, cut_desired, merge
 from .model import Snapshot
 from .plan import (
     AddMembers,
@@ -44,6 +44,7 @@ from .plan import (
 )
 from .settings import Profile, parse_duration
 from .state import SharesProfiles, StateStore
+from .state.records import managed_updates
 from .sync import Runner, RunResult, limits_of, refusal
 from .targets import ReadsSome
 
@@ -169,10 +170,18 @@ class Watcher:
         s = profile.settings
         self.batch_window = s.sync.batch_window.total_seconds()
         self.reconcile_every = parse_duration(s.schedule.full_reconcile).total_seconds()
+        self.marker_every = (
+            parse_duration(s.schedule.interval).total_seconds() if s.schedule.interval else 60.0
+        )
+        """Marker mode (no stream): seconds between syncs."""
         self.limits = limits_of(profile)
         self.window = Window(s.sync.guard_window.total_seconds())
         self.desired: Snapshot | None = None
-        self.current: Snapshot | None = None
+        self.current: ServerView | None = None
+        self.emails: dict[str, str] = {}
+        """The directory snapshot's users by address (merge keeps it up to date)."""
+        self.managed: set[str] = set()
+        """The store's managed set, kept in step with each batch's outcomes."""
         self.position = ""
         self.managed_active = 0
         self.managed_memberships = 0
@@ -235,12 +244,17 @@ class Watcher:
             self._close_stream()
 
     def _marker_tick(self) -> None:
-        """No stream: the runner's marker shortcut makes a poll cheap when nothing moved."""
-        result = self.runner.run("sync", command="watch")
+        """No stream: a sync every ``marker_every`` seconds; the runner's change marker
+        makes it cheap when nothing moved (and a source without a marker reads in full, so
+        the pause is a minute unless [schedule] interval says otherwise)."""
+        full = self.clock() - self.last_full >= self.reconcile_every
+        result = self.runner.run("sync", full=full, command="watch")
+        if full:
+            self.last_full = self.clock()
         self.observer.batch(self.name, result)
         if result.status == "refused":
             log.error("watch %s: %s", self.name, refusal(result))
-        self.stop.wait(max(POLL, self.batch_window) * 5)
+        self.stop.wait(self.marker_every)
 
     def _close_stream(self) -> None:
         if isinstance(self.connector, HasChangeStream):
@@ -264,7 +278,13 @@ class Watcher:
                 log.warning("watch %s: incremental repair: %s", self.name, what)
                 self.observer.repair(self.name, what)
         self.desired = result.desired
-        self.current = self.target.snapshot()
+        self.emails = (
+            {u.email: uid for uid, u in result.desired.users.items()}
+            if result.desired is not None
+            else {}
+        )
+        self.current = ServerView(self.target.snapshot())
+        self.managed = set(self.store.managed(self.name))
         if result.plan is not None:
             self.managed_active = result.plan.managed_active
             self.managed_memberships = result.plan.managed_memberships
@@ -296,38 +316,40 @@ class Watcher:
         assert self.desired is not None and self.current is not None
         seen = seen if seen is not None else self.clock()
         before = self.desired
-        desired = merge(before, changes)
+        desired = merge(before, changes, self.emails)
         hit = affected(before, desired, changes)
         target = self.target
+        current = self.current
         if isinstance(target, ReadsSome):
-            current = refresh(
-                self.current,
+            current.refresh(
                 target.read_users(sorted(hit.users), self._new_addresses(desired, hit.users)),
                 target.read_groups(sorted(hit.groups), self._new_names(desired, hit.groups)),
                 hit.users,
                 hit.groups,
             )
         else:
-            current = target.snapshot()
-        cur_cut = cut_current(current, desired, hit)
+            current = self.current = ServerView(target.snapshot())
+        cur_cut = current.cut(desired, hit)
         want_cut = cut_desired(desired, cur_cut, hit)
-        plan = self.runner.make_plan(want_cut, cur_cut)
+        plan = self.runner.make_plan(want_cut, cur_cut, frozenset(self.managed))
         result = self._run_batch(plan, want_cut)
         self.desired = desired
-        self.current = current
+        if result.report is not None:
+            for outcome in result.report.outcomes:
+                for op, row in managed_updates(self.name, outcome):
+                    (self.managed.add if op == "add" else self.managed.discard)(str(row[2]))
         if result.status in ("ok", "no-changes", "partial") and plan.changes:
             if isinstance(target, ReadsSome):
                 # Read back what the plan changed (new accounts get their server ids).
                 users, groups = _changed_ids(plan)
-                self.current = refresh(
-                    current,
+                current.refresh(
                     target.read_users(sorted(users)),
                     target.read_groups(sorted(groups)),
                     users,
                     groups,
                 )
             else:
-                self.current = target.snapshot()
+                self.current = ServerView(target.snapshot())
         if result.status in ("ok", "no-changes", "refused"):
             # A refused batch is not retried by the stream: the snapshot holds it, and the
             # next full reconcile plans it again under the ordinary guard.
@@ -343,14 +365,12 @@ class Watcher:
         """Addresses to look accounts up by: those of touched users whose account (by
         external id) is unknown or holds another address (a link, a taken address)."""
         assert self.current is not None
-        held = {
-            u.external_id: u.email for u in self.current.users.values() if u.external_id in users
-        }
-        return sorted(
-            desired.users[u].email
-            for u in users
-            if u in desired.users and held.get(u) != desired.users[u].email
-        )
+        out = []
+        for uid in users:
+            want = desired.users.get(uid)
+            if want is not None and want.email not in {a.email for a in self.current.accounts(uid)}:
+                out.append(want.email)
+        return sorted(out)
 
     def _new_names(self, desired: Snapshot, groups: frozenset[str]) -> list[str]:
         """Names to look groups up by: touched groups the server holds under no id."""

@@ -274,3 +274,25 @@ def test_incremental_state_equals_a_full_read_after_random_edits(tmp_path: Path)
         assert w.desired.groups == full.groups
         plan = w.runner.make_plan(full, tgt.snapshot())
         assert plan.empty, [c.kind for c in plan.changes]
+
+
+def test_a_source_without_stream_is_synced_in_marker_mode(tmp_path: Path) -> None:
+    """No change stream: watch says "marker" and runs ordinary syncs until stopped."""
+    import threading
+
+    prof = profile(tmp_path)
+    store = open_store(prof.settings.state)
+    conn, tgt = FakeConnector(users=USERS, groups=GROUPS), FakeTarget()
+    stop = threading.Event()
+    w = Watcher(prof, store, runner=Runner(prof, store, connector=conn, target=tgt), stop=stop)
+    assert w.stream_mode().mode == "marker"
+    thread = threading.Thread(target=w.run)
+    thread.start()
+    for _ in range(200):
+        if len(tgt.state.users) == len(USERS):
+            break
+        threading.Event().wait(0.02)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive() and len(tgt.state.users) == len(USERS)
+    assert store.runs("default", 1)[0].command == "watch"

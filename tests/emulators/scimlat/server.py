@@ -183,10 +183,16 @@ class Store:
             clauses = _EQ_OR.fullmatch(flt)
             if clauses is None:
                 raise ScimError(400, f"unsupported filter {flt}", "invalidFilter")
-            wanted = [(attr, json.loads(lit)) for attr, lit in _EQ.findall(flt)]
+            # One pass over the resources, whatever the number of clauses (a watch batch
+            # asks for 40 at a time): each attribute's wanted values in a set.
+            wanted: dict[str, set[str]] = {}
+            for attr, lit in _EQ.findall(flt):
+                value = json.loads(lit)
+                wanted.setdefault(attr, set()).add(value.lower() if attr == "userName"
+                                                   else value)
             items = [r for r in items if any(
-                (str(r.get(attr, "")).lower() == want.lower() if attr == "userName"
-                 else r.get(attr) == want) for attr, want in wanted)]
+                (str(r.get(attr, "")).lower() if attr == "userName" else r.get(attr)) in values
+                for attr, values in wanted.items())]
         start = max(1, int(params.get("startIndex", "1")))
         count = max(0, int(params.get("count", "100")))
         page = items[start - 1:start - 1 + count]

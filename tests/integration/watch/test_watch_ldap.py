@@ -213,6 +213,8 @@ path = "{tmp_path / "state.db"}"
     )
     row = json.loads(status.stdout)[0]
     assert str(row["stream_position"]).startswith("rid=") and row["stream_lag"] is not None
+    check = subprocess.run([*cli, "check"], env=env, capture_output=True, text=True)
+    assert "watch mode: follows changes by syncrepl" in check.stdout, check.stdout[-2000:]
 
 
 def _rename_all(slapd: dict[str, str], numbers: range, label: str) -> None:

@@ -27,7 +27,7 @@ from ...errors import SourceError
 from ...model import Skipped, User
 from .. import Changes, StreamGap, StreamMode
 from .map import GroupResolver, RawGroup, Resolved, UserMapper
-from .syntax import normalize_dn, strip_uid_suffix
+from .syntax import DNError, normalize_dn, strip_uid_suffix
 from .wire import PyLdapWire, backend_name, lowered
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ class SyncreplStream:
         self._cookie = ""
         self._index: _Index | None = None
         self._r: Resolved | None = None
+        self._refreshing = False
+        """True until the server ends the refresh phase of the open search."""
 
     # ------------------------------------------------------------ HasChangeStream
 
@@ -449,19 +451,15 @@ class SyncreplStream:
     def _search(
         self, base: str, scope: Any, filterstr: str, attrs: list[str]
     ) -> Iterable[list[tuple[str, dict[str, list[bytes]]]]]:
-        """A search on a connection of its own (the stream's carries the persistent one)."""
-        wire = self._side()
-        return wire.search(base, scope, filterstr, attrs, page_size=self.settings.page_size)
-
-    def _side(self) -> PyLdapWire:
+        """A paged search on the stream's connection, beside its persistent search."""
         assert self._wire is not None
-        return self._wire
+        return self._wire.search(base, scope, filterstr, attrs, page_size=self.settings.page_size)
 
 
 def _norm(dn: str) -> str:
     try:
         return normalize_dn(dn)
-    except Exception:
+    except DNError:  # a malformed member value names nobody
         return dn.lower()
 
 
