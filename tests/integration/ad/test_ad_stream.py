@@ -330,3 +330,19 @@ def test_random_edits_merged_equal_a_full_read(
     assert users.keys() == full.users.keys()
     assert {k: g for k, g in groups.items() if g != full.groups.get(k)} == {}
     assert groups.keys() == full.groups.keys()
+
+
+def test_member_moved_back_into_scope_rejoins_its_groups(stream: Any, admin: Admin) -> None:
+    """A member moved out of the base leaves its group; moved back, it is a member again
+    (AD kept the link all along; the group itself did not change)."""
+    roamer, stay = admin.user(), admin.user()
+    team = admin.group(roamer, stay)
+    ids = {dn: admin.guid(dn) for dn in (roamer, stay, team)}
+    pos = stream.stream_position()
+    outside = admin.rename(roamer, roamer.split(",", 1)[0], f"CN=Users,{admin.ad.base_dn}")
+    out = stream.changes(pos, 3.0)
+    assert out.groups[ids[team]].member_ids == {ids[stay]}
+    admin.rename(outside, outside.split(",", 1)[0], admin.people)
+    back = stream.changes(out.position, 3.0)
+    assert ids[roamer] in back.users
+    assert back.groups[ids[team]].member_ids == {ids[roamer], ids[stay]}

@@ -294,3 +294,20 @@ def test_member_of_a_filtered_out_nested_group_reaches_its_parent(
     assert batch.groups[tenant.engineering] == full.groups[tenant.engineering]
     assert tenant.dave in batch.groups[tenant.engineering].member_ids
     assert c._azure_stream().rebuilds == 0
+
+
+def test_a_poll_graph_keeps_refusing_waits_for_retry_after(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """When Graph refuses a poll with 429 past the client's retries, the poll fails, and the
+    next one is not sent before the last Retry-After has passed."""
+    from dirconnector.errors import IncompleteRead
+
+    c, pos = started(make_connector, poll_interval="1s")
+    emulator.throttle(float("inf"), retry_after="30")
+    with pytest.raises(IncompleteRead):
+        c.changes(pos, 0)
+    emulator.throttle(0)
+    emulator.reset_log()
+    assert c.changes(pos, 1.5).empty  # past poll_interval (1 s), within Retry-After
+    assert emulator.graph_calls() == []

@@ -91,3 +91,38 @@ def test_disabled_user_reaches_scim_within_poll_interval(
         f"{len(quiet)} requests in {polls:g} quiet polls"
     )
     assert p95(lags) <= POLL + 1.0
+
+
+def test_check_names_the_delta_stream(
+    emulator: GraphEmulator, tenant: Tenant, scim_server: ScimServer, tmp_path: Path
+) -> None:
+    """`dirconnector check` says watch follows Entra ID by delta, and how often it polls."""
+    import json
+
+    from click.testing import CliRunner
+
+    from dirconnector import cli
+
+    config = tmp_path / "config.toml"
+    source = {
+        "type": "azure",
+        "tenant_id": emulator.tenant_id,
+        "client_id": CLIENT_ID,
+        "client_secret": SECRET,
+        "authority_host": emulator.origin,
+        "graph_url": emulator.origin,
+        "ca_file": str(emulator.ca_file),
+        "poll_interval": "30s",
+    }
+    config.write_text(
+        "[source]\n"
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in source.items())
+        + f'[target]\ntype = "scim"\nurl = "{scim_server.url}"\ntoken = "{TOKEN}"\n'
+        f'[state]\npath = "{tmp_path / "state.db"}"\n'
+    )
+    result = CliRunner().invoke(
+        cli.main, ["--config", str(config), "check"], catch_exceptions=False
+    )
+    out = " ".join(result.output.split())
+    assert "watch mode: follows changes by delta" in out, out
+    assert "polled every 30 s" in out

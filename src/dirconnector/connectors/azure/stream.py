@@ -18,6 +18,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ...errors import IncompleteRead, TransientError
 from ...model import Group, Snapshot, User
 from .. import Changes, StreamGap, StreamMode
 from .api import DeltaExpired
@@ -78,6 +79,14 @@ class AzureStream:
                 groups, groups_link = self.connector.graph.delta(links["groups"])
             except DeltaExpired as exc:
                 raise StreamGap(f"azure: the delta token is no longer valid ({exc})") from exc
+            except IncompleteRead as exc:
+                # The client retried a 429/503 for as long as it may and gave up: the next
+                # poll waits at least the Retry-After Graph sent last (throttling.md).
+                cause = exc.__cause__
+                if isinstance(cause, TransientError) and cause.retry_after:
+                    wait_more = max(cause.retry_after - self.poll_interval, 0.0)
+                    self._last_poll = time.monotonic() + wait_more
+                raise
             links = {"users": users_link, "groups": groups_link}
             if users or groups:
                 return self._apply(base, users, groups, json.dumps(links))

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING
 from ...errors import SourceError
 from ...model import Skipped, User
 from .. import Changes, StreamGap, StreamMode
-from .map import GroupResolver, Resolved, UserMapper, guid_text
-from .syntax import DNError, normalize_dn
+from .map import GroupResolver, RawGroup, Resolved, UserMapper, guid_text
+from .syntax import DNError, escape_filter_value, normalize_dn
 from .wire import SHOW_DELETED_OID, Control, Entry, Wire, connect, lowered
 
 if TYPE_CHECKING:
@@ -444,6 +444,7 @@ class AdStream:
             ):
                 mapper.add(entries)
         mapper.finish()
+        entered = [dn for dn, ext in mapper.by_dn.items() if ext not in index.user_dn]
         for dn, ext in mapper.by_dn.items():
             index.put_user(ext, dn)
         users = {u.external_id: u for u in mapper.users}
@@ -482,10 +483,14 @@ class AdStream:
         # and a member moved out of scope no longer resolves, as in a full read.
         gone = removed_users | {g for g in live.keys() | deleted if g in index.group_dn}
         parents = {p for p, held in index.members.items() if held & gone}
-        raw = []
-        for part in _guid_filters(live.keys() | parents):
-            narrowed = replace(r, group_search=f"(&{r.group_search}{part})")
-            raw += self.connector._read_groups(wire, narrowed, mapper)
+        # A user or group that comes into scope (created, or moved in from elsewhere) may
+        # already be a member of groups: they resolve it now, so they are read again too.
+        wanted = live.keys() | parents | self._holders(wire, r, entered)
+        raw = self._groups(wire, r, mapper, wanted)
+        new_groups = [g.dn for g in raw if g.external_id not in index.group_dn]
+        raw += self._groups(
+            wire, r, mapper, self._holders(wire, r, new_groups) - {g.external_id for g in raw}
+        )
         for g in raw:
             index.put_group(g.external_id, g.dn)
         resolver_users = UserMapper(r)
@@ -527,6 +532,35 @@ class AdStream:
                 if k in users or k in groups or k in removed_users or k in removed_groups
             },
         )
+
+    def _groups(
+        self, wire: Wire, r: Resolved, mapper: UserMapper, guids: set[str]
+    ) -> list[RawGroup]:
+        """The group search narrowed to these GUIDs (members read whole, ranges too)."""
+        raw: list[RawGroup] = []
+        for part in _guid_filters(guids):
+            narrowed = replace(r, group_search=f"(&{r.group_search}{part})")
+            raw += self.connector._read_groups(wire, narrowed, mapper)
+        return raw
+
+    def _holders(self, wire: Wire, r: Resolved, dns: list[str]) -> set[str]:
+        """GUIDs of the groups in scope whose member attribute names one of ``dns``."""
+        found: set[str] = set()
+        for i in range(0, len(dns), GUIDS_PER_SEARCH):
+            terms = "".join(
+                f"({attr}={escape_filter_value(dn)})"
+                for dn in dns[i : i + GUIDS_PER_SEARCH]
+                for attr in r.member_attrs
+            )
+            for entries in wire.search(
+                r.group_base,
+                self.settings.group_scope,
+                f"(&{r.group_search}(|{terms}))",
+                ["objectGUID"],
+                page_size=self.settings.page_size,
+            ):
+                found.update(f.guid for f in _found(entries))
+        return found
 
     @staticmethod
     def _under(dn: str, base: str, scope: str) -> bool:
