@@ -210,6 +210,13 @@ def google(size: int, repeat: int) -> dict[str, Any]:
 
 def run(sizes: list[int], repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    try:
+        import dirconnector.watch  # noqa: F401  # watch mode present (issue 20)
+    except ImportError:
+        log("feeds: no dirconnector.watch; lag not measured")
+    else:
+        log("feeds: lag through watch (okta, 2,000 users, poll interval 2 s)")
+        out["_lag"] = lag(2_000, 20, 2.0)
     for size in sizes:
         for name, fn in (("okta", okta), ("onelogin", onelogin), ("google", google)):
             log(f"feeds: {name} at {size:,} users")
@@ -232,6 +239,72 @@ def table(res: dict[str, Any]) -> list[str]:
             f"{r['quiet_requests']['median']:>14.0f}  | {r['change_requests']['median']:>9.0f} "
             f"{r['change_wall_s']['median']:>6.3f}s [{r['change_wall_s']['max']:.3f}] "
             f"{r['change_cpu_s']['median']:>6.3f}s [{r['change_cpu_s']['max']:.3f}]")
+    if "_lag" in res:
+        g = res["_lag"]
+        lines.append(f"lag through watch (okta, {g['users']:,} users, {g['changes']} "
+                     f"suspensions, feed_poll_interval {g['poll_interval_s']:g} s): p50 "
+                     f"{g['p50_s']:.2f} s, p95 {g['p95_s']:.2f} s, max {g['max_s']:.2f} s")
     lines.append("goals (issue 21): quiet poll <= 3 requests; one change <= 10 requests and "
-                 "<= 0.2 s CPU")
+                 "<= 0.2 s CPU; lag p95 <= poll interval + 1 s")
     return lines
+
+
+def lag(size: int, changes: int, interval: float) -> dict[str, Any]:
+    """Seconds from a suspension in Okta to the account inactive on a SCIM server, through
+    ``watch`` (dirconnector.watch) with ``feed_poll_interval`` = ``interval``: p50/p95."""
+    import threading
+
+    from dirconnector import settings as config
+    from dirconnector.state import open_store
+    from dirconnector.watch import Watcher
+    from tests.emulators.okta import OktaEmulator, OktaState
+    from tests.emulators.scimlat.server import serve
+
+    state = OktaState()
+    state.rate.limit = 10**9
+    uids = [state.add_user(f"user{n:06d}@example.com", "User", f"{n:06d}")
+            for n in range(size)]
+    state.events.clear()
+    httpd, base = serve(0.0, True, "bench-token")
+    store_of = httpd.RequestHandlerClass.store  # type: ignore[attr-defined]
+    samples: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, OktaEmulator(state) as emu:
+        profile = config.load(data={
+            "profile": "okta-lag",
+            "source": {"type": "okta", "org_url": emu.url, "token": "test-ssws-token",
+                       "ca_file": str(emu.ca_file), "feed_poll_interval": f"{interval}s"},
+            "target": {"type": "scim", "url": base, "token": "bench-token"},
+            "sync": {"remove_missing": True, "max_revocations": 10**6,
+                     "max_revocation_ratio": 1.0, "batch_window": "0.2s"},
+            "state": {"path": str(Path(tmp) / "state.db")},
+        })
+        store = open_store(profile.settings.state)
+        stop = threading.Event()
+        watcher = Watcher(profile, store, stop=stop)
+        thread = threading.Thread(target=watcher.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 600
+        while not (watcher.full_syncs and watcher.position) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        def inactive(uid: str) -> bool:
+            with store_of.lock:
+                return any(u.get("externalId") == uid and u.get("active") is False
+                           for u in store_of.users.values())
+
+        for i in range(changes):
+            time.sleep(interval * (i % 7) / 7)      # changes land anywhere in the interval
+            t0 = time.monotonic()
+            state.set_status(uids[i], "SUSPENDED")
+            while not inactive(uids[i]) and time.monotonic() - t0 < 60:
+                time.sleep(0.02)
+            samples.append(time.monotonic() - t0)
+        stop.set()
+        thread.join(timeout=30)
+        store.close()
+    httpd.shutdown()
+    ordered = sorted(samples)
+    return {"users": size, "changes": changes, "poll_interval_s": interval,
+            "p50_s": ordered[len(ordered) // 2],
+            "p95_s": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
+            "max_s": ordered[-1]}

@@ -202,9 +202,10 @@ class OneLoginApi:
         raise IncompleteRead(f"{LABEL}: reading {what} answered {resp.status} ({words})")
 
     def v2_pages(self, path: str, params: Mapping[str, str], what: str,
-                 ) -> Iterator[list[dict[str, Any]]]:
+                 limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
         """Every page of a v2 list, following ``After-Cursor`` to the end."""
-        query: dict[str, Any] = {**params, "limit": self.page_size}
+        page_size = limit or self.page_size
+        query: dict[str, Any] = {**params, "limit": page_size}
         seen: set[str] = set()
         page = 1
         self.totals = []
@@ -222,7 +223,7 @@ class OneLoginApi:
                 raise IncompleteRead(f"{LABEL}: {path} sent the same After-Cursor twice; "
                                      f"stopping instead of looping")
             seen.add(cursor)
-            query = {**params, "limit": self.page_size, "cursor": cursor}
+            query = {**params, "limit": page_size, "cursor": cursor}
             page += 1
 
     def v1_pages(self, path: str, what: str, query: Mapping[str, Any] | None = None,

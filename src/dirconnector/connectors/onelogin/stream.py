@@ -36,6 +36,7 @@ from ..filters import SetFilter
 from .api import LABEL, OneLoginApi
 
 PREFIX = "onelogin-feed:1:"
+ROLES_PAGE = 650
 CACHE_KEY = "onelogin.cache.v1"
 
 Slim = dict[str, Any]
@@ -216,7 +217,8 @@ class OneLoginFeed:
 
     def _group_names(self) -> dict[str, str]:
         if self.groups_from == "roles":
-            pages = self.api.v2_pages("/api/2/roles", self.role_query, "roles")
+            # list-roles: "Max page limit is 650": one request for most accounts.
+            pages = self.api.v2_pages("/api/2/roles", self.role_query, "roles", ROLES_PAGE)
         else:
             pages = self.api.v1_pages("/api/1/groups", "groups")
         return {str(r["id"]): str(r.get("name") or "") for page in pages for r in page
