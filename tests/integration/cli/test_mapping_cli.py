@@ -98,3 +98,13 @@ def test_config_validate_checks_the_mapping_against_the_server(env: Env):
         '"urn:example:params:scim:schemas:extension:acme:2.0:User:badge"', "titel"))
     bad = env.run("config", "validate")
     assert bad.exit_code == 1 and "target.mapping: titel: not a core User attribute" in bad.output
+
+
+def test_config_validate_without_the_server_says_the_mapping_was_not_checked(env: Env):
+    """An unreachable server does not fail validate; it says the mapping went unchecked."""
+    env.config.write_text(env.config.read_text().replace(env.server.url, "http://127.0.0.1:9/v2")
+                          + MAPPING)
+    result = env.run("config", "validate")
+    assert result.exit_code == 0, result.output
+    assert "not checked against the server" in result.output
+    assert "Configuration is valid" in result.output
