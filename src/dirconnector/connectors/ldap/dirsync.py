@@ -20,22 +20,27 @@ scope, read once when the stream starts and kept current from the batches.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import calendar
 import logging
 import re
 import time
-import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ...errors import SourceError
 from ...model import Skipped, User
 from .. import Changes, StreamGap, StreamMode
-from .map import GroupResolver, RawGroup, Resolved, UserMapper, guid_text
-from .syntax import DNError, escape_filter_value, normalize_dn
+from .adrecords import (
+    GUIDS_PER_SEARCH,
+    Found,
+    Index,
+    Position,
+    guid_filters,
+    parse_found,
+    text_of,
+    under,
+)
+from .map import GroupResolver, RawGroup, Resolved, UserMapper
+from .syntax import escape_filter_value
 from .wire import SHOW_DELETED_OID, Control, Entry, Wire, connect, lowered
 
 if TYPE_CHECKING:
@@ -44,100 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-GUIDS_PER_SEARCH = 200
-"""objectGUIDs ORed into one re-read filter (AD's filters have no practical limit here)."""
 _WATCHED = "(|(objectClass=user)(objectClass=group))"
 _FILTER_ATTR = re.compile(r"\(\s*([A-Za-z][\w-]*)(?:;[\w-]+)*\s*[~<>]?=")
-_EXTENDED_DN = re.compile(r"^(?:<[^>]*>;)+")
 DSE_ATTRS = ("highestCommittedUSN", "dsServiceName")
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where an AD stream stands: the DC, its USN, and (DirSync) the DC's cookie."""
-
-    mode: str
-    dc: str
-    usn: int
-    cookie: bytes = b""
-
-    def text(self) -> str:
-        return ":".join(
-            [
-                self.mode,
-                base64.urlsafe_b64encode(self.dc.encode()).decode(),
-                str(self.usn),
-                base64.urlsafe_b64encode(self.cookie).decode(),
-            ]
-        )
-
-    @classmethod
-    def parse(cls, text: str) -> Position:
-        try:
-            mode, dc, usn, cookie = text.split(":")
-            if mode not in ("dirsync", "usn"):
-                raise ValueError(mode)
-            return cls(
-                mode,
-                base64.urlsafe_b64decode(dc).decode(),
-                int(usn),
-                base64.urlsafe_b64decode(cookie),
-            )
-        except (ValueError, binascii.Error) as exc:
-            raise StreamGap(
-                f"ldap source: {text[:40]!r} is not an Active Directory stream position"
-            ) from exc
-
-
-@dataclass(slots=True)
-class _Found:
-    """An object a detection round says changed."""
-
-    guid: str
-    dn: str
-    deleted: bool
-    when: float | None
-    parent: str = ""
-    """A tombstone's lastKnownParent: where it lived before it was deleted."""
-    classes: frozenset[str] = frozenset()
-
-
-@dataclass(slots=True)
-class _Index:
-    """Every user and group in scope, as the last full or incremental read left them."""
-
-    user_by_dn: dict[str, str] = field(default_factory=dict)
-    user_dn: dict[str, str] = field(default_factory=dict)
-    group_by_dn: dict[str, str] = field(default_factory=dict)
-    group_dn: dict[str, str] = field(default_factory=dict)
-    emails: dict[str, str] = field(default_factory=dict)
-    names: dict[str, str] = field(default_factory=dict)
-    members: dict[str, frozenset[str]] = field(default_factory=dict)
-    """Group id -> the ids of its direct members and subgroups."""
-
-    def put_user(self, ext: str, dn: str, email: str = "", name: str = "") -> None:
-        old = self.user_dn.get(ext)
-        if old is not None and old != dn:
-            self.user_by_dn.pop(old, None)
-        self.user_by_dn[dn], self.user_dn[ext] = ext, dn
-        if email:
-            self.emails[ext], self.names[ext] = email, name
-
-    def put_group(self, ext: str, dn: str) -> None:
-        old = self.group_dn.get(ext)
-        if old is not None and old != dn:
-            self.group_by_dn.pop(old, None)
-        self.group_by_dn[dn], self.group_dn[ext] = ext, dn
-
-    def drop_user(self, ext: str) -> None:
-        dn = self.user_dn.pop(ext, None)
-        if dn is not None:
-            self.user_by_dn.pop(dn, None)
-
-    def drop_group(self, ext: str) -> None:
-        dn = self.group_dn.pop(ext, None)
-        if dn is not None:
-            self.group_by_dn.pop(dn, None)
 
 
 class AdStream:
@@ -151,7 +65,7 @@ class AdStream:
         self._dirsync_wire: Ldap3Wire | None = None
         self._resolved: Resolved | None = None
         self._mode: StreamMode | None = None
-        self._index: _Index | None = None
+        self._index: Index | None = None
         self._last_poll = float("-inf")
         self.polls = 0
         """Root DSE polls so far (the benchmark's requests-per-quiet-poll figure)."""
@@ -256,7 +170,7 @@ class AdStream:
         except SourceError:
             self.close()  # the next call reconnects
             raise
-        usn, dc = _text(dse.get("highestcommittedusn")), _text(dse.get("dsservicename"))
+        usn, dc = text_of(dse.get("highestcommittedusn")), text_of(dse.get("dsservicename"))
         if not usn.isdigit() or not dc:
             raise SourceError(
                 "ldap source: the root DSE has no highestCommittedUSN; "
@@ -336,7 +250,7 @@ class AdStream:
                     seen = lowered(attrs)
         except SourceError:
             return False
-        return _text(seen.get("isdeleted")).upper() == "TRUE"
+        return text_of(seen.get("isdeleted")).upper() == "TRUE"
 
     def _attrs(self) -> list[str]:
         """What a detection round asks for: the mapped attributes, the ones the filters
@@ -365,17 +279,17 @@ class AdStream:
 
     # ------------------------------------------------------------ detection
 
-    def _dirsync_changes(self, cookie: bytes) -> tuple[list[_Found], bytes]:
-        found: list[_Found] = []
+    def _dirsync_changes(self, cookie: bytes) -> tuple[list[Found], bytes]:
+        found: list[Found] = []
         more = True
         while more:
             entries, cookie, more = self._dirsync(_WATCHED, cookie)
-            found += _found(entries)
+            found += parse_found(entries)
         return found, cookie
 
-    def _usn_changes(self, low: int, high: int) -> list[_Found]:
+    def _usn_changes(self, low: int, high: int) -> list[Found]:
         r = self._r()
-        found: list[_Found] = []
+        found: list[Found] = []
         filterstr = f"(&(uSNChanged>={low})(uSNChanged<={high}){_WATCHED})"
         try:
             for entries in self._conn().search(
@@ -386,7 +300,7 @@ class AdStream:
                 page_size=self.settings.page_size,
                 controls=[Control(SHOW_DELETED_OID)],
             ):
-                found += _found(entries)
+                found += parse_found(entries)
         except SourceError:
             self.close()
             raise
@@ -394,12 +308,12 @@ class AdStream:
 
     # ------------------------------------------------------------ re-read
 
-    def _index_now(self) -> _Index:
+    def _index_now(self) -> Index:
         """Every user and group in scope: DN -> id (and users' emails, for tombstones)."""
         if self._index is not None:
             return self._index
         r, s, wire = self._r(), self.settings, self._conn()
-        index = _Index()
+        index = Index()
         users = UserMapper(r)
         for entries in wire.search(
             r.user_base, s.user_scope, r.user_search, r.user_attrs, page_size=s.page_size
@@ -420,7 +334,7 @@ class AdStream:
         self._index = index
         return index
 
-    def _build(self, found: list[_Found], position: str) -> Changes:
+    def _build(self, found: list[Found], position: str) -> Changes:
         index = self._index_now()
         if not found:
             return Changes(position=position)
@@ -434,7 +348,7 @@ class AdStream:
         # Users: the user search narrowed to the changed GUIDs.
         mapper = UserMapper(r, self._disabled(wire, r, live))
         mapper.known = index.user_by_dn  # managers outside the batch
-        for part in _guid_filters(live):
+        for part in guid_filters(live):
             for entries in wire.search(
                 r.user_base,
                 s.user_scope,
@@ -464,7 +378,7 @@ class AdStream:
             and f.parent
         }
         for f in unknown.values():
-            if "group" not in f.classes and self._under(f.parent, r.user_base, s.user_scope):
+            if "group" not in f.classes and under(f.parent, r.user_base, s.user_scope):
                 removed_users.add(f.guid)
         for guid in (live.keys() | deleted) - in_scope:
             if guid not in index.user_dn:
@@ -508,7 +422,7 @@ class AdStream:
                 index.members.pop(guid, None)
                 removed_groups.add(guid)
         for f in unknown.values():
-            if not (f.classes & {"user", "person"}) and self._under(
+            if not (f.classes & {"user", "person"}) and under(
                 f.parent, r.group_base, s.group_scope
             ):
                 removed_groups.add(f.guid)
@@ -538,7 +452,7 @@ class AdStream:
     ) -> list[RawGroup]:
         """The group search narrowed to these GUIDs (members read whole, ranges too)."""
         raw: list[RawGroup] = []
-        for part in _guid_filters(guids):
+        for part in guid_filters(guids):
             narrowed = replace(r, group_search=f"(&{r.group_search}{part})")
             raw += self.connector._read_groups(wire, narrowed, mapper)
         return raw
@@ -559,37 +473,28 @@ class AdStream:
                 ["objectGUID"],
                 page_size=self.settings.page_size,
             ):
-                found.update(f.guid for f in _found(entries))
+                found.update(f.guid for f in parse_found(entries))
         return found
-
-    @staticmethod
-    def _under(dn: str, base: str, scope: str) -> bool:
-        dn = _EXTENDED_DN.sub("", dn)  # DirSync answers in extended form (<GUID=..>;DN)
-        try:
-            d, b = normalize_dn(dn), normalize_dn(base)
-        except DNError:
-            return False
-        return d == b or (scope == "sub" and d.endswith("," + b))
 
     def _when(self, wire: Wire, r: Resolved, guids: list[str]) -> dict[str, float]:
         """whenChanged of these objects: DirSync returns only replicated attributes, and
         whenChanged is not one (MS-ADA1 When-Changed: systemFlags FLAG_ATTR_NOT_REPLICATED)."""
         out: dict[str, float] = {}
-        for part in _guid_filters(guids):
+        for part in guid_filters(guids):
             for entries in wire.search(
                 r.naming_context, "sub", part, ["objectGUID", "whenChanged"], page_size=0
             ):
-                for f in _found(entries):
+                for f in parse_found(entries):
                     if f.when is not None:
                         out[f.guid] = f.when
         return out
 
-    def _disabled(self, wire: Wire, r: Resolved, live: dict[str, _Found]) -> frozenset[str]:
+    def _disabled(self, wire: Wire, r: Resolved, live: dict[str, Found]) -> frozenset[str]:
         if not r.disabled_search:
             return frozenset()
         return frozenset(
             dn
-            for part in _guid_filters(live)
+            for part in guid_filters(live)
             for entries in wire.search(
                 r.user_base,
                 self.settings.user_scope,
@@ -599,53 +504,6 @@ class AdStream:
             )
             for dn, _ in entries
         )
-
-
-def _found(entries: Iterable[tuple[str, dict[str, list[bytes]]]]) -> list[_Found]:
-    out: list[_Found] = []
-    for dn, attrs in entries:
-        a = lowered(attrs)
-        raw = a.get("objectguid")
-        if not raw:
-            continue
-        out.append(
-            _Found(
-                guid_text(raw[0]),
-                dn,
-                _text(a.get("isdeleted")).upper() == "TRUE",
-                _generalized(_text(a.get("whenchanged"))),
-                _text(a.get("lastknownparent")),
-                frozenset(v.decode("utf-8", "replace").lower() for v in a.get("objectclass", ())),
-            )
-        )
-    return out
-
-
-def _guid_filters(found: Iterable[str]) -> list[str]:
-    """``(|(objectGUID=\\xx...)...)`` filters of at most GUIDS_PER_SEARCH GUIDs each."""
-    guids = sorted(found)
-    out = []
-    for i in range(0, len(guids), GUIDS_PER_SEARCH):
-        terms = "".join(f"(objectGUID={_escape(g)})" for g in guids[i : i + GUIDS_PER_SEARCH])
-        out.append(f"(|{terms})")
-    return out
-
-
-def _escape(guid: str) -> str:
-    """A GUID as the escaped octet string an objectGUID filter compares (RFC 4515 3)."""
-    return "".join(f"\\{b:02x}" for b in uuid.UUID(guid).bytes_le)
-
-
-def _generalized(text: str) -> float | None:
-    """AD's whenChanged (``20261205071500.0Z``) as epoch seconds."""
-    try:
-        return float(calendar.timegm(time.strptime(text[:14], "%Y%m%d%H%M%S")))
-    except ValueError:
-        return None
-
-
-def _text(values: list[bytes] | None) -> str:
-    return values[0].decode("utf-8", "replace").strip() if values else ""
 
 
 __all__ = ["AdStream", "Position"]
