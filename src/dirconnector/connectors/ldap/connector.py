@@ -27,7 +27,7 @@ from ...checks import CheckReport
 from ...errors import ConfigError, IncompleteRead, SourceError
 from ...model import PreviousKeys, Snapshot
 from ...state_space import ConnectorState
-from .. import Changes, StreamGap, StreamMode
+from .. import Changes, StreamMode
 from .map import (
     ROOT_DSE_ATTRS,
     GroupResolver,
@@ -90,16 +90,12 @@ class LdapConnector:
 
     def _stream(self) -> Any:
         """The server's change stream: RFC 4533 sync (syncrepl.py) on OpenLDAP and other
-        servers with the sync control; Active Directory's (dirsync.py) where present."""
+        servers with the sync control; Active Directory's DirSync or uSNChanged (dirsync.py)."""
         if self._stream_impl is None:
             if self._is_ad():
-                try:
-                    from .dirsync import AdStream  # type: ignore[import-not-found,unused-ignore]
-                except ImportError:
-                    self._stream_impl = _NoStream("this version reads Active Directory "
-                                                  "changes by its marker only")
-                else:
-                    self._stream_impl = AdStream(self)
+                from .dirsync import AdStream
+
+                self._stream_impl = AdStream(self)
             else:
                 from .syncrepl import SyncreplStream
 
@@ -390,25 +386,6 @@ def _bwdc_keys(users: UserMapper, groups: list[RawGroup], keyed_otherwise: bool
     group_keys = {g.dn: g.external_id for g in groups}
     group_keys.update((g.guid, g.external_id) for g in groups if g.guid)
     return PreviousKeys(bwdc_keys.TOOL, bwdc_keys.LDAP_DN, user_keys, group_keys, normalize_dn)
-
-
-class _NoStream:
-    """A server this version cannot follow: the engine polls the change marker."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def mode(self) -> StreamMode:
-        return StreamMode("marker", self.reason)
-
-    def position(self) -> str:
-        raise StreamGap(self.reason)
-
-    def changes(self, position: str, wait: float) -> Changes:
-        raise StreamGap(self.reason)
-
-    def close(self) -> None:
-        return None
 
 
 @contextlib.contextmanager
