@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import logs
 from . import settings as settings_mod
+from .connectors import StreamMode
 from .errors import ConfigError, DirconnectorError, LockHeld, RunInterrupted, TickTaken
 from .health import HealthServer, Metrics
 from .notify import Outcome, build, events_for, outcome_class
@@ -48,6 +49,7 @@ from .settings import Profile
 from .state import SharesProfiles, StateStore, open_store
 from .state.records import Holder, default_replica
 from .sync import Runner, RunResult
+from .watch import Observer
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -85,10 +87,36 @@ class Job:
     refused_plan: Plan | None = None
     """The plan the last run refused, for the status page's report of that run."""
     refused_run: str = ""
+    watch_stop: threading.Event | None = None
+    """Watch mode: set to stop this profile's watcher (reload, removal, shutdown)."""
+    watch_thread: threading.Thread | None = None
 
     @property
     def name(self) -> str:
         return self.profile.name
+
+
+class _WatchObserver(Observer):
+    """Tells the daemon's metrics and status what a watcher does."""
+
+    def __init__(self, daemon: Daemon, job: Job) -> None:
+        self.daemon, self.job = daemon, job
+
+    def mode(self, profile: str, mode: StreamMode) -> None:
+        self.daemon.metrics.stream_mode.labels(profile, mode.mode).set(1)
+
+    def lag(self, profile: str, seconds: float) -> None:
+        self.daemon.metrics.change_lag.labels(profile).observe(seconds)
+
+    def repair(self, profile: str, what: str) -> None:
+        self.daemon.metrics.repairs.labels(profile).inc()
+
+    def batch(self, profile: str, result: RunResult) -> None:
+        self.daemon.metrics.observe(profile, result.status, sum(result.timings.values()),
+                                    result)
+        self.job.last = {"status": result.status, "at": time.time(),
+                         "error": "; ".join(result.refused) or result.error,
+                         "run_id": result.run_id}
 
 
 class Daemon:
@@ -135,6 +163,15 @@ class Daemon:
     def _schedule_of(self, profile: Profile) -> tuple[str, Any, float]:
         """(kind, trigger arg, jitter seconds); errors name the profile's [schedule] key."""
         s = profile.settings.schedule
+        if s.mode == "watch":
+            parse_duration(s.full_reconcile, "schedule.full_reconcile")
+            if profile.settings.state.url is not None:
+                raise ConfigError(f"{profile.path}: schedule.mode: \"watch\" keeps the "
+                                  f"profile's state in one process; it cannot share the "
+                                  f"PostgreSQL state store with replicas",
+                                  hint="use mode = \"interval\" with PostgreSQL, or a SQLite "
+                                       "[state] path for a watched profile")
+            return "watch", None, 0.0
         if bool(s.interval) == bool(s.cron):
             raise ConfigError(f"{profile.path}: schedule: set exactly one of interval or cron")
         jitter = parse_duration(s.jitter, "schedule.jitter") if s.jitter.strip("0s ") else 0.0
@@ -161,6 +198,9 @@ class Daemon:
         from apscheduler.triggers.interval import IntervalTrigger
 
         kind, arg, jitter = self._schedule_of(job.profile)
+        if kind == "watch":
+            self._start_watch(job)
+            return
         trigger: Any
         first = _now_dt()
         if self.shared(job):
@@ -188,6 +228,36 @@ class Daemon:
                                name=job.name, max_instances=1, coalesce=True,
                                misfire_grace_time=grace, replace_existing=True,
                                next_run_time=first)
+
+    def _start_watch(self, job: Job) -> None:
+        """Watch mode: the profile's watcher in a thread of its own (watch.py)."""
+        self._stop_watch(job)
+        stop = threading.Event()
+        job.watch_stop = stop
+        job.watch_thread = threading.Thread(target=self._watch, args=(job, stop),
+                                            name=f"watch-{job.name}", daemon=True)
+        job.watch_thread.start()
+
+    def _stop_watch(self, job: Job, wait: float = 10.0) -> None:
+        if job.watch_stop is not None:
+            job.watch_stop.set()
+        if job.watch_thread is not None:
+            job.watch_thread.join(wait)
+        job.watch_stop = job.watch_thread = None
+
+    def _watch(self, job: Job, stop: threading.Event) -> None:
+        from .watch import Watcher
+
+        while not stop.is_set() and not self.stop_event.is_set():
+            try:
+                Watcher(job.profile, self.store_for(job.profile), stop=stop,
+                        observer=_WatchObserver(self, job)).run()
+            except DirconnectorError as exc:
+                log.error("profile %s: watch stopped: %s; starting again in 60 s", job.name, exc)
+                job.last = {"status": "failed", "at": time.time(), "error": str(exc)}
+            except Exception:  # the daemon must outlive any one watcher
+                log.exception("profile %s: watch failed; starting again in 60 s", job.name)
+            stop.wait(60.0)
 
     def shared(self, job: Job) -> bool:
         """The profile's store is shared by replicas (PostgreSQL)."""
@@ -387,7 +457,9 @@ class Daemon:
                           "daemon to rename a profile", job.path, job.name, profile.name)
                 continue
             job.profile = profile
-            self.scheduler.remove_job(job.name)
+            if self.scheduler.get_job(job.name):
+                self.scheduler.remove_job(job.name)
+            self._stop_watch(job)
             self._add_job(job)
             log.info("profile %s: configuration reloaded from %s", job.name, job.path)
 
@@ -398,6 +470,7 @@ class Daemon:
                 log.info("profile %s: %s was removed; no longer scheduled", job.name, job.path)
                 if self.scheduler.get_job(job.name):
                     self.scheduler.remove_job(job.name)
+                self._stop_watch(job)
                 del self.jobs[job.name]
         known = {j.path for j in self.jobs.values()}
         for path in sorted(files - known):
@@ -468,8 +541,7 @@ class Daemon:
         if self.health is not None:
             self.health.start()
         log.info("daemon started: %s", ", ".join(
-            f"{j.name} ({j.profile.settings.schedule.interval or j.profile.settings.schedule.cron})"
-            for j in self.jobs.values()))
+            f"{j.name} ({_schedule_text(j.profile)})" for j in self.jobs.values()))
         beat = 0.0
         while not self.stop_event.wait(0.5):
             if self.reload_event.is_set():
@@ -482,6 +554,12 @@ class Daemon:
                  self.stop_timeout)
         self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + self.stop_timeout
+        for job in self.jobs.values():
+            if job.watch_stop is not None:
+                job.watch_stop.set()
+        for job in self.jobs.values():
+            if job.watch_thread is not None:
+                job.watch_thread.join(max(0.0, deadline - time.monotonic()))
         while time.monotonic() < deadline:
             with self._lock:
                 if not self._running:
@@ -506,6 +584,11 @@ class Daemon:
     def _on_stop(self, signum: int, _frame: object) -> None:
         log.info("received %s", signal.Signals(signum).name)
         self.stop_event.set()
+
+
+def _schedule_text(profile: Profile) -> str:
+    s = profile.settings.schedule
+    return "watch" if s.mode == "watch" else str(s.interval or s.cron)
 
 
 def profile_files(folder: Path | None) -> list[Path]:

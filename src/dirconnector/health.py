@@ -50,6 +50,16 @@ class Metrics:
         self.refused_now = Gauge("dirconnector_refused",
                                  "1 while the profile's last run was refused by the guard",
                                  ["profile"], registry=r)
+        self.change_lag = Histogram("dirconnector_change_lag_seconds",
+                                    "Watch: from the directory change to the server holding it",
+                                    ["profile"], registry=r,
+                                    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+        self.stream_mode = Gauge("dirconnector_stream_mode",
+                                 "Watch: 1 for the mode each profile follows changes by",
+                                 ["profile", "mode"], registry=r)
+        self.repairs = Counter("dirconnector_incremental_repairs",
+                               "Watch: differences a full reconcile found in the incremental "
+                               "state (each is a bug)", ["profile"], registry=r)
         self.notifications = Counter("dirconnector_notifications",
                                      "Notifications by channel kind, event and result "
                                      "(sent, failed, dropped)", ["channel", "event", "result"],

@@ -152,6 +152,13 @@ class SyncSettings(BaseModel):
     min_source_ratio: float = Field(0.9, ge=0.0, le=1.0)
     max_membership_removals: int = Field(100, ge=0)
     max_membership_removal_ratio: float = Field(0.10, ge=0.0, le=1.0)
+    guard_window: Duration = timedelta(hours=1)
+    """Watch mode: the limits above count the revocations and membership removals of
+    every batch applied within this window, so a slow stream of deletes is refused like
+    a mass delete."""
+    batch_window: Duration = timedelta(seconds=1)
+    """Watch mode: how long to gather changes after the first one before applying them
+    (a burst goes out in a few requests)."""
     takeover_from: Literal["none", "bwdc"] = "none"
     """Recognise the members and groups another tool created by the keys it stored, and
     relink them to this connector's ids (takeover.py); "none": no relinking."""
@@ -214,6 +221,9 @@ class ScheduleSettings(BaseModel):
     cron: str | None = None
     jitter: str = "0s"
     full_reconcile: str = "24h"
+    mode: Literal["interval", "watch"] = "interval"
+    """``watch``: follow the directory's change stream and apply each change within
+    seconds (a full reconcile every ``full_reconcile``); ``interval``: run on the schedule."""
 
 
 class Settings(BaseModel):

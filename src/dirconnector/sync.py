@@ -294,13 +294,17 @@ class Runner:
         plan = self.make_plan(desired, self.target.snapshot())
         return plan, self.check_plan(plan)
 
-    def make_plan(self, desired: Snapshot, current: Snapshot) -> Plan:
+    def make_plan(self, desired: Snapshot, current: Snapshot,
+                  managed: frozenset[str] | None = None) -> Plan:
+        """The plan from ``desired`` to ``current``; ``managed``: the store's managed set,
+        when the caller keeps it (watch mode), else read from the store."""
         if not desired.complete:
             log.warning("the directory read was incomplete; removals will be refused")
         target = self.target
         fields = target.user_fields if isinstance(target, StoresUserFields) else USER_FIELDS
-        plan = diff(desired, current, policy_of(self.profile), self.store.managed(self.name),
-                    tuple(fields))
+        if managed is None:
+            managed = self.store.managed(self.name)
+        plan = diff(desired, current, policy_of(self.profile), managed, tuple(fields))
         if isinstance(target, HasLimitations) and plan.changes:
             plan = without_impossible(plan, target.limitations(plan))
         notes = tuple(target.describe(plan)) if plan.changes else ()

@@ -44,7 +44,18 @@ def check(ctx: Ctx) -> None:
         if not ok:
             ctx.err.print("[bold red]Check failed.[/bold red]")
             sys.exit(1)
-        plan, refused = ctx.runner(ctx.store()).preview()
+        runner = ctx.runner(ctx.store())
+        from ..connectors import HasChangeStream
+
+        if isinstance(runner.connector, HasChangeStream):
+            mode = runner.connector.stream_mode()
+            runner.connector.close()
+            ctx.console.print(f"watch mode: follows changes by [bold]{mode.mode}[/bold]"
+                              + (f" ({mode.reason})" if mode.reason else ""))
+        else:
+            ctx.console.print(f"watch mode: marker (the {profile.source.type} connector has "
+                              f"no change stream; watch polls and reads in full on a change)")
+        plan, refused = runner.preview()
         ctx.console.print(preview_renderable(plan, refused))
         if refused:
             ctx.err.print("[bold red]The safety guard would refuse the next sync[/bold red] "

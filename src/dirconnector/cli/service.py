@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ..errors import DirconnectorError
 from .context import Ctx, errors_to_exit, pass_ctx
 from .main import main
 
@@ -60,6 +61,75 @@ def daemon(ctx: Ctx, configs: tuple[str, ...], health_addr: str | None,
 
 
 @main.command()
+@pass_ctx
+def watch(ctx: Ctx) -> None:
+    """Follow the directory's changes and apply each within seconds, until SIGTERM.
+
+    Starts with a full sync, then applies each batch of changes the directory streams
+    (OpenLDAP: RFC 4533 sync; others: see `dirconnector check`), under the same safety
+    limits counted over [sync] guard_window. SIGHUP reloads the configuration; a full
+    reconcile runs every [schedule] full_reconcile.
+    """
+    import signal
+    import threading
+
+    from .. import logs, settings
+    from ..watch import Watcher
+
+    logs.setup(verbose=ctx.verbose, quiet=ctx.quiet, fmt=ctx.log_format, daemon=True)
+    with errors_to_exit(ctx):
+        profile = ctx.profile()
+        store = ctx.store()
+        done = threading.Event()
+        reload = threading.Event()
+        current: list[threading.Event] = []
+        failure: list[BaseException] = []
+
+        def stop(signum: int, _frame: object) -> None:
+            logging.getLogger("dirconnector").info("received %s",
+                                                   signal.Signals(signum).name)
+            done.set()
+            for ev in current:
+                ev.set()
+
+        def hup(_signum: int, _frame: object) -> None:
+            reload.set()
+            for ev in current:
+                ev.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hup)
+        while not done.is_set():
+            halt = threading.Event()
+            current[:] = [halt]
+            watcher = Watcher(profile, store, stop=halt)
+
+            def run(w: Watcher = watcher) -> None:
+                try:
+                    w.run()
+                except BaseException as exc:  # raised again in the main thread
+                    failure.append(exc)
+                    done.set()
+
+            thread = threading.Thread(target=run, name="watch", daemon=True)
+            thread.start()
+            while thread.is_alive():
+                thread.join(0.5)
+            if failure:
+                raise failure[0]
+            if reload.is_set() and not done.is_set():
+                reload.clear()
+                try:
+                    profile = settings.load(ctx.config)
+                    logs.add_secrets(settings.secret_values(profile))
+                    logging.getLogger("dirconnector").info("configuration reloaded")
+                except DirconnectorError as exc:
+                    logging.getLogger("dirconnector").error(
+                        "reload failed, keeping the running configuration: %s", exc)
+
+
+@main.command()
 @click.option("-c", "--config", "configs", multiple=True, metavar="FILE",
               help="Profiles to show (repeatable) [default: the global --config].")
 @click.option("--profiles", "profiles_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -97,7 +167,10 @@ def status(ctx: Ctx, configs: tuple[str, ...], profiles_dir: Path | None, fmt: s
                 info = store.get_meta(profile.name, "daemon", {}) or {}
                 frozen = store.frozen(profile.name)
                 holder = holders.get(profile.name)
+                stream = store.connector_state(profile.name)
                 rows.append({
+                    "stream_position": stream.get("stream_position"),
+                    "stream_lag": stream.get("stream_lag"),
                     "profile": profile.name, "config": str(path),
                     "last_run": last[0].id if last else None,
                     "last_status": last[0].status if last else None,
@@ -124,6 +197,10 @@ def status(ctx: Ctx, configs: tuple[str, ...], profiles_dir: Path | None, fmt: s
             table.add_column("replica")
         for r in rows:
             note = "migrated to IdP SCIM (frozen)" if r["frozen"] else (r["last_error"] or "")[:60]
+            if r["stream_position"] and not note:
+                lag = r["stream_lag"]
+                note = (f"watch: at {str(r['stream_position'])[:40]}"
+                        + (f", last lag {lag:.2f} s" if isinstance(lag, int | float) else ""))
             cells = [r["profile"], r["last_run"] or "never", r["last_status"] or "-",
                      r["next_run"] or "-", str(r["failures"]), note]
             if replicas:

@@ -15,6 +15,8 @@ Optional capabilities are small protocols of their own; the runner asks
 - ``StoresUserFields``: which user attributes the server holds for a directory to
   compare (the others are never planned as updates);
 - ``HasLimitations``: changes this server cannot make, turned into plan notes;
+- ``ReadsSome``: reads only the accounts and groups a change batch touches (watch mode),
+  so a hand edit on the server is seen before it is written over;
 - ``WritesExternalId``: sets or clears an account's or group's externalId by the server's
   id (relinks, ``migrate``), tested by ``dirconnector.testing.check_writes_external_id``.
 """
@@ -28,12 +30,12 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from ..checks import CheckReport
-from ..model import Snapshot
+from ..model import Group, Snapshot, User
 from ..outcome import Outcome
 from ..plan import Change, Plan
 
-__all__ = ["CheckReport", "HasLimitations", "Outcome", "Record", "StoresUserFields", "Target",
-           "WritesExternalId"]
+__all__ = ["CheckReport", "HasLimitations", "Outcome", "ReadsSome", "Record", "StoresUserFields",
+           "Target", "WritesExternalId"]
 
 Record = Callable[[Outcome], None]
 """Receives each change's outcome as soon as it is known; never raises."""
@@ -114,4 +116,20 @@ class WritesExternalId(Protocol):
 
     def set_group_external_id(self, ref: str, external_id: str) -> None:
         """Set the externalId of the group ``ref`` ("" removes it)."""
+        ...
+
+
+@runtime_checkable
+class ReadsSome(Protocol):
+    """Reads some records instead of the whole server (watch mode: only what a batch
+    touches). Records are as in ``snapshot`` (keyed by ``ref``, groups with members)."""
+
+    def read_users(self, external_ids: Sequence[str], emails: Sequence[str] = ()
+                   ) -> list[User]:
+        """The accounts with any of ``external_ids``, or whose login is one of ``emails``."""
+        ...
+
+    def read_groups(self, external_ids: Sequence[str], names: Sequence[str] = ()
+                    ) -> list[Group]:
+        """The groups with any of ``external_ids`` or named one of ``names``."""
         ...

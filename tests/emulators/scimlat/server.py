@@ -10,7 +10,8 @@ memory. It implements what the ``scim`` target sends (RFC 7644):
 
 - ``GET /ServiceProviderConfig`` (patch, optional bulk with maxOperations 1000, no etag);
 - ``GET /Users`` and ``/Groups``: ListResponse with 1-based ``startIndex``/``count``
-  (3.4.2.4) and ``filter`` ``userName|externalId|displayName eq "..."`` (3.4.2.2);
+  (3.4.2.4) and ``filter`` ``userName|externalId|displayName eq "..."`` clauses,
+  possibly joined by ``or`` (3.4.2.2);
 - ``POST``/``GET``/``PATCH``/``PUT``/``DELETE`` ``/Users/{id}`` and ``/Groups/{id}``;
   PATCH understands replace of a simple or dotted path, ``add`` of members and ``remove``
   with ``members[value eq "id"]`` (3.5.2); 409 ``uniqueness`` on a taken userName (3.12);
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import threading
 import time
@@ -36,6 +38,9 @@ USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+_CLAUSE = r'(\w+) eq ("(?:[^"\\]|\\.)*")'
+_EQ = re.compile(_CLAUSE, re.IGNORECASE)
+_EQ_OR = re.compile(rf"{_CLAUSE}(?: or {_CLAUSE})*", re.IGNORECASE)
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 SCIM_JSON = "application/scim+json"
 
@@ -174,13 +179,20 @@ class Store:
             items = list(self._coll(kind).values())
         flt = params.get("filter")
         if flt:
-            attr, op, literal = flt.split(" ", 2)
-            if op.lower() != "eq":
+            # RFC 7644 3.4.2.2: ``attr eq "value"`` clauses, possibly joined by ``or``.
+            clauses = _EQ_OR.fullmatch(flt)
+            if clauses is None:
                 raise ScimError(400, f"unsupported filter {flt}", "invalidFilter")
-            want = json.loads(literal)
-            fold = attr in ("userName",)
-            items = [r for r in items if (str(r.get(attr, "")).lower() == want.lower() if fold
-                                          else r.get(attr) == want)]
+            # One pass over the resources, whatever the number of clauses (a watch batch
+            # asks for 40 at a time): each attribute's wanted values in a set.
+            wanted: dict[str, set[str]] = {}
+            for attr, lit in _EQ.findall(flt):
+                value = json.loads(lit)
+                wanted.setdefault(attr, set()).add(value.lower() if attr == "userName"
+                                                   else value)
+            items = [r for r in items if any(
+                (str(r.get(attr, "")).lower() if attr == "userName" else r.get(attr)) in values
+                for attr, values in wanted.items())]
         start = max(1, int(params.get("startIndex", "1")))
         count = max(0, int(params.get("count", "100")))
         page = items[start - 1:start - 1 + count]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -26,6 +26,7 @@ from ...checks import CheckReport
 from ...errors import ConfigError, IncompleteRead, SourceError
 from ...model import PreviousKeys, Snapshot
 from ...state_space import ConnectorState
+from .. import Changes, StreamGap, StreamMode
 from .map import (
     ROOT_DSE_ATTRS,
     GroupResolver,
@@ -59,12 +60,55 @@ class LdapConnector:
         self.backend = backend_name(settings.backend)
         self.previous_keys: str | None = None
         """The tool whose keys ``fetch`` hands over too (``read_previous_keys``)."""
+        self._stream_impl: Any = None
 
     def read_previous_keys(self, tool: str) -> None:
         """Hand over bwdc's keys too: objectGUID text, else the DN (bwdc/keys.py)."""
         if tool != bwdc_keys.TOOL:
             raise ConfigError(f"sync.takeover_from: the ldap connector knows no keys of {tool!r}")
         self.previous_keys = tool
+
+    # ------------------------------------------------------------ HasChangeStream
+
+    def _stream(self) -> Any:
+        """The server's change stream: RFC 4533 sync (syncrepl.py) on OpenLDAP and other
+        servers with the sync control; Active Directory's (dirsync.py) where present."""
+        if self._stream_impl is None:
+            if self._is_ad():
+                try:
+                    from .dirsync import AdStream  # type: ignore[import-not-found,unused-ignore]
+                except ImportError:
+                    self._stream_impl = _NoStream("this version reads Active Directory "
+                                                  "changes by its marker only")
+                else:
+                    self._stream_impl = AdStream(self)
+            else:
+                from .syncrepl import SyncreplStream
+
+                self._stream_impl = SyncreplStream(self)
+        return self._stream_impl
+
+    def _is_ad(self) -> bool:
+        wire = connect(self.settings)
+        try:
+            return self._resolve(wire).ad
+        finally:
+            wire.close()
+
+    def stream_mode(self) -> StreamMode:
+        mode: StreamMode = self._stream().mode()
+        return mode
+
+    def stream_position(self) -> str:
+        return str(self._stream().position())
+
+    def changes(self, position: str, wait: float) -> Changes:
+        got: Changes = self._stream().changes(position, wait)
+        return got
+
+    def close(self) -> None:
+        if self._stream_impl is not None:
+            self._stream_impl.close()
 
     def fetch(self, state: ConnectorState) -> Snapshot:
         wire = connect(self.settings)
@@ -294,6 +338,25 @@ def _bwdc_keys(users: UserMapper, groups: list[RawGroup], keyed_otherwise: bool
     group_keys = {g.dn: g.external_id for g in groups}
     group_keys.update((g.guid, g.external_id) for g in groups if g.guid)
     return PreviousKeys(bwdc_keys.TOOL, bwdc_keys.LDAP_DN, user_keys, group_keys, normalize_dn)
+
+
+class _NoStream:
+    """A server this version cannot follow: the engine polls the change marker."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def mode(self) -> StreamMode:
+        return StreamMode("marker", self.reason)
+
+    def position(self) -> str:
+        raise StreamGap(self.reason)
+
+    def changes(self, position: str, wait: float) -> Changes:
+        raise StreamGap(self.reason)
+
+    def close(self) -> None:
+        return None
 
 
 @contextlib.contextmanager

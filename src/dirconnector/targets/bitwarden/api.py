@@ -63,6 +63,14 @@ def member_update(member: Mapping[str, Any], external_id: str) -> dict[str, Any]
     }
 
 
+def member_records(members: Iterable[Mapping[str, Any]]) -> list[User]:
+    """Members as ``GET /public/members`` lists them, as records keyed by member id."""
+    return [User(external_id=str(m.get("externalId") or ""),
+                 email=normalize_email(m.get("email")),
+                 display_name=str(m.get("name") or ""),
+                 active=m.get("status") != REVOKED, ref=str(m["id"])) for m in members]
+
+
 def _collections(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A member's or group's collection access as read, in the shape PUT takes back."""
     return [{k: c.get(k) for k in ("id", "readOnly", "hidePasswords", "manage")}
@@ -224,10 +232,7 @@ class BitwardenApi:
     def read(self, *, concurrency: int = 8) -> Snapshot:
         """Members and groups with their member ids."""
         members, groups = self.read_raw(concurrency=concurrency)
-        users = [User(external_id=str(m.get("externalId") or ""),
-                      email=normalize_email(m.get("email")),
-                      display_name=str(m.get("name") or ""),
-                      active=m.get("status") != REVOKED, ref=str(m["id"])) for m in members]
+        users = member_records(members)
         owners = sorted(str(m["id"]) for m in members if m.get("type") == OWNER)
         return Snapshot({u.ref: u for u in users}, {g.ref: g for g in groups},
                         info={"server": "bitwarden", "owners": ",".join(owners)})

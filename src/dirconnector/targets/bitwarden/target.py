@@ -24,11 +24,11 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 
 from ...checks import CheckReport
 from ...errors import DirconnectorError, StalePlan
-from ...model import Group, Snapshot
+from ...model import Group, Snapshot, User, normalize_email
 from ...outcome import Outcome
 from ...plan import Change, DeleteUser, LinkUser, Plan, UpdateUser
 from ...settings import HttpPluginSettings
-from .api import BitwardenApi, endpoints
+from .api import BitwardenApi, endpoints, member_records
 from .apply import Applier
 from .importer import BATCH, NO_RELINK, OWNER_KEPT, email_change_note, plan_work
 
@@ -185,6 +185,29 @@ class BitwardenTarget:
         Applier(self.api, current, self.settings.invite_users,
                 self.settings.concurrency).run(plan, work, record, stop or threading.Event())
 
+    # ------------------------------------------------------------------ ReadsSome
+
+    def read_users(self, external_ids: Sequence[str], emails: Sequence[str] = ()
+                   ) -> list[User]:
+        """The members with these external ids or emails (the Public API lists members in
+        one response and filters nothing, so the list is read and filtered here)."""
+        ids, mails = set(external_ids), {normalize_email(e) for e in emails}
+        return [u for u in member_records(self.api.list_all("public/members"))
+                if u.external_id in ids or u.email in mails]
+
+    def read_groups(self, external_ids: Sequence[str], names: Sequence[str] = ()
+                    ) -> list[Group]:
+        """The groups with these external ids or names, with their member ids (one
+        ``member-ids`` request per group)."""
+        ids, folded = set(external_ids), {n.casefold() for n in names}
+        wanted = [g for g in self.api.list_all("public/groups")
+                  if g.get("externalId") in ids or str(g.get("name", "")).casefold() in folded]
+        members = self.api.group_members([str(g["id"]) for g in wanted],
+                                         self.settings.concurrency)
+        return [Group(str(g.get("externalId") or ""), str(g["name"]),
+                      frozenset(members.get(str(g["id"]), ())), ref=str(g["id"]))
+                for g in wanted]
+
     # ------------------------------------------------------------------ WritesExternalId
 
     def set_user_external_id(self, ref: str, external_id: str) -> None:
@@ -198,6 +221,10 @@ class BitwardenTarget:
 
     def _current(self, plan: Plan) -> Snapshot:
         """The server state the plan was computed against (read again if not cached)."""
+        if plan.computed_from is not None and plan.computed_from.info.get("cut") == "watch":
+            # Watch mode read exactly the records this plan touches just before
+            # (incremental.cut_current): they are the state it was computed against.
+            return plan.computed_from
         if self._last is not None and (plan.computed_from is self._last
                                        or self._last.digest() == plan.target_digest):
             return self._last
@@ -275,3 +302,4 @@ def describe(plan: Plan, *, invite_users: bool, large: bool | None) -> tuple[str
 
 
 __all__ = ["BitwardenSettings", "BitwardenTarget", "describe", "members_provider"]
+
