@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from . import StreamGap
 
@@ -178,3 +178,30 @@ class Pacer:
 
     def polled(self) -> None:
         self.next_poll = self._clock() + self.interval
+
+
+class SharesRate(Protocol):
+    """An API client whose requests can be counted against a feed's rate share."""
+
+    share: ShareBudget | None
+
+
+class Sharing:
+    """While open, ``api``'s requests count against ``budget`` (the feed's share of the
+    rate limit); a full read outside it is not held back."""
+
+    def __init__(self, api: SharesRate, budget: ShareBudget) -> None:
+        self.api, self.budget = api, budget
+
+    def __enter__(self) -> None:
+        self.api.share = self.budget
+
+    def __exit__(self, *exc: object) -> None:
+        self.api.share = None
+
+
+def note_seen(seen_at: dict[str, float], oid: str, stamp: str) -> None:
+    """Record when the vendor says ``oid`` changed (the lag metric starts there)."""
+    when = epoch(stamp)
+    if when is not None:
+        seen_at[oid] = when

@@ -33,10 +33,11 @@ from .. import StreamGap
 from ..feedkit import (
     FeedPosition,
     ShareBudget,
+    Sharing,
     check_age,
     check_clock,
-    epoch,
     iso_ms,
+    note_seen,
     parse_time,
 )
 from ..filters import SetFilter
@@ -128,7 +129,7 @@ class OktaFeed:
                 delta.filtered_users.add(uid)
                 continue
             delta.users[uid] = self.slim(raw)
-            _stamp(delta.seen_at, uid, stamp)
+            note_seen(delta.seen_at, uid, stamp)
 
     def _groups(self, since: str, old: FeedPosition, delta: Delta) -> None:
         changed = f'lastUpdated gt "{since}" or lastMembershipUpdated gt "{since}"'
@@ -154,7 +155,7 @@ class OktaFeed:
             members = sorted(str(u["id"]) for u in self._items(
                 f"api/v1/groups/{gid}/users", {"limit": self.page_size}))
             delta.groups[gid] = {"stamp": stamp, "members": members, "name": name}
-            _stamp(delta.seen_at, gid, max(updated, stamp))
+            note_seen(delta.seen_at, gid, max(updated, stamp))
 
     def _log(self, since: str, old: FeedPosition, delta: Delta) -> None:
         params: dict[str, Any] | None = {"since": since, "filter": LOG_EVENTS,
@@ -181,7 +182,7 @@ class OktaFeed:
             else:
                 raw = resp.json()
                 delta.users[uid] = self.slim(raw)
-                _stamp(delta.seen_at, uid, str(raw.get("lastUpdated") or ""))
+                note_seen(delta.seen_at, uid, str(raw.get("lastUpdated") or ""))
 
     def _event(self, event: Any, old: FeedPosition, delta: Delta, reread: set[str]) -> None:
         if not isinstance(event, dict) or not event.get("uuid"):
@@ -206,7 +207,7 @@ class OktaFeed:
                 delta.groups.pop(tid, None)
             else:
                 continue
-            _stamp(delta.seen_at, tid, str(event.get("published") or ""))
+            note_seen(delta.seen_at, tid, str(event.get("published") or ""))
 
     # ------------------------------------------------------------------ helpers
 
@@ -221,24 +222,7 @@ class OktaFeed:
                     raise IncompleteRead(f"okta: GET {path} returned an entry without an id")
                 yield item
 
-    def _sharing(self) -> _Sharing:
-        return _Sharing(self.api, self.budget)
+    def _sharing(self) -> Sharing:
+        return Sharing(self.api, self.budget)
 
 
-class _Sharing:
-    """While open, the api's requests count against the feed's share of the rate limit."""
-
-    def __init__(self, api: OktaApi, budget: ShareBudget) -> None:
-        self.api, self.budget = api, budget
-
-    def __enter__(self) -> None:
-        self.api.share = self.budget
-
-    def __exit__(self, *exc: object) -> None:
-        self.api.share = None
-
-
-def _stamp(seen_at: dict[str, float], oid: str, stamp: str) -> None:
-    when = epoch(stamp)
-    if when is not None:
-        seen_at[oid] = when

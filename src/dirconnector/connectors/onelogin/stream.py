@@ -31,7 +31,16 @@ from typing import Any
 
 from ...errors import IncompleteRead
 from .. import StreamGap
-from ..feedkit import FeedPosition, ShareBudget, check_age, check_clock, epoch, iso_ms, parse_time
+from ..feedkit import (
+    FeedPosition,
+    ShareBudget,
+    Sharing,
+    check_age,
+    check_clock,
+    iso_ms,
+    note_seen,
+    parse_time,
+)
 from ..filters import SetFilter
 from .api import LABEL, OneLoginApi
 
@@ -127,7 +136,7 @@ class OneLoginFeed:
         self._types: tuple[frozenset[int], frozenset[int]] | None = None
 
     def position_now(self) -> FeedPosition:
-        with _Sharing(self.api, self.budget):
+        with Sharing(self.api, self.budget):
             self.api.start_clock()
             self.api.get("/api/2/users", {"limit": 1}, "the server's time")
             started = server_time(self.api.first_date, self.clock)
@@ -138,7 +147,7 @@ class OneLoginFeed:
         since = iso_ms(parse_time(position.at) - self.overlap)
         delta = Delta(FeedPosition(position.at))
         try:
-            with _Sharing(self.api, self.budget):
+            with Sharing(self.api, self.budget):
                 self.api.start_clock()
                 self._users(since, position, delta)
                 started = server_time(self.api.first_date, self.clock)
@@ -171,7 +180,7 @@ class OneLoginFeed:
                 delta.filtered_users.add(uid)
                 continue
             delta.users[uid] = self.slim(raw)
-            _stamp(delta.seen_at, uid, stamp)
+            note_seen(delta.seen_at, uid, stamp)
 
     def _event_types(self) -> tuple[frozenset[int], frozenset[int]]:
         """(role membership type ids, user deletion type ids), by name, looked up once."""
@@ -209,10 +218,10 @@ class OneLoginFeed:
                 if kind in delete_types and uid is not None:
                     delta.removed_users.add(str(uid))
                     delta.users.pop(str(uid), None)
-                    _stamp(delta.seen_at, str(uid), stamp)
+                    note_seen(delta.seen_at, str(uid), stamp)
                 elif kind in role_types and rid is not None:
                     roles.add(str(rid))
-                    _stamp(delta.seen_at, str(rid), stamp)
+                    note_seen(delta.seen_at, str(rid), stamp)
         return roles
 
     def _group_names(self) -> dict[str, str]:
@@ -275,18 +284,3 @@ def _values(table: Mapping[str, Slim], keys: Iterable[str]) -> list[Slim]:
     return [table[k] for k in keys if k in table]
 
 
-class _Sharing:
-    def __init__(self, api: OneLoginApi, budget: ShareBudget) -> None:
-        self.api, self.budget = api, budget
-
-    def __enter__(self) -> None:
-        self.api.share = self.budget
-
-    def __exit__(self, *exc: object) -> None:
-        self.api.share = None
-
-
-def _stamp(seen_at: dict[str, float], oid: str, stamp: str) -> None:
-    when = epoch(stamp)
-    if when is not None:
-        seen_at[oid] = when
