@@ -1,4 +1,5 @@
-"""Run the watch engine (dirconnector.watch) in a thread for the cloud feeds' tests."""
+"""Run the watch engine (dirconnector.watch) in a thread, and wait for what it does: shared
+by the watch tests of every source."""
 
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ def until(check: Callable[[], Any], seconds: float) -> float:
             return time.monotonic() - t0
         time.sleep(0.05)
     raise AssertionError(f"not within {seconds} s")
+
+
+def p95(values: list[float]) -> float:
+    """The 95th percentile (nearest rank) of a few lag samples."""
+    ordered = sorted(values)
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 WATCH_SYNC = {"remove_missing": True, "max_revocation_ratio": 1.0, "max_revocations": 1000,

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from dirconnector import cli, settings
 from tests.integration.ad.conftest import AdServer
 from tests.integration.ad.streams import DISABLED, STREAMER_PASSWORD, Admin
+from tests.integration.feedwatch import p95, until
 from tests.integration.scim.conftest import TOKEN, ScimServer
 from tests.integration.watch.conftest import Running
 
@@ -44,18 +45,6 @@ def scim_user(scim: ScimServer, email: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def until(check: Callable[[], bool], seconds: float) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        if check():
-            return time.monotonic() - t0
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s")
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 @pytest.mark.parametrize("mode", ["dirsync", "usn"])

@@ -12,6 +12,7 @@ import pytest
 from dirconnector import settings
 from tests.emulators.graph import GraphEmulator
 from tests.integration.azure.conftest import CLIENT_ID, SECRET, Tenant
+from tests.integration.feedwatch import p95, until
 from tests.integration.scim.conftest import TOKEN, ScimServer
 from tests.integration.watch.conftest import Running
 
@@ -26,18 +27,6 @@ def scim_user(scim: ScimServer, email: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def until(check: Callable[[], bool], seconds: float) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        if check():
-            return time.monotonic() - t0
-        time.sleep(0.02)
-    raise AssertionError(f"not within {seconds} s")
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
 def test_disabled_user_reaches_scim_within_poll_interval(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 
 from dirconnector.connectors.ldap.connector import LdapConnector
 from dirconnector.incremental import combine
+from tests.integration.feedwatch import until
 from tests.integration.ldap.conftest import ldapmodify
 from tests.integration.scim.conftest import ScimServer
 
@@ -29,15 +30,6 @@ def scim_groups(scim: ScimServer) -> dict[str, dict[str, Any]]:
     body = scim.get("/Groups", count=1000)
     return {str(r["displayName"]): r for r in body.get("Resources", [])}  # type: ignore[union-attr]
 
-
-def until(check: Callable[[], bool], seconds: float) -> float:
-    """Seconds it took ``check`` to hold; fails after ``seconds``."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        if check():
-            return time.monotonic() - t0
-        time.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s")
 
 
 @pytest.fixture

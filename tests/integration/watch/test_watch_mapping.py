@@ -11,11 +11,12 @@ import pytest
 from dirconnector.mapping import ENTERPRISE
 from dirconnector.state import open_store
 from dirconnector.sync import Runner
+from tests.integration.feedwatch import until
 from tests.integration.ldap.conftest import ldapmodify
 from tests.integration.scim.conftest import ScimServer
 
 from .conftest import Running, ldapdata, make_profile
-from .test_watch_ldap import scim_users, until
+from .test_watch_ldap import scim_users
 
 pytestmark = pytest.mark.integration
 
