@@ -13,6 +13,13 @@ groups of 500 members, in this process:
 The System Log / Events / audit log of the seeding is dropped before measuring (an org
 whose last bulk import is older than the feed's overlap). Each figure is the median of
 --repeat polls (min-max).
+
+Then, at the first size, the lag through ``watch`` for each source (``lag``): the emulator
+seeded with N users (no groups), a Watcher with ``feed_poll_interval = "2s"`` to scimlat
+(Bulk), its first full sync, then 20 suspensions landing anywhere in the interval; each
+sample runs from the change at the emulator to scimlat holding ``active: false``.
+``python scripts/bench_feeds.py lag --size N [--sources okta,onelogin,google]`` measures
+the lag alone.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_common import ROOT, log, summary
+from bench_common import ROOT, load, log, summary
 
 sys.path.insert(0, str(ROOT))
 
@@ -210,13 +218,6 @@ def google(size: int, repeat: int) -> dict[str, Any]:
 
 def run(sizes: list[int], repeat: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    try:
-        import dirconnector.watch  # noqa: F401  # watch mode present (issue 20)
-    except ImportError:
-        log("feeds: no dirconnector.watch; lag not measured")
-    else:
-        log("feeds: lag through watch (okta, 2,000 users, poll interval 2 s)")
-        out["_lag"] = lag(2_000, 20, 2.0)
     for size in sizes:
         for name, fn in (("okta", okta), ("onelogin", onelogin), ("google", google)):
             log(f"feeds: {name} at {size:,} users")
@@ -224,7 +225,28 @@ def run(sizes: list[int], repeat: int) -> dict[str, Any]:
             res = fn(size, repeat)
             res["seconds"] = time.perf_counter() - t0
             out[f"{name}/{size}"] = res
+    try:
+        import dirconnector.watch  # noqa: F401  # watch mode present (issue 20)
+    except ImportError:
+        log("feeds: no dirconnector.watch; lag not measured")
+    else:
+        out["_lag"] = run_lag(sizes[0])
     return out
+
+
+def run_lag(size: int, changes: int = 20, interval: float = 2.0,
+            sources: list[str] | None = None) -> list[dict[str, Any]]:
+    """Lag through watch for each source at ``size`` users."""
+    res = []
+    for name in sources or list(LAG_SOURCES):
+        log(f"feeds: lag through watch ({name}, {size:,} users, poll interval {interval:g} s)")
+        before = load()
+        r = lag(name, size, changes, interval)
+        r["load_before"], r["load_after"] = before, load()
+        log(f"feeds: {name} lag p50 {r['p50_s']:.2f} s, p95 {r['p95_s']:.2f} s, "
+            f"max {r['max_s']:.2f} s (first sync {r['first_sync_s']:.0f} s)")
+        res.append(r)
+    return res
 
 
 def table(res: dict[str, Any]) -> list[str]:
@@ -239,40 +261,125 @@ def table(res: dict[str, Any]) -> list[str]:
             f"{r['quiet_requests']['median']:>14.0f}  | {r['change_requests']['median']:>9.0f} "
             f"{r['change_wall_s']['median']:>6.3f}s [{r['change_wall_s']['max']:.3f}] "
             f"{r['change_cpu_s']['median']:>6.3f}s [{r['change_cpu_s']['max']:.3f}]")
-    if "_lag" in res:
-        g = res["_lag"]
-        lines.append(f"lag through watch (okta, {g['users']:,} users, {g['changes']} "
+    for g in res.get("_lag", []):
+        lines.append(f"lag through watch ({g['source']}, {g['users']:,} users, {g['changes']} "
                      f"suspensions, feed_poll_interval {g['poll_interval_s']:g} s): p50 "
-                     f"{g['p50_s']:.2f} s, p95 {g['p95_s']:.2f} s, max {g['max_s']:.2f} s")
+                     f"{g['p50_s']:.2f} s, p95 {g['p95_s']:.2f} s, max {g['max_s']:.2f} s "
+                     f"(first full sync {g['first_sync_s']:.0f} s; load {g['load_before'][0]:g}"
+                     f"-{g['load_after'][0]:g})")
     lines.append("goals (issue 21): quiet poll <= 3 requests; one change <= 10 requests and "
                  "<= 0.2 s CPU; lag p95 <= poll interval + 1 s")
     return lines
 
 
-def lag(size: int, changes: int, interval: float) -> dict[str, Any]:
-    """Seconds from a suspension in Okta to the account inactive on a SCIM server, through
-    ``watch`` (dirconnector.watch) with ``feed_poll_interval`` = ``interval``: p50/p95."""
-    import threading
-
-    from dirconnector import settings as config
-    from dirconnector.state import open_store
-    from dirconnector.watch import Watcher
+@contextmanager
+def _lag_okta(size: int) -> Iterator[tuple[dict[str, Any], list[str], Callable[[str], None]]]:
     from tests.emulators.okta import OktaEmulator, OktaState
-    from tests.emulators.scimlat.server import serve
 
     state = OktaState()
     state.rate.limit = 10**9
     uids = [state.add_user(f"user{n:06d}@example.com", "User", f"{n:06d}")
             for n in range(size)]
     state.events.clear()
+    import tests.emulators.okta.state as okta_state
+
+    past_dt = datetime.now(UTC) - timedelta(hours=1)      # as in okta(): seed an hour back
+    okta_state._last_stamp[0] = past_dt
+    past = past_dt.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    for record in state.users.values():
+        for key in ("created", "lastUpdated", "statusChanged", "activated"):
+            if record.get(key):
+                record[key] = past
+    _settle()
+    with OktaEmulator(state) as emu:
+        yield ({"type": "okta", "org_url": emu.url, "token": "test-ssws-token",
+                "ca_file": str(emu.ca_file)}, uids,
+               lambda uid: state.set_status(uid, "SUSPENDED"))
+
+
+@contextmanager
+def _lag_onelogin(size: int
+                  ) -> Iterator[tuple[dict[str, Any], list[str], Callable[[str], None]]]:
+    import trustme
+
+    from tests.emulators.onelogin import Account, OneLoginEmulator
+
+    account = Account()
+    account.rate_limit = 10**9
+    account.add_client("bench", "bench-secret")
+    uids = [account.add_user(f"user{n:06d}@example.com", username=f"user{n:06d}",
+                             firstname="User", lastname=f"{n:06d}") for n in range(size)]
+    account.events.clear()
+    account._last_stamp = time.time() - 3600               # as in onelogin()
+    past = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 3600))
+    for user in account.users.values():
+        user["updated_at"] = user["created_at"] = past
+    _settle()
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    with tempfile.TemporaryDirectory() as tmp, OneLoginEmulator(account, ctx) as emu:
+        ca_file = Path(tmp) / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        yield ({"type": "onelogin", "base_url": emu.url, "client_id": "bench",
+                "client_secret": "bench-secret", "ca_file": str(ca_file)},
+               [str(u) for u in uids],
+               lambda uid: account.update_user(int(uid), status=2))
+
+
+@contextmanager
+def _lag_google(size: int
+                ) -> Iterator[tuple[dict[str, Any], list[str], Callable[[str], None]]]:
+    import json
+
+    import trustme
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from dirconnector.connectors.google.api import REPORTS_SCOPE, SCOPES
+    from tests.emulators.google import Directory, GoogleEmulator
+
+    d = Directory()
+    d.add_user("admin", "Ada", "Admin", admin=True)
+    uids = [d.add_user(f"user{n:06d}", "User", f"{n:06d}") for n in range(size)]
+    d.activities.clear()
+    _settle()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    account = d.oauth.create_service_account(private_key=key)
+    d.oauth.delegate(account.client_id, [*SCOPES, REPORTS_SCOPE])
+    with tempfile.TemporaryDirectory() as tmp, \
+            GoogleEmulator(d, workdir=Path(tmp), ca=trustme.CA()) as emu:
+        key_file = Path(tmp) / "key.json"
+        key_file.write_text(json.dumps(account.key_file(emu.token_uri)))
+        # suspended as an admin does: the audit log records SUSPEND_USER
+        yield ({"type": "google", "credentials_file": str(key_file),
+                "admin_email": "admin@example.com", "api_endpoint": emu.base_url,
+                "ca_file": str(emu.ca_file)}, uids,
+               lambda uid: d.set_suspended(uid, True))
+
+
+LAG_SOURCES = {"okta": _lag_okta, "onelogin": _lag_onelogin, "google": _lag_google}
+
+
+def lag(source: str, size: int, changes: int, interval: float) -> dict[str, Any]:
+    """Seconds from a suspension at the source's emulator to the account inactive on a SCIM
+    server (scimlat), through ``watch`` (dirconnector.watch) with ``feed_poll_interval`` =
+    ``interval``, after its first full sync of ``size`` users: p50/p95/max."""
+    import threading
+
+    from dirconnector import settings as config
+    from dirconnector.state import open_store
+    from dirconnector.watch import Watcher
+    from tests.emulators.scimlat.server import serve
+
     httpd, base = serve(0.0, True, "bench-token")
     store_of = httpd.RequestHandlerClass.store  # type: ignore[attr-defined]
     samples: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp, OktaEmulator(state) as emu:
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp, LAG_SOURCES[source](size) as (src, uids, change):
+        seeded = time.perf_counter() - t_start
         profile = config.load(data={
-            "profile": "okta-lag",
-            "source": {"type": "okta", "org_url": emu.url, "token": "test-ssws-token",
-                       "ca_file": str(emu.ca_file), "feed_poll_interval": f"{interval}s"},
+            "profile": f"{source}-lag",
+            "source": {**src, "feed_poll_interval": f"{interval}s"},
             "target": {"type": "scim", "url": base, "token": "bench-token"},
             "sync": {"remove_missing": True, "max_revocations": 10**6,
                      "max_revocation_ratio": 1.0, "batch_window": "0.2s"},
@@ -282,29 +389,58 @@ def lag(size: int, changes: int, interval: float) -> dict[str, Any]:
         stop = threading.Event()
         watcher = Watcher(profile, store, stop=stop)
         thread = threading.Thread(target=watcher.run, daemon=True)
+        t0 = time.perf_counter()
         thread.start()
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 3600
         while not (watcher.full_syncs and watcher.position) and time.monotonic() < deadline:
             time.sleep(0.1)
+        first_sync = time.perf_counter() - t0
+        with store_of.lock:
+            rid_of = {str(u.get("externalId")): rid for rid, u in store_of.users.items()}
+        assert len(rid_of) >= size, (source, len(rid_of), size)
 
         def inactive(uid: str) -> bool:
             with store_of.lock:
-                return any(u.get("externalId") == uid and u.get("active") is False
-                           for u in store_of.users.values())
+                return store_of.users[rid_of[uid]].get("active") is False
 
         for i in range(changes):
             time.sleep(interval * (i % 7) / 7)      # changes land anywhere in the interval
             t0 = time.monotonic()
-            state.set_status(uids[i], "SUSPENDED")
+            change(uids[i])
             while not inactive(uids[i]) and time.monotonic() - t0 < 60:
                 time.sleep(0.02)
             samples.append(time.monotonic() - t0)
         stop.set()
-        thread.join(timeout=30)
+        thread.join(timeout=60)
         store.close()
     httpd.shutdown()
     ordered = sorted(samples)
-    return {"users": size, "changes": changes, "poll_interval_s": interval,
+    return {"source": source, "users": size, "changes": changes, "poll_interval_s": interval,
+            "seed_s": seeded, "first_sync_s": first_sync,
             "p50_s": ordered[len(ordered) // 2],
             "p95_s": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))],
-            "max_s": ordered[-1]}
+            "max_s": ordered[-1], "full_syncs": watcher.full_syncs}
+
+
+def main() -> None:
+    """``python scripts/bench_feeds.py lag [--size N] [--sources okta,google]``: the lag
+    alone (the full ``scripts/bench feeds`` also re-measures requests and CPU)."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="bench_feeds.py")
+    ap.add_argument("part", choices=["lag"])
+    ap.add_argument("--size", type=int, default=100_000)
+    ap.add_argument("--sources", default=",".join(LAG_SOURCES))
+    ap.add_argument("--changes", type=int, default=20)
+    ap.add_argument("--interval", type=float, default=2.0)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    res = run_lag(args.size, args.changes, args.interval, args.sources.split(","))
+    print("\n".join(table({"_lag": res})[1:-1]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
