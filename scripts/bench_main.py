@@ -73,6 +73,9 @@ def main(argv: list[str]) -> int:
                         help="e2e: scimlat latency per request")
     parser.add_argument("--watch-idle", type=float, default=60.0,
                         help="watch: seconds the idle CPU is measured over")
+    parser.add_argument("--watch-sources", default="ldap",
+                        help="watch: comma-separated sources among ldap (slapd), entra "
+                             "(the Graph emulator), ad (the Samba AD test DC); default ldap")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument("--keep-servers", action="store_true",
                         help="leave the slapd servers this run started running (the next "
@@ -149,8 +152,21 @@ def _main(args: argparse.Namespace) -> int:
         elif part == "watch":
             import bench_watch
 
-            res = bench_watch.run(sizes, args.watch_idle)
-            lines = bench_watch.table(res)
+            sources = [x.strip() for x in args.watch_sources.split(",") if x.strip()]
+            if sources == ["ldap"]:
+                res = bench_watch.run(sizes, args.watch_idle)
+                lines = bench_watch.table(res)
+            else:
+                import bench_watch_cloud
+
+                res, lines = {}, []
+                for source in sources:
+                    if source == "ldap":
+                        res[source] = bench_watch.run(sizes, args.watch_idle)
+                        lines += ["ldap (slapd):", *bench_watch.table(res[source])]
+                    else:
+                        res[source] = bench_watch_cloud.run(source, sizes, args.watch_idle)
+                        lines += [f"{source}:", *bench_watch_cloud.table(res[source])]
         elif part == "mapping":
             import bench_mapping
 
