@@ -55,3 +55,18 @@ def test_a_name_that_is_no_profile_property_is_refused(make: Make) -> None:
     """An attribute name Okta cannot have is a config error before any read."""
     with pytest.raises(ConfigError, match="not an Okta profile property"):
         make().read_attributes(frozenset({"profile.title-x"}))
+
+
+def test_a_feed_batch_resolves_a_manager_given_as_a_login(org: Org, make: Make) -> None:
+    """Under watch, a changed user whose managerId is a login carries the manager's id, as
+    a full read gives it (not the login, which names no synced user)."""
+    from .test_feed import poll, primed
+
+    u = org.users
+    org.state.update_profile(u["carol"], managerId="Alice@Example.com")
+    connector = make(feed_overlap="0s")
+    connector.read_attributes(frozenset({"title", "manager"}))
+    position = primed(org, connector)
+    org.state.update_profile(u["carol"], title="Lead")
+    batch = poll(connector, position)
+    assert dict(batch.users[u["carol"]].attributes) == {"title": "Lead", "manager": u["alice"]}

@@ -250,6 +250,11 @@ class OktaConnector:
                 removed_users.add(slim["id"])
             elif skip is not None:
                 skipped.append(skip)
+        if MANAGER_SOURCE in self.extra_attributes:
+            # A managerId given as a login resolves against every user, as in a full read.
+            known = dict(self._memory.users) if self._memory is not None else {}
+            known.update(delta.users)
+            users = _with_managers(users, known)
         # What a full read would make of them (email normalised, no email: skipped).
         built = Snapshot.build(users, (), skipped)
         groups = {gid: Group(gid, str(m["name"]), frozenset(m["members"]))
