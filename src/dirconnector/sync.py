@@ -150,6 +150,8 @@ class Runner:
                 raise ConfigError(f"target.mapping: the {profile.source.type} source cannot read "
                                   "extra attributes")
             self.connector.read_attributes(self.mapping.source_attributes)
+        self.extra_guard: Callable[[Plan], list[str]] | None = None
+        """More reasons to refuse a plan, beside the guard's (watch: the windowed guard)."""
         self.last_source: Snapshot | None = None
         """The last directory read as the connector returned it, before the mappings
         (watch merges change batches into it)."""
@@ -235,6 +237,8 @@ class Runner:
         result = RunResult(run_id, self.name, "planned", plan=plan, desired=desired,
                            timings=timings)
         reasons = self.check_plan(plan, good)
+        if self.extra_guard is not None:
+            reasons += self.extra_guard(plan)
         if mode == "plan":
             result.refused = reasons
             result.status = "planned" if plan.changes else "no-changes"

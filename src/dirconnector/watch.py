@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import logs
 from .connectors import Changes, HasChangeStream, StreamGap, StreamMode
@@ -54,6 +55,9 @@ POSITION = "stream_position"
 """Connector-state key of the position the server holds everything up to."""
 LAST_LAG = "stream_lag"
 """Connector-state key: the lag of the last batch applied (seconds), for ``status``."""
+WINDOW = "guard_window_events"
+"""Profile meta key: the removals applied within the last ``guard_window`` (time,
+accounts, memberships), so that a restarted watcher keeps counting them."""
 POLL = 1.0
 """Longest single wait on the stream, so a signal is seen within it."""
 BACKOFF_MAX = 60.0
@@ -73,9 +77,28 @@ class Window:
             self.events.popleft()
         return sum(e[1] for e in self.events), sum(e[2] for e in self.events)
 
-    def add(self, now: float, accounts: int, memberships: int) -> None:
+    def add(self, now: float, accounts: int, memberships: int) -> bool:
+        """Count a batch's removals; True when there was something to count."""
         if accounts or memberships:
             self.events.append((now, accounts, memberships))
+            return True
+        return False
+
+    def dump(self) -> list[list[float]]:
+        return [[t, a, m] for t, a, m in self.events]
+
+    def load(self, rows: Any, now: float) -> None:
+        """Events saved by an earlier process (a restart must not reset the window);
+        rows that are not three numbers are ignored."""
+        for row in rows if isinstance(rows, list) else ():
+            if (
+                isinstance(row, list)
+                and len(row) == 3
+                and all(isinstance(x, int | float) for x in row)
+            ):
+                self.events.append((float(row[0]), int(row[1]), int(row[2])))
+        self.events = deque(sorted(self.events))
+        self.totals(now)
 
 
 def window_reasons(
@@ -161,6 +184,7 @@ class Watcher:
             )
         self.profile = profile
         self.store = store
+        self.clock = clock
         self.stop = stop or threading.Event()
         self.runner = runner or Runner(profile, store, stop=self.stop)
         if self.runner.group_mapping.external_id is not None:
@@ -171,7 +195,6 @@ class Watcher:
         self.connector = self.runner.connector
         self.target = self.runner.target
         self.observer = observer or Observer()
-        self.clock = clock
         s = profile.settings
         self.batch_window = s.sync.batch_window.total_seconds()
         self.reconcile_every = parse_duration(s.schedule.full_reconcile).total_seconds()
@@ -181,6 +204,10 @@ class Watcher:
         """Marker mode (no stream): seconds between syncs."""
         self.limits = limits_of(profile)
         self.window = Window(s.sync.guard_window.total_seconds())
+        self.window.load(store.get_meta(self.name, WINDOW), self.clock())
+        # Full syncs (the first one, reconciles, marker ticks) count against the same
+        # window as batches: a refused batch planned again by a reconcile is still refused.
+        self.runner.extra_guard = self._window_reasons
         self.desired: Snapshot | None = None
         self.current: ServerView | None = None
         self.emails: dict[str, str] = {}
@@ -254,6 +281,7 @@ class Watcher:
         the pause is a minute unless [schedule] interval says otherwise)."""
         full = self.clock() - self.last_full >= self.reconcile_every
         result = self.runner.run("sync", full=full, command="watch")
+        self._count_removals(result, self.clock())
         if full:
             self.last_full = self.clock()
         self.observer.batch(self.name, result)
@@ -274,6 +302,7 @@ class Watcher:
         assert isinstance(self.connector, HasChangeStream)
         position = self.connector.stream_position()
         result = self.runner.run("sync", full=True, command="watch-full")
+        self._count_removals(result, self.clock())
         self.full_syncs += 1
         self.observer.batch(self.name, result)
         if result.status == "refused":
@@ -396,6 +425,25 @@ class Watcher:
             desired.groups[g].name for g in groups if g in desired.groups and g not in known
         )
 
+    def _window_reasons(self, plan: Plan) -> list[str]:
+        """The windowed guard for a full run's plan (Runner.extra_guard)."""
+        return window_reasons(
+            plan,
+            self.limits,
+            self.window,
+            self.clock(),
+            plan.managed_active,
+            plan.managed_memberships,
+            self.window.seconds,
+        )
+
+    def _count_removals(self, result: RunResult, now: float) -> None:
+        """Add what a run removed to the window, and save the window."""
+        report = result.report
+        done = [o.change for o in report.outcomes if o.status == "ok"] if report else []
+        if self.window.add(now, sum(map(is_removal, done)), sum(map(memberships_removed, done))):
+            self.store.set_meta(self.name, WINDOW, self.window.dump())
+
     def _run_batch(self, plan: Plan, desired: Snapshot) -> RunResult:
         """Guard (windowed), apply and journal one incremental plan as a run."""
         runner, store = self.runner, self.store
@@ -420,15 +468,7 @@ class Watcher:
                     log.error("watch %s: batch %s", self.name, refusal(result))
                 else:
                     runner._apply(plan, run_id, result)
-                    report = result.report
-                    done = (
-                        [o.change for o in report.outcomes if o.status == "ok"]
-                        if report is not None
-                        else []
-                    )
-                    self.window.add(
-                        now, sum(map(is_removal, done)), sum(map(memberships_removed, done))
-                    )
+                    self._count_removals(result, now)
             except BaseException as exc:
                 runner._finish_failed(run_id, "failed", repr(exc)[:500])
                 raise

@@ -202,6 +202,68 @@ def test_windowed_guard_stops_a_slow_mass_delete(tmp_path: Path) -> None:
     assert r is not None and r.status == "ok"
 
 
+def test_a_reconcile_does_not_let_refused_deletes_through(tmp_path: Path) -> None:
+    """Batches refused by the windowed guard are planned again by the next full
+    reconcile; within the window that full plan is refused too (the window counts every
+    removal the watcher made, full runs included), and it goes through after it."""
+    clock = [1000.0]
+    w, conn, tgt = watcher(
+        tmp_path,
+        clock=clock,
+        max_revocations=3,
+        max_revocation_ratio=1.0,
+        min_source_ratio=0,
+        guard_window="1h",
+    )
+    for i in range(5):
+        clock[0] += 60
+        conn.edit(removed=[f"e{30 + i}"])
+        w.step()
+    assert sum(not u.active for u in tgt.state.users.values()) == 3
+    clock[0] += 60
+    full = w.full_sync()
+    assert full.status == "refused"
+    assert any("guard_window" in r for r in full.refused), full.refused
+    assert sum(not u.active for u in tgt.state.users.values()) == 3
+    clock[0] += 3600
+    assert w.full_sync().status == "ok"
+    assert sum(not u.active for u in tgt.state.users.values()) == 5
+
+
+def test_a_restarted_watcher_keeps_the_window(tmp_path: Path) -> None:
+    """The removals of the last guard_window are kept in the state store: a watcher that
+    restarts (a crash loop, a redeploy) does not start counting from zero."""
+    clock = [1000.0]
+    w, conn, tgt = watcher(
+        tmp_path, clock=clock, max_revocations=3, max_revocation_ratio=1.0, guard_window="1h"
+    )
+    for i in range(3):
+        clock[0] += 60
+        conn.edit(removed=[f"e{30 + i}"])
+        assert w.step() is not None
+    again = Watcher(
+        w.profile,
+        w.store,
+        runner=Runner(w.profile, w.store, connector=conn, target=tgt),
+        clock=lambda: clock[0],
+    )
+    assert again.window.totals(clock[0]) == (3, 0)
+    again.full_sync()
+    clock[0] += 60
+    conn.edit(removed=["e33"])
+    r = again.step()
+    assert r is not None and r.status == "refused"
+    assert sum(not u.active for u in tgt.state.users.values()) == 3
+    # The saved events age out like the live ones.
+    later = Watcher(
+        w.profile,
+        w.store,
+        runner=Runner(w.profile, w.store, connector=conn, target=tgt),
+        clock=lambda: clock[0] + 3600,
+    )
+    assert later.window.totals(clock[0] + 3600) == (0, 0)
+
+
 def test_a_gap_reads_in_full(tmp_path: Path) -> None:
     """A stream that cannot resume (StreamGap) makes the engine read in full again."""
     w, conn, _ = watcher(tmp_path)

@@ -31,7 +31,6 @@ def scim_groups(scim: ScimServer) -> dict[str, dict[str, Any]]:
     return {str(r["displayName"]): r for r in body.get("Resources", [])}  # type: ignore[union-attr]
 
 
-
 @pytest.fixture
 def watching(
     tmp_path: Path, slapd_rw: dict[str, str], scim_server: ScimServer
@@ -207,6 +206,49 @@ path = "{tmp_path / "state.db"}"
     assert str(row["stream_position"]).startswith("rid=") and row["stream_lag"] is not None
     check = subprocess.run([*cli, "check"], env=env, capture_output=True, text=True)
     assert "watch mode: follows changes by syncrepl" in check.stdout, check.stdout[-2000:]
+
+
+def test_windowed_guard_stops_a_slow_mass_delete(
+    tmp_path: Path, slapd_rw: dict[str, str], scim_server: ScimServer
+) -> None:
+    """Users deleted one at a time with ldapmodify, each batch under the limits: once
+    max_revocations within guard_window are revoked, the next deletes are refused and stay
+    active on the server, and a restarted watcher's full sync refuses them too."""
+    profile = make_profile(
+        tmp_path,
+        slapd_rw,
+        scim_server,
+        max_revocations=2,
+        max_revocation_ratio=1.0,
+        min_source_ratio=0,
+        guard_window="1h",
+    )
+    numbers = [i for i in range(40, 70) if ldapdata.has_mail(i) and not ldapdata.is_disabled(i)]
+    numbers = numbers[:4]
+    victims = [ldapdata.email(i) for i in numbers]
+
+    def refused(run: Running) -> list[str]:
+        return [r.error for r in run.store.runs(profile.name, 50) if r.status == "refused"]
+
+    with Running(profile) as run:
+        until(lambda: run.watcher.full_syncs >= 1 and bool(run.watcher.position), 20)
+        for n, i in enumerate(numbers):
+            ldapmodify(slapd_rw, f"dn: {ldapdata.user_dn(i)}\nchangetype: delete\n")
+            if n < 2:
+                until(lambda n=n: scim_users(scim_server)[victims[n]]["active"] is False, 5)
+            else:
+                until(lambda n=n: len(refused(run)) >= n - 1, 5)
+        assert run.error is None, run.error
+        assert all("guard_window" in e for e in refused(run)), refused(run)
+    users = scim_users(scim_server)
+    assert [users[v]["active"] for v in victims] == [False, False, True, True]
+    with Running(profile) as again:
+        until(lambda: again.watcher.full_syncs >= 1, 20)
+        last = again.store.runs(profile.name, 1)[0]
+        assert last.command == "watch-full" and last.status == "refused", last
+        assert "guard_window" in last.error
+    users = scim_users(scim_server)
+    assert [users[v]["active"] for v in victims] == [False, False, True, True]
 
 
 def _rename_all(slapd: dict[str, str], numbers: range, label: str) -> None:
