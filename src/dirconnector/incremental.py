@@ -25,10 +25,21 @@ from it without reading the whole server to check it (the records were just read
 __all__ = ["Affected", "ServerView", "affected", "combine", "cut_desired", "merge"]
 
 
-def merge(snapshot: Snapshot, changes: Changes, emails: dict[str, str] | None = None) -> Snapshot:
-    """``snapshot`` with ``changes`` applied: what a full read would give, as far as the
-    batch can tell (an entry that stops being a duplicate of an unchanged one is only
-    seen again by the next full read). Records keep their order; new ones come last.
+def merge(
+    snapshot: Snapshot,
+    changes: Changes,
+    emails: dict[str, str] | None = None,
+    also: set[str] | None = None,
+) -> Snapshot:
+    """``snapshot`` with ``changes`` applied: what a full read would give. Records keep
+    their order; new ones come last.
+
+    An address a batch touches (one a changed user held, takes or gives up) is settled
+    again among every entry that carries it, as a full read would: the changed users,
+    the unchanged holder, and the entries skipped as its duplicates (``Skipped.user``).
+    So when one of two entries sharing an address changes its address or goes away, the
+    other one is synced in the same batch. The ids of those unchanged entries whose
+    outcome was settled again are added to ``also`` (the caller's batch touches them).
 
     ``emails``: the caller's index of ``snapshot``'s users by address (email -> id),
     updated here to match the result, so a long run does not rebuild it per batch."""
@@ -40,28 +51,59 @@ def merge(snapshot: Snapshot, changes: Changes, emails: dict[str, str] | None = 
         emails = {u.email: uid for uid, u in users.items()}
     touched = set(changes.users) | set(changes.removed_users)
     touched.update(s.external_id for s in changes.skipped if s.external_id)
+    contested: set[str] = set()
+    parked: dict[str, list[User]] = {}
+    for skip in snapshot.skipped:
+        if skip.user is None:
+            continue
+        if skip.external_id in touched:
+            contested.add(skip.user.email)  # it leaves that address's contest
+        else:
+            parked.setdefault(skip.user.email, []).append(skip.user)
     for uid in touched:
         gone = users.pop(uid, None)
-        if gone is not None and emails.get(gone.email) == uid:
-            del emails[gone.email]
-    # Normalise the changed users as a full read would (email case, no email, invalid,
-    # duplicates among themselves and with the users already held).
+        if gone is not None:
+            contested.add(gone.email)
+            if emails.get(gone.email) == uid:
+                del emails[gone.email]
+    # Normalise the changed users as a full read would (email case, no email, invalid);
+    # each address is then settled among everyone who carries it.
     built = Snapshot.build(changes.users.values())
-    new_skips = list(built.skipped)
-    for uid, user in built.users.items():
-        holder = emails.get(user.email)
-        if holder is not None and holder != uid:
-            pair = Snapshot.build([users[holder], user])
-            users.pop(holder)
-            del emails[user.email]
-            for kept in pair.users.values():
-                users[kept.external_id] = kept
-                emails[kept.email] = kept.external_id
-            new_skips.extend(pair.skipped)
-            touched.add(holder)
+    fresh: dict[str, list[User]] = {}
+    for user in built.users.values():
+        fresh.setdefault(user.email, []).append(user)
+    new_skips = []
+    for skip in built.skipped:
+        if skip.user is not None:
+            fresh.setdefault(skip.user.email, []).append(skip.user)
+        else:
+            new_skips.append(skip)
+    contested.update(fresh)
+    settled: set[str] = set()
+    for email in sorted(contested):
+        holder = emails.get(email)
+        rivals = parked.get(email, [])
+        cands = [*fresh.get(email, ()), *rivals]
+        if not cands:
             continue
-        users[uid] = user
-        emails[user.email] = uid
+        settled.update(u.external_id for u in rivals)
+        if holder is None and len(cands) == 1:
+            users[cands[0].external_id] = cands[0]
+            emails[email] = cands[0].external_id
+            continue
+        if holder is not None:
+            cands.append(users.pop(holder))
+            del emails[email]
+        result = Snapshot.build(cands)
+        for kept in result.users.values():
+            users[kept.external_id] = kept
+            emails[kept.email] = kept.external_id
+        new_skips.extend(result.skipped)
+        if holder is not None:
+            settled.add(holder)
+    touched |= settled
+    if also is not None:
+        also |= settled
     for gid in changes.removed_groups:
         groups.pop(gid, None)
     groups.update(Snapshot.build((), changes.groups.values()).groups)
@@ -110,9 +152,12 @@ class Affected:
         return not (self.users or self.groups)
 
 
-def affected(before: Snapshot, after: Snapshot, changes: Changes) -> Affected:
-    """The users and groups a batch touches, in the snapshot ``before`` and ``after`` it."""
-    users = set(changes.users) | set(changes.removed_users)
+def affected(
+    before: Snapshot, after: Snapshot, changes: Changes, also: Iterable[str] = ()
+) -> Affected:
+    """The users and groups a batch touches, in the snapshot ``before`` and ``after`` it
+    (``also``: unchanged users whose outcome the batch settled again, see ``merge``)."""
+    users = set(changes.users) | set(changes.removed_users) | set(also)
     users.update(s.external_id for s in changes.skipped if s.external_id)
     users.update(uid for uid in changes.users if uid not in after.users)  # now skipped
     groups = set(changes.groups) | set(changes.removed_groups)

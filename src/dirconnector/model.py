@@ -155,6 +155,9 @@ class Skipped:
     """Extra words for the report (the duplicate's email, the filter that dropped it)."""
     external_id: str = ""
     """Its external id when known: a plan never removes an account only because it was skipped."""
+    user: User | None = field(default=None, compare=False, repr=False)
+    """A duplicate email's record, kept so that watch can sync it at once when the entry
+    it collided with changes (not compared, hashed, or written to plans and journals)."""
 
 
 AMBIGUOUS = "\x00ambiguous"
@@ -315,7 +318,8 @@ class Snapshot:
                 # Name every other entry: the operator fixes one of them at the source.
                 others = ", ".join(_entry_name(o) for o in same if o is not u)
                 skips.append(Skipped("user", _entry_name(u), "duplicate email",
-                                     f"{email}, also on {others}", external_id=u.external_id))
+                                     f"{email}, also on {others}", external_id=u.external_id,
+                                     user=u))
         group_map = {g.external_id: g if not _CONTROL.search(g.name) else
                      Group(g.external_id, clean_text(g.name), g.member_ids, g.subgroup_ids, g.ref)
                      for g in groups}

@@ -481,7 +481,8 @@ def plain(value: Any) -> Any:
         return value
     if kind not in _FIELD_NAMES:
         _FIELD_NAMES[kind] = (tuple(f.name for f in dataclasses.fields(value)
-                                    if kind is not User or f.name != "attributes")
+                                    if (kind is not User or f.name != "attributes")
+                                    and (kind is not Skipped or f.name != "user"))
                               if dataclasses.is_dataclass(value) and not isinstance(value, type)
                               else None)
     names = _FIELD_NAMES[kind]

@@ -350,8 +350,9 @@ class Watcher:
         assert self.desired is not None and self.current is not None
         seen = seen if seen is not None else self.clock()
         before = self.desired
-        desired = merge(before, changes, self.emails)
-        hit = affected(before, desired, changes)
+        settled: set[str] = set()
+        desired = merge(before, changes, self.emails, settled)
+        hit = affected(before, desired, changes, settled | self._waiting(changes))
         if self.runner.mapping.has_manager:
             hit = with_reports(hit, before, desired, changes)
         target = self.target
@@ -405,6 +406,19 @@ class Watcher:
             users = {k: mapping.map_user(u, desired.users) for k, u in cut.users.items()}
             cut = dataclasses.replace(cut, users=users)
         return groups.apply(cut) if groups else cut
+
+    def _waiting(self, changes: Changes) -> set[str]:
+        """Unchanged users who want an address that an account of a changed user holds on
+        the server: the batch may free it (an email change, a delete), and a full plan
+        would then give it to them, so they are in the batch too."""
+        assert self.current is not None
+        held = {
+            a.email.lower()
+            for uid in (*changes.users, *changes.removed_users)
+            for a in self.current.accounts(uid)
+        }
+        out = {self.emails[e] for e in held if e in self.emails}
+        return out - set(changes.users) - set(changes.removed_users)
 
     def _new_addresses(self, desired: Snapshot, users: frozenset[str]) -> list[str]:
         """Addresses to look accounts up by: those of touched users whose account (by

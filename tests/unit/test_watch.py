@@ -275,11 +275,12 @@ def test_a_gap_reads_in_full(tmp_path: Path) -> None:
     assert conn.fetches == before + 1 and w.full_syncs == 2
 
 
-def test_incremental_state_equals_a_full_read_after_random_edits(tmp_path: Path) -> None:
+@pytest.mark.parametrize("seed", [7, 13])
+def test_incremental_state_equals_a_full_read_after_random_edits(tmp_path: Path, seed: int) -> None:
     """N random directory edits through watch, then a full plan is empty and the
     incremental snapshot equals a full read (no repairs)."""
     for target in (ReadingFake(), FakeTarget()):
-        rnd = random.Random(7)
+        rnd = random.Random(seed)
         w, conn, tgt = watcher(
             tmp_path / type(target).__name__,
             target=target,
@@ -304,6 +305,8 @@ def test_incremental_state_equals_a_full_read_after_random_edits(tmp_path: Path)
                     "nest",
                     "unnest",
                     "newgroup",
+                    "share",
+                    "share",
                 ]
             )
             uid = rnd.choice(sorted(users))
@@ -315,6 +318,9 @@ def test_incremental_state_equals_a_full_read_after_random_edits(tmp_path: Path)
                 conn.edit([dataclasses.replace(users[uid], active=kind == "enable")])
             elif kind == "email":
                 conn.edit([dataclasses.replace(users[uid], email=f"m{step}@x.com")])
+            elif kind == "share":  # another entry's address: duplicates come and go
+                other = users[rnd.choice(sorted(users))]
+                conn.edit([dataclasses.replace(users[uid], email=other.email.upper())])
             elif kind == "delete":
                 conn.edit(removed=[uid])
             elif kind in ("join", "leave"):
@@ -334,8 +340,55 @@ def test_incremental_state_equals_a_full_read_after_random_edits(tmp_path: Path)
         full = conn.fetch(w.store.connector_state(w.name))
         assert w.desired is not None and w.desired.users == full.users
         assert w.desired.groups == full.groups
+        assert skips(w.desired) == skips(full), [
+            (s, s.external_id in full.users, s.external_id in w.desired.users)
+            for s in w.desired.skipped
+            if (s.external_id, s.reason) not in skips(full)
+        ]
+        assert any(s.reason == "duplicate email" for s in full.skipped)
         plan = w.runner.make_plan(full, tgt.snapshot())
         assert plan.empty, [c.kind for c in plan.changes]
+
+
+def skips(snap: Snapshot) -> set[tuple[str, str]]:
+    return {(s.external_id, s.reason) for s in snap.skipped}
+
+
+def test_a_duplicate_is_synced_when_its_rival_changes_address(tmp_path: Path) -> None:
+    """Two active entries share an address: neither is synced. When one changes its
+    address, both are synced in that batch, as a full read would give (before, the
+    unchanged one waited for the next full reconcile)."""
+    w, conn, tgt = watcher(tmp_path)
+    a, b = USERS[20], USERS[21]
+    conn.edit([dataclasses.replace(b, email=a.email)])
+    w.step()
+    assert w.desired is not None and "e20" not in w.desired.users
+    assert {s.external_id for s in w.desired.skipped} >= {"e20", "e21"}
+    conn.edit([dataclasses.replace(b, email="b.new@x.com")])
+    r = w.step()
+    assert r is not None and r.status == "ok"
+    assert {"e20", "e21"} <= set(w.desired.users)
+    assert not {s.external_id for s in w.desired.skipped} & {"e20", "e21"}
+    emails = {u.external_id: u.email for u in tgt.state.users.values()}
+    assert emails["e20"] == a.email and emails["e21"] == "b.new@x.com"
+
+
+def test_merge_settles_an_address_among_all_who_carry_it() -> None:
+    """An active holder and an inactive duplicate: when the holder goes, the duplicate
+    holds the address (inactive), as in a full read; ``also`` names it."""
+    a = User("a", "same@x.com")
+    b = User("b", "same@x.com", active=False)
+    before = Snapshot.build([a, b, User("c", "c@x.com")])
+    assert set(before.users) == {"a", "c"} and skips(before) == {("b", "duplicate email")}
+    also: set[str] = set()
+    after = merge(before, Changes("1", removed_users=frozenset({"a"})), None, also)
+    assert after.users == Snapshot.build([b, User("c", "c@x.com")]).users
+    assert not after.skipped and also == {"b"}
+    # A third entry takes the address from an unchanged holder: both active, neither kept.
+    also = set()
+    after = merge(before, Changes("2", {"c": User("c", "SAME@x.com")}), None, also)
+    assert set(after.users) == set()
+    assert skips(after) == {(x, "duplicate email") for x in "abc"} and also == {"a", "b"}
 
 
 def test_a_source_without_stream_is_synced_in_marker_mode(tmp_path: Path) -> None:

@@ -311,9 +311,20 @@ def test_random_edits_through_watch_leave_nothing_for_a_full_plan(
         ldapdata.group_dn(n) for n in ldapdata.NESTED
     ]
     done = 0
-    for step in range(40):
+    for step in range(50):
         kind = rnd.choice(
-            ["create", "lock", "unlock", "mail", "delete", "join", "leave", "rename", "nest"]
+            [
+                "create",
+                "lock",
+                "unlock",
+                "mail",
+                "share",
+                "delete",
+                "join",
+                "leave",
+                "rename",
+                "nest",
+            ]
         )
         dn, gdn = rnd.choice(live), rnd.choice(groups)
         if kind == "create":
@@ -330,6 +341,12 @@ def test_random_edits_through_watch_leave_nothing_for_a_full_plan(
             )
         elif kind == "mail":
             ldif = f"dn: {dn}\nchangetype: modify\nreplace: mail\nmail: m{step}@example.com\n"
+        elif kind == "share":  # another entry's address: duplicates come and go
+            other = int(rnd.choice(range(30, 90)))
+            ldif = (
+                f"dn: {dn}\nchangetype: modify\nreplace: mail\n"
+                f"mail: {ldapdata.email(other).upper()}\n"
+            )
         elif kind == "delete":
             ldif = f"dn: {dn}\nchangetype: delete\n"
             live.remove(dn)
