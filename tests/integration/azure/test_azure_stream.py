@@ -19,15 +19,27 @@ from tests.integration.azure.conftest import Tenant
 pytestmark = pytest.mark.integration
 
 
-def full_read(make_connector: Callable[..., AzureConnector], **options: Any) -> Snapshot:
-    return make_connector(**options).fetch(ConnectorState(force_full=True))
+def full_read(
+    make_connector: Callable[..., AzureConnector],
+    attributes: frozenset[str] = frozenset(),
+    **options: Any,
+) -> Snapshot:
+    c = make_connector(**options)
+    if attributes:
+        c.read_attributes(attributes)
+    return c.fetch(ConnectorState(force_full=True))
 
 
 def started(
-    make_connector: Callable[..., AzureConnector], **options: Any
+    make_connector: Callable[..., AzureConnector],
+    attributes: frozenset[str] = frozenset(),
+    **options: Any,
 ) -> tuple[AzureConnector, str]:
-    """A connector that took a position and then read in full, as watch starts."""
+    """A connector that took a position and then read in full, as watch starts (reading
+    ``attributes`` too, as an attribute mapping asks)."""
     c = make_connector(**options)
+    if attributes:
+        c.read_attributes(attributes)
     pos = c.stream_position()
     c.fetch(ConnectorState())
     return c, pos
@@ -193,6 +205,10 @@ def test_garbage_position_is_a_gap(
         make_connector().changes("dirsync:abc", 0)
 
 
+MANAGED = frozenset({"manager"})
+"""Read each user's manager, as a mapping of the enterprise manager asks."""
+
+
 def _same_batch(fast: Changes, rebuilt: Changes) -> None:
     assert dict(fast.users) == dict(rebuilt.users)
     assert dict(fast.groups) == dict(rebuilt.groups)
@@ -211,19 +227,20 @@ def test_random_edits_take_the_fast_path_and_equal_a_rebuild(
     options: dict[str, Any],
 ) -> None:
     """Over 200 random edits in 80 polls (creates, disables, soft and hard deletes, users
-    turning guest and back, memberships, nesting, renames across the group filter), each
+    turning guest and back, managers set, changed and cleared (``manager@delta``),
+    memberships, nesting, renames across the group filter), each
     fast-path batch equals the batch a whole-snapshot rebuild gives for the same items, no
     batch rebuilds, and the batches merged into the first full read give a full read."""
     import random
 
     rng = random.Random(20)
     d = emulator.directory
-    c, pos = started(make_connector, **options)
-    slow, slow_pos = started(make_connector, **options)
+    c, pos = started(make_connector, MANAGED, **options)
+    slow, slow_pos = started(make_connector, MANAGED, **options)
     for conn in (c, slow):
         conn._azure_stream().poll_interval = 0.0  # no 1 s pause between the test's polls
     slow._azure_stream().fast_path = False
-    first = full_read(make_connector, **options)
+    first = full_read(make_connector, MANAGED, **options)
     users, groups = dict(first.users), dict(first.groups)
     n = 0
 
@@ -250,6 +267,8 @@ def test_random_edits_take_the_fast_path_and_equal_a_rebuild(
                 "guest",
                 "to-guest",
                 "to-member",
+                "manager",
+                "manager",
             ]
         )
         if kind == "disable":
@@ -292,6 +311,8 @@ def test_random_edits_take_the_fast_path_and_equal_a_rebuild(
             d.update_user(rng.choice(live), userType="Guest")
         elif kind == "to-member":
             d.update_user(rng.choice(live), userType="Member")
+        elif kind == "manager":
+            d.set_manager(rng.choice(live), rng.choice([*live, None]))
         if rng.random() < 0.15:
             d.add_group(f"New group {n}", rng.sample(list(d.users), 2))
 
@@ -307,9 +328,10 @@ def test_random_edits_take_the_fast_path_and_equal_a_rebuild(
             users.pop(uid, None)
         for gid in batch.removed_groups:
             groups.pop(gid, None)
-    full = full_read(make_connector, **options)
+    full = full_read(make_connector, MANAGED, **options)
     assert users == dict(full.users)
     assert groups == dict(full.groups)
+    assert sum(1 for u in users.values() if dict(u.attributes).get("manager")) >= 3
     stream = c._azure_stream()
     assert stream.polls == 80 and stream.rebuilds == 0
     assert slow._azure_stream().rebuilds >= 60  # polls with items (a few edits are no-ops)

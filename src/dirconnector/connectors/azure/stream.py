@@ -18,10 +18,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ...errors import IncompleteRead, TransientError
+from ...mapping import MANAGER_SOURCE
 from ...model import Group, Skipped, Snapshot, User
 from .. import Changes, StreamGap, StreamMode
 from .api import DeltaExpired
-from .cache import DirectoryCache
+from .cache import DirectoryCache, merge_managers
 from .index import Nesting
 
 if TYPE_CHECKING:
@@ -65,9 +66,9 @@ class AzureStream:
 
     def position(self) -> str:
         """ "Sync from now" links (``$deltatoken=latest``): nothing before them is replayed."""
-        from .connector import GROUP_DELTA_SELECT, USER_SELECT
+        from .connector import GROUP_DELTA_SELECT
 
-        users = self.connector._latest_link("users/delta", USER_SELECT)
+        users = self.connector._latest_link("users/delta", self.connector.stream_user_select)
         groups = self.connector._latest_link("groups/delta", GROUP_DELTA_SELECT)
         return json.dumps({"users": users, "groups": groups})
 
@@ -252,6 +253,8 @@ class AzureStream:
         named_groups, gone_groups = _ids(groups)
         earlier, earlier_groups = self._records(cache, named_users, named_groups)
         cache.merge_users(users, self.connector._extra_select)
+        if MANAGER_SOURCE in self.connector.extra_attributes:
+            merge_managers(self.connector._manager_of, users)
         self._nesting.merge_groups(cache, groups)
         fast = (
             self._fast(
