@@ -46,6 +46,7 @@ from .plan import (
 from .settings import Profile, parse_duration
 from .state import SharesProfiles, StateStore
 from .state.records import managed_updates
+from .state_space import ConnectorState
 from .sync import Runner, RunResult, limits_of, refusal
 from .targets import ReadsSome
 
@@ -221,6 +222,8 @@ class Watcher:
         self.batches = 0
         """Batches applied (tests and the benchmark read it)."""
         self.full_syncs = 0
+        self._state: ConnectorState | None = None
+        """The store's connector state, for saving the position (watch owns the profile)."""
 
     @property
     def name(self) -> str:
@@ -495,7 +498,11 @@ class Watcher:
 
     def _save_position(self, position: str, lag: float | None) -> None:
         self.position = position
-        state = self.store.connector_state(self.name)
+        if self._state is None:
+            # Loaded once: the connector's state can be large (Entra keeps its cached
+            # tenant there, 20 MB of JSON at 100k users), and only these keys are written.
+            self._state = self.store.connector_state(self.name)
+        state = self._state
         state.set(POSITION, position)
         if lag is not None:
             state.set(LAST_LAG, round(lag, 3))

@@ -9,6 +9,7 @@ which come back on restore, as in Entra ID (user-delete.md, directory-deletedite
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import threading
 import uuid
@@ -39,8 +40,8 @@ class Change:
     seq: int
     kind: str          # "user" | "group"
     object_id: str
-    member_id: str = ""        # for membership changes
-    member_type: str = ""      # "user" | "group"
+    member_id: str = ""        # for membership (and manager) changes
+    member_type: str = ""      # "user" | "group" (a member), "manager" (a user's manager)
     member_added: bool = True
 
 
@@ -95,12 +96,21 @@ class Directory:
             self._log("user", uid)
 
     def set_manager(self, uid: str, manager_id: str | None) -> None:
-        """PUT /users/{id}/manager/$ref (user-post-manager.md), or DELETE it with None."""
+        """PUT /users/{id}/manager/$ref (user-post-manager.md), or DELETE it with None.
+        Logged as a change of the user's ``manager`` relationship, which a users delta
+        that selects ``manager`` reports (delta-query-overview.md)."""
         with self.lock:
+            old = self.managers.get(uid)
+            if old == manager_id:
+                return
             if manager_id is None:
                 self.managers.pop(uid, None)
             else:
                 self.managers[uid] = manager_id
+            if old is not None:
+                self._log("user", uid, old, "manager", added=False)
+            if manager_id is not None:
+                self._log("user", uid, manager_id, "manager", added=True)
 
     def disable_user(self, uid: str) -> None:
         self.update_user(uid, accountEnabled=False)
@@ -116,6 +126,12 @@ class Directory:
             self.deleted_users[uid] = user
             held = [gid for gid, mids in self.members.items() if uid in mids]
             self._memberships_of_deleted[uid] = held
+            # The deleted user's manager links go with it, both ways: its reports lose
+            # their manager (a change their delta reports) and a restore brings neither back.
+            self.managers.pop(uid, None)
+            for report in [r for r, boss in self.managers.items() if boss == uid]:
+                del self.managers[report]
+                self._log("user", report, uid, "manager", added=False)
             for gid in held:
                 self.members[gid].remove(uid)
                 self._log("group", gid, uid, "user", added=False)
@@ -219,7 +235,11 @@ class Directory:
 
     def changes_between(self, kind: str, since: int, upto: int) -> list[Change]:
         with self.lock:
-            return [c for c in self.log if c.kind == kind and since < c.seq <= upto]
+            # The log is in seq order: look at the tail after ``since`` only, so a poll
+            # costs what changed, not the size of the tenant (as Graph's delta does).
+            start = bisect.bisect_right(self.log, since, key=lambda c: c.seq)
+            end = bisect.bisect_right(self.log, upto, key=lambda c: c.seq)
+            return [c for c in self.log[start:end] if c.kind == kind]
 
     def kind_of(self, object_id: str) -> str:
         if object_id in self.groups:

@@ -5,7 +5,8 @@ Covered: ``GET /users``, ``/users/delta``, ``/groups``, ``/groups/delta``,
 ``/directory/administrativeUnits`` and ``/directory/administrativeUnits/{id}/members``, with
 ``$select``, ``$top`` (1..999), ``$skiptoken`` paging, ``$deltatoken`` (including
 ``$deltatoken=latest``, delta-query-overview.md "sync from now"), ``@removed`` and
-``members@delta``, ``$expand=manager($select=id)`` on ``/users``. Not covered: ``$filter``,
+``members@delta``, ``manager`` in a users delta's ``$select`` (``manager@delta``),
+``$expand=manager($select=id)`` on ``/users``. Not covered: ``$filter``,
 ``$search``, ``$orderby``, other ``$expand``, ``$count`` and ``ConsistencyLevel`` advanced queries, writes, ``/directory/deletedItems``,
 ``Prefer: return=minimal``; asking for them gets a 400 that says the emulator lacks them.
 
@@ -184,12 +185,38 @@ class GraphApi:
     def _user_changes(self, since: int | None, upto: int, select: list[str] | None,
                       ) -> list[dict[str, Any]]:
         d = self.dir
+        # delta-query-overview.md: "$select also supports manager ... Selecting those
+        # properties allows tracking of changes to user's manager"; relationships come as
+        # a "manager@delta" annotation, in the initial round too.
+        with_manager = select is not None and "manager" in select
+        plain = [s for s in select if s != "manager"] if select is not None else None
         if since is None:
-            return [_project(u, select, "user") for u in d.users.values()]
+            out = []
+            for uid, u in d.users.items():
+                item = _project(u, plain, "user")
+                if with_manager and uid in d.managers:
+                    item["manager@delta"] = [_ref("user", d.managers[uid])]
+                out.append(item)
+            return out
+        changes = [c for c in d.changes_between("user", since, upto)
+                   if with_manager or c.member_type != "manager"]
         out = []
-        for uid in _unique(c.object_id for c in d.changes_between("user", since, upto)):
+        for uid in _unique(c.object_id for c in changes):
             if uid in d.users:
-                out.append(_project(d.users[uid], select, "user"))
+                item = _project(d.users[uid], plain, "user")
+                net: dict[str, bool] = {}
+                for c in changes:
+                    if c.object_id == uid and c.member_type == "manager":
+                        net.pop(c.member_id, None)
+                        net[c.member_id] = c.member_added
+                if net:
+                    # A new manager as a reference; the one taken away as a reference
+                    # with "@removed", as members@delta reports a removed member.
+                    item["manager@delta"] = [
+                        _ref("user", m) if added else
+                        {**_ref("user", m), "@removed": {"reason": "deleted"}}
+                        for m, added in net.items()]
+                out.append(item)
             else:
                 # delta-query-users.md: soft-deleted users carry reason "changed", users
                 # deleted permanently carry reason "deleted".
@@ -270,7 +297,7 @@ class GraphApi:
 
 
 _TYPE = {"users": "user", "groups": "group"}
-_DELTA_EXTRA = {"users": (), "groups": ("members",)}
+_DELTA_EXTRA = {"users": ("manager",), "groups": ("members",)}
 
 
 def _ref(kind: str, oid: str) -> dict[str, Any]:

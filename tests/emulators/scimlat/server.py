@@ -67,7 +67,23 @@ class Store:
         self.users: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
         self.user_names: dict[str, str] = {}
+        self.external_ids: dict[str, set[str]] = {}
+        """Users by externalId: a filter by it (a watch batch's read) is a lookup, not a
+        scan of every user, as a real server's index makes it."""
         self.stats: Counter[str] = Counter()
+
+    def _reindex(self, rid: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        before = old.get("externalId") if old else None
+        after = new.get("externalId") if new else None
+        if before == after:
+            return
+        if before is not None:
+            held = self.external_ids.get(str(before), set())
+            held.discard(rid)
+            if not held:
+                self.external_ids.pop(str(before), None)
+        if after is not None:
+            self.external_ids.setdefault(str(after), set()).add(rid)
 
     # ------------------------------------------------------------ resources
 
@@ -92,6 +108,7 @@ class Store:
                 if name.lower() in self.user_names:
                     raise ScimError(409, f"userName {name} is taken", "uniqueness")
                 self.user_names[name.lower()] = rid
+                self._reindex(rid, None, res)
                 res.setdefault("active", True)
             else:
                 res["members"] = [{"value": m["value"]} for m in res.get("members") or ()]
@@ -112,6 +129,7 @@ class Store:
                 raise ScimError(404, f"{kind[:-1]} {rid} not found")
             if kind == "Users":
                 self.user_names.pop(str(res.get("userName", "")).lower(), None)
+                self._reindex(rid, res, None)
                 for g in self.groups.values():
                     g["members"] = [m for m in g["members"] if m["value"] != rid]
 
@@ -124,6 +142,7 @@ class Store:
             res["id"], res["meta"] = rid, old["meta"]
             if kind == "Users":
                 self._rename(old, res)
+                self._reindex(rid, old, res)
             self._coll(kind)[rid] = res
             return res
 
@@ -146,6 +165,7 @@ class Store:
                 self._apply_op(new, op)
             if kind == "Users":
                 self._rename(res, new)
+                self._reindex(rid, res, new)
             self._coll(kind)[rid] = new
             return new
 
@@ -175,10 +195,11 @@ class Store:
             raise ScimError(400, f"unsupported PATCH operation {kind} {path}", "invalidPath")
 
     def query(self, kind: str, params: dict[str, str]) -> dict[str, Any]:
-        with self.lock:
-            items = list(self._coll(kind).values())
         flt = params.get("filter")
-        if flt:
+        with self.lock:
+            found = self._indexed(kind, flt) if flt else None
+            items = found if found is not None else list(self._coll(kind).values())
+        if flt and found is None:
             # RFC 7644 3.4.2.2: ``attr eq "value"`` clauses, possibly joined by ``or``.
             clauses = _EQ_OR.fullmatch(flt)
             if clauses is None:
@@ -198,6 +219,24 @@ class Store:
         page = items[start - 1:start - 1 + count]
         return {"schemas": [LIST_SCHEMA], "totalResults": len(items), "startIndex": start,
                 "itemsPerPage": len(page), "Resources": page}
+
+    def _indexed(self, kind: str, flt: str) -> list[dict[str, Any]] | None:
+        """The users a filter of ``userName``/``externalId eq`` clauses names, from the
+        indexes (None for any other filter: it is answered by a scan)."""
+        if kind != "Users" or _EQ_OR.fullmatch(flt) is None:
+            return None
+        rids: dict[str, None] = {}
+        for attr, lit in _EQ.findall(flt):
+            value = str(json.loads(lit))
+            if attr == "userName":
+                rid = self.user_names.get(value.lower())
+                if rid is not None:
+                    rids[rid] = None
+            elif attr == "externalId":
+                rids.update(dict.fromkeys(sorted(self.external_ids.get(value, ()))))
+            else:
+                return None
+        return [self.users[r] for r in rids]
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dirconnector.connectors import HasChangeStream, StreamGap
+from dirconnector.connectors import Changes, HasChangeStream, StreamGap
 from dirconnector.connectors.azure.connector import AzureConnector
 from dirconnector.model import Snapshot
 from dirconnector.state_space import ConnectorState
@@ -19,15 +19,27 @@ from tests.integration.azure.conftest import Tenant
 pytestmark = pytest.mark.integration
 
 
-def full_read(make_connector: Callable[..., AzureConnector], **options: Any) -> Snapshot:
-    return make_connector(**options).fetch(ConnectorState(force_full=True))
+def full_read(
+    make_connector: Callable[..., AzureConnector],
+    attributes: frozenset[str] = frozenset(),
+    **options: Any,
+) -> Snapshot:
+    c = make_connector(**options)
+    if attributes:
+        c.read_attributes(attributes)
+    return c.fetch(ConnectorState(force_full=True))
 
 
 def started(
-    make_connector: Callable[..., AzureConnector], **options: Any
+    make_connector: Callable[..., AzureConnector],
+    attributes: frozenset[str] = frozenset(),
+    **options: Any,
 ) -> tuple[AzureConnector, str]:
-    """A connector that took a position and then read in full, as watch starts."""
+    """A connector that took a position and then read in full, as watch starts (reading
+    ``attributes`` too, as an attribute mapping asks)."""
     c = make_connector(**options)
+    if attributes:
+        c.read_attributes(attributes)
     pos = c.stream_position()
     c.fetch(ConnectorState())
     return c, pos
@@ -193,24 +205,42 @@ def test_garbage_position_is_a_gap(
         make_connector().changes("dirsync:abc", 0)
 
 
+MANAGED = frozenset({"manager"})
+"""Read each user's manager, as a mapping of the enterprise manager asks."""
+
+
+def _same_batch(fast: Changes, rebuilt: Changes) -> None:
+    assert dict(fast.users) == dict(rebuilt.users)
+    assert dict(fast.groups) == dict(rebuilt.groups)
+    assert fast.removed_users == rebuilt.removed_users
+    assert fast.removed_groups == rebuilt.removed_groups
+    assert set(fast.skipped) == set(rebuilt.skipped)
+
+
 @pytest.mark.parametrize(
     "options", [{}, {"group_filter": "exclude:Platform"}], ids=["all-groups", "filtered-nested"]
 )
-def test_random_edits_merged_equal_a_full_read(
+def test_random_edits_take_the_fast_path_and_equal_a_rebuild(
     make_connector: Callable[..., AzureConnector],
     tenant: Tenant,
     emulator: GraphEmulator,
     options: dict[str, Any],
 ) -> None:
-    """Batches merged into the first full read give what a full read gives, after 120
-    random edits in 60 polls (both the fast path and the rebuild are exercised)."""
+    """Over 200 random edits in 80 polls (creates, disables, soft and hard deletes, users
+    turning guest and back, managers set, changed and cleared (``manager@delta``),
+    memberships, nesting, renames across the group filter), each
+    fast-path batch equals the batch a whole-snapshot rebuild gives for the same items, no
+    batch rebuilds, and the batches merged into the first full read give a full read."""
     import random
 
     rng = random.Random(20)
     d = emulator.directory
-    c, pos = started(make_connector, **options)
-    c._azure_stream().poll_interval = 0.0  # no 1 s pause between the test's polls
-    first = full_read(make_connector, **options)
+    c, pos = started(make_connector, MANAGED, **options)
+    slow, slow_pos = started(make_connector, MANAGED, **options)
+    for conn in (c, slow):
+        conn._azure_stream().poll_interval = 0.0  # no 1 s pause between the test's polls
+    slow._azure_stream().fast_path = False
+    first = full_read(make_connector, MANAGED, **options)
     users, groups = dict(first.users), dict(first.groups)
     n = 0
 
@@ -226,12 +256,19 @@ def test_random_edits_merged_equal_a_full_read(
                 "member+",
                 "member-",
                 "nest",
+                "unnest",
                 "rename",
                 "new",
+                "new-member",
                 "soft-delete",
+                "hard-delete",
                 "restore",
                 "group-",
                 "guest",
+                "to-guest",
+                "to-member",
+                "manager",
+                "manager",
             ]
         )
         if kind == "disable":
@@ -249,37 +286,79 @@ def test_random_edits_merged_equal_a_full_read(
         elif kind == "nest":
             a, b = rng.sample(gids, 2)
             d.add_member(a, b)
+        elif kind == "unnest":
+            gid = rng.choice(gids)
+            subs = [m for m in d.members[gid] if m in d.groups]
+            if subs:
+                d.remove_member(gid, rng.choice(subs))
         elif kind == "rename":
             d.rename_group(rng.choice(gids), rng.choice(["Platform", f"G{n}"]))
         elif kind == "new":
             d.add_user(f"n{n}@contoso.com", f"New {n}")
+        elif kind == "new-member":
+            d.add_member(rng.choice(gids), d.add_user(f"n{n}@contoso.com", f"New {n}"))
         elif kind == "soft-delete" and len(live) > 3:
             d.soft_delete_user(rng.choice(live))
+        elif kind == "hard-delete" and len(live) > 3:
+            d.hard_delete_user(rng.choice(live))
         elif kind == "restore" and d.deleted_users:
             d.restore_user(rng.choice(list(d.deleted_users)))
         elif kind == "group-" and len(gids) > 3:
             d.delete_group(rng.choice(gids))
         elif kind == "guest":
             d.add_guest(f"g{n}@fabrikam.com", f"Guest {n}")
+        elif kind == "to-guest":
+            d.update_user(rng.choice(live), userType="Guest")
+        elif kind == "to-member":
+            d.update_user(rng.choice(live), userType="Member")
+        elif kind == "manager":
+            d.set_manager(rng.choice(live), rng.choice([*live, None]))
         if rng.random() < 0.15:
             d.add_group(f"New group {n}", rng.sample(list(d.users), 2))
 
-    for _ in range(60):
-        for _ in range(rng.choice([1, 1, 2, 4])):
+    for _ in range(80):
+        for _ in range(rng.choice([1, 1, 2, 4, 5])):
             edit()
-        batch = c.changes(pos, 0)
-        pos = batch.position
+        batch, rebuilt = c.changes(pos, 0), slow.changes(slow_pos, 0)
+        _same_batch(batch, rebuilt)
+        pos, slow_pos = batch.position, rebuilt.position
         users.update(batch.users)
         groups.update(batch.groups)
         for uid in batch.removed_users:
             users.pop(uid, None)
         for gid in batch.removed_groups:
             groups.pop(gid, None)
-    full = full_read(make_connector, **options)
+    full = full_read(make_connector, MANAGED, **options)
     assert users == dict(full.users)
     assert groups == dict(full.groups)
+    assert sum(1 for u in users.values() if dict(u.attributes).get("manager")) >= 3
     stream = c._azure_stream()
-    assert 3 <= stream.rebuilds <= stream.polls - 20, (stream.rebuilds, stream.polls)
+    assert stream.polls == 80 and stream.rebuilds == 0
+    assert slow._azure_stream().rebuilds >= 60  # polls with items (a few edits are no-ops)
+
+
+def test_a_duplicate_email_rebuilds_until_it_is_gone(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """Two active users with one email: neither is synced, which only a rebuild can tell
+    (the duplicate's partner did not change); once one email changes, both are back and
+    the batches after that take the fast path again."""
+    d = emulator.directory
+    c, pos = started(make_connector)
+    stream = c._azure_stream()
+    stream.poll_interval = 0.0
+    d.update_user(tenant.bob, mail="alice@contoso.com")
+    batch = c.changes(pos, 0)
+    assert batch.removed_users == {tenant.alice, tenant.bob}
+    assert stream.rebuilds == 1
+    d.update_user(tenant.bob, mail="bob@contoso.com")
+    batch = c.changes(batch.position, 0)
+    full = full_read(make_connector)
+    assert batch.users == {k: full.users[k] for k in (tenant.alice, tenant.bob)}
+    assert stream.rebuilds == 2
+    d.disable_user(tenant.dave)
+    c.changes(batch.position, 0)
+    assert stream.rebuilds == 2
 
 
 def test_member_of_a_filtered_out_nested_group_reaches_its_parent(

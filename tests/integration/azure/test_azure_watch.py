@@ -27,8 +27,6 @@ def scim_user(scim: ScimServer, email: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-
-
 def test_disabled_user_reaches_scim_within_poll_interval(
     emulator: GraphEmulator,
     tenant: Tenant,
@@ -115,3 +113,66 @@ def test_check_names_the_delta_stream(
     out = " ".join(result.output.split())
     assert "watch mode: follows changes by delta" in out, out
     assert "polled every 30 s" in out
+
+
+def test_a_manager_change_reaches_scim_and_a_cleared_manager_is_removed(
+    emulator: GraphEmulator, tenant: Tenant, scim_server: ScimServer, tmp_path: Path
+) -> None:
+    """With the manager mapped, the users deltaLink selects ``manager``: a new manager in
+    Entra ID (``manager@delta``) becomes the report's enterprise manager on scim2-server,
+    a removed one is cleared there, both without a rebuild, and a full plan after is empty."""
+    from dirconnector.mapping import ENTERPRISE
+    from dirconnector.state import open_store
+    from dirconnector.sync import Runner
+
+    def manager_of(email: str) -> str:
+        found = scim_user(scim_server, email) or {}
+        return str(((found.get(ENTERPRISE) or {}).get("manager") or {}).get("value") or "")
+
+    def scim_id(email: str) -> str:
+        return str((scim_user(scim_server, email) or {}).get("id") or "")
+
+    d = emulator.directory
+    d.set_manager(tenant.bob, tenant.alice)
+    profile = settings.load(
+        data={
+            "source": {
+                "type": "azure",
+                "tenant_id": emulator.tenant_id,
+                "client_id": CLIENT_ID,
+                "client_secret": SECRET,
+                "authority_host": emulator.origin,
+                "graph_url": emulator.origin,
+                "ca_file": str(emulator.ca_file),
+                "poll_interval": f"{POLL:g}s",
+            },
+            "target": {
+                "type": "scim",
+                "url": scim_server.url,
+                "token": TOKEN,
+                "mapping": {f"{ENTERPRISE}:manager": "manager"},
+            },
+            "sync": {"remove_missing": True, "batch_window": "0.2s"},
+            "state": {"path": str(tmp_path / "state.db")},
+        }
+    )
+    bob = "bob@contoso.com"
+    with Running(profile) as run:
+        until(lambda: run.watcher.full_syncs >= 1 and bool(run.watcher.position), 30)
+        assert manager_of(bob) == scim_id("alice@contoso.com") != ""
+        emulator.reset_log()
+        d.set_manager(tenant.bob, tenant.dave)
+        until(lambda: manager_of(bob) == scim_id("dave@contoso.com"), 10)
+        d.set_manager(tenant.bob, None)
+        until(lambda: manager_of(bob) == "", 10)
+        stream = run.watcher.connector._azure_stream()  # type: ignore[attr-defined]
+        paths = {s.path for s in emulator.graph_calls()}
+    assert run.error is None, run.error
+    assert stream.rebuilds == 0
+    assert paths == {"users/delta", "groups/delta"}  # no list of every user's manager
+    store = open_store(profile.settings.state)
+    try:
+        result = Runner(profile, store).run("plan", full=True)
+        assert result.plan is not None and result.plan.changes == (), result.plan
+    finally:
+        store.close()

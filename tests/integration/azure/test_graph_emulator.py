@@ -93,6 +93,33 @@ def test_delta_latest_then_changes(get: Any, emulator: GraphEmulator, tenant: Te
     assert "$deltatoken=" in body["@odata.deltaLink"]
 
 
+def test_users_delta_tracks_the_manager_when_selected(
+    get: Any, emulator: GraphEmulator, tenant: Tenant
+) -> None:
+    """With ``manager`` in $select a users delta reports a new manager as ``manager@delta``
+    and a removed one with ``@removed`` (delta-query-overview.md); without it, a manager
+    change does not bring the user into the delta at all."""
+    d = emulator.directory
+    tracked = get("users/delta?$select=displayName,manager&$deltatoken=latest").json()
+    untracked = get("users/delta?$select=displayName&$deltatoken=latest").json()
+    d.set_manager(tenant.bob, tenant.alice)
+    body = get(tracked["@odata.deltaLink"]).json()
+    assert body["value"] == [{"id": tenant.bob, "displayName": "Bob Baker", "manager@delta": [
+        {"@odata.type": "#microsoft.graph.user", "id": tenant.alice}]}]
+    d.set_manager(tenant.bob, None)
+    again = get(body["@odata.deltaLink"]).json()
+    assert again["value"][0]["manager@delta"] == [{
+        "@odata.type": "#microsoft.graph.user", "id": tenant.alice,
+        "@removed": {"reason": "deleted"}}]
+    assert get(untracked["@odata.deltaLink"]).json()["value"] == []
+    initial = get("users/delta?$select=id,manager").json()
+    assert all("manager@delta" not in u for u in initial["value"])
+    d.set_manager(tenant.dave, tenant.bob)
+    initial = get("users/delta?$select=id,manager").json()
+    assert [u["manager@delta"] for u in initial["value"] if "manager@delta" in u] == [
+        [{"@odata.type": "#microsoft.graph.user", "id": tenant.bob}]]
+
+
 def test_expired_delta_token(get: Any, emulator: GraphEmulator, tenant: Tenant) -> None:
     """An expired delta token answers 400 syncStateNotFound (Graph blog, July 2020)."""
     link = get("groups/delta?$deltatoken=latest").json()["@odata.deltaLink"]

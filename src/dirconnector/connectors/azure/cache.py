@@ -145,6 +145,39 @@ class DirectoryCache:
         return out
 
 
+def merge_managers(manager_of: dict[str, str], items: Iterable[Mapping[str, Any]]) -> int:
+    """Apply the ``manager@delta`` annotations of a users delta round to ``manager_of``
+    (user id -> manager id); returns how many users' managers changed.
+
+    delta-query-overview.md: ``$select=manager`` tracks the manager relationship, which
+    comes as ``manager@delta``: the manager as a ``{"@odata.type", "id"}`` reference, and
+    a manager taken away as a reference with ``@removed``. An item without the annotation
+    left its manager as it was; a user ``@removed`` has none.
+    """
+    changed = 0
+    for item in items:
+        uid = str(item.get("id") or "")
+        if not uid:
+            continue
+        if isinstance(item.get("@removed"), Mapping):
+            manager_of.pop(uid, None)
+            continue
+        refs = item.get("manager@delta")
+        if not isinstance(refs, list):
+            continue
+        alive = [str(r["id"]) for r in refs
+                 if isinstance(r, Mapping) and r.get("id") and "@removed" not in r]
+        gone = {str(r.get("id")) for r in refs if isinstance(r, Mapping) and "@removed" in r}
+        if alive:
+            manager_of[uid] = alive[-1]
+        elif manager_of.get(uid) in gone:
+            del manager_of[uid]
+        else:
+            continue
+        changed += 1
+    return changed
+
+
 def _add_member(group: CachedGroup, member: Mapping[str, Any]) -> None:
     """Users become members and groups subgroups; devices, contacts and apps are ignored."""
     kind = member.get("@odata.type")

@@ -166,8 +166,8 @@ class AzureConnector:
         """How many fetches have set ``cache``."""
         self._stream: AzureStream | None = None
         self._manager_of: dict[str, str] = {}
-        """User id -> manager id as the last full snapshot read them (the change stream
-        maps users with these: Graph's delta carries no manager)."""
+        """User id -> manager id as the last snapshot read them; the change stream keeps
+        it up to date from ``manager@delta`` and maps users with it."""
 
     # ------------------------------------------------------------ change stream (watch)
 
@@ -205,6 +205,13 @@ class AzureConnector:
     @property
     def _user_select(self) -> str:
         return ",".join([USER_SELECT, *self._extra_select])
+
+    @property
+    def stream_user_select(self) -> str:
+        """``$select`` of the change stream's users delta: what a read selects, and
+        ``manager`` when the mapping reads it (changes come as ``manager@delta``)."""
+        manager = MANAGER_SOURCE in self.extra_attributes
+        return self._user_select + (",manager" if manager else "")
 
     # ------------------------------------------------------------ check
 

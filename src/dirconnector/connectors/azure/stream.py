@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ...errors import IncompleteRead, TransientError
-from ...model import Group, Snapshot, User
+from ...mapping import MANAGER_SOURCE
+from ...model import Group, Skipped, Snapshot, User
 from .. import Changes, StreamGap, StreamMode
 from .api import DeltaExpired
-from .cache import DirectoryCache
+from .cache import DirectoryCache, merge_managers
+from .index import Nesting
 
 if TYPE_CHECKING:
     from .connector import AzureConnector
@@ -37,15 +38,25 @@ class AzureStream:
         self.connector = connector
         self.poll_interval = connector.settings.poll_interval.total_seconds()
         self._cache: DirectoryCache | None = None
-        self._last: Snapshot | None = None
         self._read = -1  # the connector's read the cache was copied from
-        self._emails: dict[str, str] | None = None
-        """Email -> id of the synced users of ``_last`` (the fast path's duplicate check)."""
+        self._nesting = Nesting(DirectoryCache(), lambda name, gid: True)
+        self._users: dict[str, User] = {}
+        """The synced users as a full read of the cache would give them."""
+        self._groups: dict[str, Group] = {}
+        """The synced groups (flattened through filtered-out nested groups), likewise."""
+        self._skip_set: set[Skipped] = set()
+        """The skipped entries of the snapshot ``_users`` and ``_groups`` belong to."""
+        self._emails: dict[str, str] = {}
+        """Email -> id of ``_users`` (the fast path's duplicate check)."""
+        self._dup = False
+        """The last rebuild skipped a duplicate email: only a rebuild can tell when it ends."""
         self._last_poll = float("-inf")
         self.polls = 0
         """Delta polls so far (each is one round on users and one on groups)."""
         self.rebuilds = 0
         """Batches that rebuilt the whole snapshot (the rest took the fast path)."""
+        self.fast_path = True
+        """False: rebuild every batch (tests compare the fast path with the rebuild)."""
 
     def mode(self) -> StreamMode:
         return StreamMode(
@@ -55,9 +66,9 @@ class AzureStream:
 
     def position(self) -> str:
         """ "Sync from now" links (``$deltatoken=latest``): nothing before them is replayed."""
-        from .connector import GROUP_DELTA_SELECT, USER_SELECT
+        from .connector import GROUP_DELTA_SELECT
 
-        users = self.connector._latest_link("users/delta", USER_SELECT)
+        users = self.connector._latest_link("users/delta", self.connector.stream_user_select)
         groups = self.connector._latest_link("groups/delta", GROUP_DELTA_SELECT)
         return json.dumps({"users": users, "groups": groups})
 
@@ -98,9 +109,10 @@ class AzureStream:
 
     # ------------------------------------------------------------ internals
 
-    def _base(self) -> tuple[DirectoryCache, Snapshot]:
-        """The cached tenant and its snapshot, as the connector's last read left them."""
-        if self._cache is None or self._last is None or self._read != self.connector.reads:
+    def _base(self) -> DirectoryCache:
+        """The cached tenant and the stream's copy of its snapshot, as the connector's last
+        read left them (copied once per read; batches then change the copies in place)."""
+        if self._cache is None or self._read != self.connector.reads:
             if self.connector.cache is None or self.connector.last_snapshot is None:
                 # No read in this process yet (a resumed stream): list the tenant. The
                 # stream replays from the stored position, and every object a delta item
@@ -112,53 +124,62 @@ class AzureStream:
             assert cache is not None and snap is not None
             self._read = self.connector.reads
             self._cache = DirectoryCache.from_json(cache.to_json())
-            self._last = snap
-            self._emails = None
-        assert self._cache is not None
-        return self._cache, self._last
+            assert self._cache is not None
+            self._nesting = Nesting(self._cache, self.connector.group_filter.keeps)
+            self._adopt(snap, copy=True)
+        return self._cache
+
+    def _adopt(self, snap: Snapshot, *, copy: bool) -> None:
+        """Take ``snap`` as the state batches are compared with (``copy``: it is shared)."""
+        self._users = dict(snap.users) if copy or not isinstance(snap.users, dict) else snap.users
+        self._groups = (
+            dict(snap.groups) if copy or not isinstance(snap.groups, dict) else snap.groups
+        )
+        self._skip_set = set(snap.skipped)
+        self._emails = {u.email: k for k, u in self._users.items()}
+        self._dup = any(x.reason in FAST_SKIPS for x in snap.skipped)
 
     def _fast(
         self,
         cache: DirectoryCache,
-        before: Snapshot,
-        known: set[str],
         named_users: set[str],
+        gone_users: set[str],
         named_groups: set[str],
+        gone_groups: set[str],
+        earlier_skips: list[Skipped],
         position: str,
     ) -> Changes | None:
-        """The batch without rebuilding the whole snapshot (O(changes + groups)), or None
-        when only a rebuild is exact: scope filters that ask Graph (include_groups,
-        exclude_groups, administrative_unit), duplicate emails, or a known user who
-        becomes synced or stops being synced (every group holding it changes)."""
-        c, s = self.connector, self.connector.settings
-        if s.include_groups or s.exclude_groups or s.administrative_unit:
+        """The batch without rebuilding the whole snapshot (O(what changed)), or None when
+        only a rebuild is exact: scope filters that ask Graph (include_groups,
+        exclude_groups, administrative_unit) and duplicate emails. A user who becomes
+        synced or stops being synced (created, deleted, disabled guest, filtered out)
+        changes the groups that hold it and those above them (the reverse index)."""
+        s = self.connector.settings
+        if s.include_groups or s.exclude_groups or s.administrative_unit or self._dup:
             return None
-        if any(x.reason in FAST_SKIPS for x in before.skipped):
-            return None
-        records = [c.map_user(uid, cache.users[uid]) for uid in named_users if uid in cache.users]
-        mapped = [r for r in records if isinstance(r, User)]
-        mini = Snapshot.build(mapped, (), [r for r in records if not isinstance(r, User)])
+        users, groups, emails, nest = self._users, self._groups, self._emails, self._nesting
+        mini, group_skips = self._records(cache, named_users, named_groups)
         if any(x.reason in FAST_SKIPS for x in mini.skipped):
             return None
-        if self._emails is None:
-            self._emails = {u.email: k for k, u in before.users.items()}
-        emails = self._emails
-        for uid in named_users:
-            if uid in known and (uid in before.users) != (uid in mini.users):
-                return None
         for uid, u in mini.users.items():
             owner = emails.get(u.email)
             if owner is not None and owner != uid:
                 return None
-        users = dict(before.users)
-        for uid, u in mini.users.items():
-            old = users.get(uid)
-            if old is not None and emails.get(old.email) == uid:
+        # From here on the stream's copy changes in place: no return without a batch.
+        left = {uid for uid in named_users if uid in users and uid not in mini.users}
+        entered = {uid for uid in mini.users if uid not in users}
+        for uid in left:
+            old = users.pop(uid)
+            if emails.get(old.email) == uid:
                 del emails[old.email]
+        for uid, u in mini.users.items():
+            prev = users.get(uid)
+            if prev is not None and emails.get(prev.email) == uid:
+                del emails[prev.email]
             users[uid] = u
             emails[u.email] = uid
-        kept = {gid for gid, g in cache.groups.items() if c.group_filter.keeps(g.name, gid)}
-        touched = _up(named_groups, _parents(cache))
+        kept = nest.kept
+        touched = nest.above(named_groups | nest.holding(left | entered))
         made = [
             Group(
                 gid,
@@ -170,65 +191,105 @@ class AzureStream:
         ]
         groups_now = Snapshot.build((), made).groups
         changed_groups = {
-            k: g for k, g in groups_now.items() if k in named_groups or before.groups.get(k) != g
+            k: g for k, g in groups_now.items() if k in named_groups or groups.get(k) != g
         }
-        removed_groups = {gid for gid in touched if gid in before.groups and gid not in kept}
-        groups = {k: g for k, g in before.groups.items() if k not in removed_groups}
-        groups.update(groups_now)
-        old_skips = set(before.skipped)
-        new_skips = tuple(x for x in mini.skipped if x not in old_skips)
-        self._last = replace(before, users=users, groups=groups, skipped=before.skipped + new_skips)
+        removed_groups = {
+            gid
+            for gid in touched | gone_groups
+            if (gid in groups or gid in gone_groups) and gid not in kept
+        }
+        for gid in removed_groups:
+            groups.pop(gid, None)
+        groups.update(changed_groups)
+        # A skip is new when the last snapshot lacked it, as a rebuild tells; the named
+        # objects' skips of before the merge are then replaced by their skips of now.
+        skips = [*mini.skipped, *group_skips]
+        new_skips = [x for x in skips if x not in self._skip_set]
+        self._skip_set.difference_update(earlier_skips)
+        self._skip_set.update(skips)
+        removed_users = left | (gone_users - mini.users.keys())
         log.info(
-            "azure stream: %d users, %d groups changed, %d groups removed",
+            "azure stream: %d users, %d groups changed, %d users, %d groups removed",
             len(mini.users),
             len(changed_groups),
+            len(removed_users),
             len(removed_groups),
         )
         return Changes(
             position=position,
             users=mini.users,
             groups=changed_groups,
+            removed_users=frozenset(removed_users),
             removed_groups=frozenset(removed_groups),
-            skipped=new_skips,
+            skipped=tuple(new_skips),
         )
+
+    def _records(
+        self, cache: DirectoryCache, uids: set[str], gids: set[str]
+    ) -> tuple[Snapshot, list[Skipped]]:
+        """These users as a full read of ``cache`` maps them, and these groups' skips."""
+        c = self.connector
+        records = [c.map_user(uid, cache.users[uid]) for uid in uids if uid in cache.users]
+        mapped = [r for r in records if isinstance(r, User)]
+        mini = Snapshot.build(mapped, (), [r for r in records if not isinstance(r, User)])
+        group_skips = [
+            Skipped("group", cache.groups[gid].name or gid, "filtered out", "group_filter")
+            for gid in gids
+            if gid in cache.groups and gid not in self._nesting.kept
+        ]
+        return mini, group_skips
 
     def _apply(
         self,
-        base: tuple[DirectoryCache, Snapshot],
+        cache: DirectoryCache,
         users: list[dict[str, Any]],
         groups: list[dict[str, Any]],
         position: str,
     ) -> Changes:
         """Every object a delta item names, whole, plus what that changed elsewhere
-        (scope filters, groups seen through a filtered-out nested group): the snapshot
-        before and after the merge are compared for those."""
-        cache, before = base
-        known = set(cache.users)
-        cache.merge_users(users)
-        cache.merge_groups(groups)
+        (scope filters, groups seen through a filtered-out nested group, the groups of a
+        user who enters or leaves the synced set)."""
         named_users, gone_users = _ids(users)
         named_groups, gone_groups = _ids(groups)
-        fast = self._fast(cache, before, known, named_users, named_groups, position)
+        earlier, earlier_groups = self._records(cache, named_users, named_groups)
+        cache.merge_users(users, self.connector._extra_select)
+        if MANAGER_SOURCE in self.connector.extra_attributes:
+            merge_managers(self.connector._manager_of, users)
+        self._nesting.merge_groups(cache, groups)
+        fast = (
+            self._fast(
+                cache,
+                named_users,
+                gone_users,
+                named_groups,
+                gone_groups,
+                [*earlier.skipped, *earlier_groups],
+                position,
+            )
+            if self.fast_path
+            else None
+        )
         if fast is not None:
             return fast
         self.rebuilds += 1
         after = self.connector._snapshot(cache, time.time())
-        self._last, self._emails = after, None
+        before_users, before_groups = self._users, self._groups
         changed_users = {
-            k: u for k, u in after.users.items() if k in named_users or before.users.get(k) != u
+            k: u for k, u in after.users.items() if k in named_users or before_users.get(k) != u
         }
         changed_groups = {
-            k: g for k, g in after.groups.items() if k in named_groups or before.groups.get(k) != g
+            k: g for k, g in after.groups.items() if k in named_groups or before_groups.get(k) != g
         }
-        old_skips = set(before.skipped)
+        old_skips = self._skip_set
         batch = Changes(
             position=position,
             users=changed_users,
             groups=changed_groups,
-            removed_users=frozenset((before.users.keys() | gone_users) - after.users.keys()),
-            removed_groups=frozenset((before.groups.keys() | gone_groups) - after.groups.keys()),
+            removed_users=frozenset((before_users.keys() | gone_users) - after.users.keys()),
+            removed_groups=frozenset((before_groups.keys() | gone_groups) - after.groups.keys()),
             skipped=tuple(s for s in after.skipped if s not in old_skips),
         )
+        self._adopt(after, copy=False)
         log.info(
             "azure stream: %d user and %d group items: %d users, %d groups changed, %d removed",
             len(users),
@@ -243,32 +304,11 @@ class AzureStream:
 FAST_SKIPS = frozenset({"duplicate email"})
 
 
-def _parents(cache: DirectoryCache) -> dict[str, set[str]]:
-    """Group id -> the groups that hold it as a direct subgroup."""
-    out: dict[str, set[str]] = {}
-    for gid, g in cache.groups.items():
-        for sub in g.subgroups:
-            out.setdefault(sub, set()).add(gid)
-    return out
-
-
 def _ids(items: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
     """The ids delta items name, and those among them Graph marks ``@removed``."""
     named = {str(i.get("id")) for i in items if i.get("id")}
     gone = {str(i.get("id")) for i in items if i.get("id") and isinstance(i.get("@removed"), dict)}
     return named, gone
-
-
-def _up(start: set[str], parents: dict[str, set[str]]) -> set[str]:
-    """``start`` and every group above it."""
-    seen = set(start)
-    todo = list(start)
-    while todo:
-        for parent in parents.get(todo.pop(), ()):
-            if parent not in seen:
-                seen.add(parent)
-                todo.append(parent)
-    return seen
 
 
 def _parse(position: str) -> dict[str, str]:
