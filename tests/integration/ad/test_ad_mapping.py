@@ -272,6 +272,43 @@ def test_a_manager_cleared_on_the_dc_is_removed_on_the_server(
         admin.modify(people.dan, manager=people.ann)
 
 
+def test_a_manager_cycle_on_the_dc_converges(
+    synced: Runner,
+    people: People,
+    admin: Admin,
+    wire: FaultProxy,
+    scim_server: ScimServer,
+) -> None:
+    """boss -> ann -> dan, then dan made boss's manager (a cycle of three): one PATCH adds
+    boss's manager, every reference points at the right SCIM id, the next plan is empty."""
+    admin.modify(people.boss, manager=people.dan)
+    try:
+        wire.reset()
+        result = synced.run("sync")
+        assert result.status == "ok", result.error
+        boss, ann, dan = (user(scim_server, people.mail(n)) for n in ("boss", "ann", "dan"))
+        assert writes(wire) == [
+            (
+                "PATCH",
+                {
+                    "schemas": [PATCH_OP],
+                    "Operations": [
+                        {"op": "replace", "path": MANAGER, "value": {"value": dan["id"]}}
+                    ],
+                },
+            )
+        ]
+        managers = {
+            n: r[ENTERPRISE]["manager"]["value"]
+            for n, r in (("boss", boss), ("ann", ann), ("dan", dan))
+        }
+        assert managers == {"boss": dan["id"], "ann": boss["id"], "dan": ann["id"]}
+        left = synced.run("plan", full=True)
+        assert left.status == "no-changes", [describe(c) for c in left.plan.changes]
+    finally:
+        admin.conn.modify(people.boss, {"manager": [(ldap3.MODIFY_DELETE, [])]})
+
+
 def test_an_attribute_ad_lacks_is_refused_before_any_user_is_read(
     ad_server: AdServer, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
