@@ -414,17 +414,23 @@ class GroupMapping:
     def __bool__(self) -> bool:
         return self.display_name is not None or self.external_id is not None
 
+    def map_group(self, gid: str, name: str) -> tuple[str, str]:
+        """One directory group's (key, displayName) on the target: its id and name, mapped."""
+        env = {"name": name, "id": gid}.__getitem__
+        key = clean_text(self.external_id.evaluate(env)) if self.external_id else gid
+        if self.display_name is not None:
+            name = clean_text(self.display_name.evaluate(env)) or name
+        return key or gid, name
+
     def apply(self, snapshot: Snapshot) -> Snapshot:
         """Groups renamed and re-keyed; nested group references follow the new keys."""
         if not self:
             return snapshot
         new_key: dict[str, str] = {}
+        new_name: dict[str, str] = {}
         seen: dict[str, str] = {}
         for gid, g in snapshot.groups.items():
-            env = {"name": g.name, "id": gid}
-            key = clean_text(self.external_id.evaluate(env.__getitem__)) if self.external_id \
-                else gid
-            key = key or gid
+            key, new_name[gid] = self.map_group(gid, g.name)
             if key in seen:
                 raise ValueError(f"group_mapping.externalId: groups {seen[key]!r} and {gid!r} "
                                  f"both map to {key!r}")
@@ -432,11 +438,7 @@ class GroupMapping:
             new_key[gid] = key
         groups: dict[str, Group] = {}
         for gid, g in snapshot.groups.items():
-            name = g.name
-            if self.display_name is not None:
-                name = clean_text(self.display_name.evaluate(
-                    {"name": g.name, "id": gid}.__getitem__)) or g.name
-            groups[new_key[gid]] = Group(new_key[gid], name, g.member_ids, frozenset(
+            groups[new_key[gid]] = Group(new_key[gid], new_name[gid], g.member_ids, frozenset(
                 new_key.get(s, s) for s in g.subgroup_ids), g.ref)
         return replace(snapshot, groups={k: groups[k] for k in sorted(groups)})
 

@@ -167,8 +167,12 @@ class Migration:
         if not desired.complete:
             raise TargetError("the directory read was incomplete; a hand-off plan needs all "
                               "of it", hint="run `dirconnector check` and try again")
+        from ..sync import mappings_of
+
         current: Snapshot = self.target.snapshot()
-        return migrate_plan(desired, current, self.settings.preset(idp), scope)
+        mapping, group_mapping = mappings_of(self.profile)
+        return migrate_plan(desired, current, self.settings.preset(idp), scope, mapping,
+                            group_mapping)
 
     def default_map(self) -> Path:
         base = Path(self.settings.map_dir) if self.settings.map_dir else \

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from ..errors import ConfigError
+from ..mapping import CORE_FIELDS, GroupMapping, UserMapping, short_path
 from ..model import Group, Snapshot, User, normalize_email
 from .presets import (
     IDPS,
@@ -39,6 +40,8 @@ from .presets import (
 )
 
 _R = TypeVar("_R")
+_CORE_PATHS = {field: path for path, field in CORE_FIELDS.items()}
+_NO_MAPPING, _NO_GROUP_MAPPING = UserMapping(), GroupMapping()
 
 # ---------------------------------------------------------------------------- records
 
@@ -219,13 +222,29 @@ def in_scope(desired: Snapshot, scope: Scope) -> tuple[set[str], list[Group]]:
 
 
 def migrate_plan(desired: Snapshot, current: Snapshot, preset: Preset,
-                 scope: Scope = Scope()) -> MigrationPlan:
-    """Every member's and group's verdict for handing ``current`` to the IdP."""
+                 scope: Scope = Scope(), mapping: UserMapping = _NO_MAPPING,
+                 group_mapping: GroupMapping = _NO_GROUP_MAPPING) -> MigrationPlan:
+    """Every member's and group's verdict for handing ``current`` to the IdP.
+
+    ``desired`` is the directory as read (the IdP sends the directory's own group names
+    and ids); ``group_mapping`` is how this profile named and keyed the groups it made,
+    so that they are recognised on the server. ``mapping`` only adds a note: the IdP
+    sends the attributes of its own mapping, not this profile's."""
     bitwarden = "bitwarden" in (current.info.get("server"), current.info.get("flavor"))
     users_in, groups_in = in_scope(desired, scope)
     members = _members(desired, current, preset, users_in, bitwarden)
-    groups = _groups(current, preset, groups_in)
+    groups = _groups(current, preset, groups_in, group_mapping)
     notes = [f"{preset.title} sends {preset.sends}", f"approximation: {preset.approximation}"]
+    if mapping:
+        paths = sorted([short_path(p) for p in mapping.paths]
+                       + [_CORE_PATHS[name] for name, _ in mapping.core])
+        notes.append(f"[target.mapping] writes {len(paths)} attribute(s) ({', '.join(paths)}): "
+                     f"the hand-off moves accounts and ids only; give the {preset.title} app "
+                     f"the same attribute mappings, or those values stay as last written")
+    if group_mapping.display_name is not None:
+        notes.append(f"[target.group_mapping] named this profile's groups on the server; "
+                     f"{preset.title} sends the directory's group names unless its own "
+                     f"group displayName mapping does the same")
     if preset.user_name_from == "user_name":
         bare = sorted(u.email for e, u in desired.users.items()
                       if e in users_in and u.user_name and "@" not in u.user_name)
@@ -396,7 +415,8 @@ def _not_found(name: str, acct: User, bitwarden: bool) -> str:
             f"account")
 
 
-def _groups(current: Snapshot, preset: Preset, groups_in: list[Group]) -> list[GroupVerdict]:
+def _groups(current: Snapshot, preset: Preset, groups_in: list[Group],
+            group_mapping: GroupMapping) -> list[GroupVerdict]:
     server = list(current.groups.values())
     by_ext = _Index((s for s in server if s.external_id), lambda s: s.external_id)
     by_name = _Index(server, lambda s: s.name)
@@ -405,8 +425,11 @@ def _groups(current: Snapshot, preset: Preset, groups_in: list[Group]) -> list[G
     ext_count = Counter(idp_group_external_id(g, preset) for g in groups_in)
     for g in sorted(groups_in, key=lambda x: x.name):
         new_ext = idp_group_external_id(g, preset)
-        linked = by_ext.all(g.external_id) if g.external_id else []
-        named = by_name.all(g.name)
+        # The server group this profile made: keyed and named as its group_mapping said.
+        key, mapped_name = group_mapping.map_group(g.external_id, g.name) if group_mapping \
+            else (g.external_id, g.name)
+        linked = by_ext.all(key) if key else []
+        named = by_name.all(mapped_name)
         found = linked or named
         base = GroupVerdict("new", g.name, directory_id=g.external_id, idp_external_id=new_ext)
         holder = [s for s in by_ext.all(new_ext) if new_ext
@@ -434,9 +457,10 @@ def _groups(current: Snapshot, preset: Preset, groups_in: list[Group]) -> list[G
         found_by = next((k for k in preset.group_lookup if lookups[k]), "")
         needs = bool(new_ext) and grp.external_id != new_ext
         if not found_by:
+            why = (" by [target.group_mapping]" if grp.name == mapped_name != g.name else "")
             out.append(replace(base, verdict="duplicate", reason=(
                 f"the IdP looks for displayName {g.name!r}; the server group is named "
-                f"{grp.name!r}: it creates a second group")))
+                f"{grp.name!r}{why}: it creates a second group")))
         elif not needs:
             out.append(replace(base, verdict="matched_external_id" if new_ext else
                                "matched_display_name", found_by=found_by,

@@ -8,6 +8,7 @@ import pytest
 
 from dirconnector import settings
 from dirconnector.errors import ConfigError
+from dirconnector.mapping import ENTERPRISE, parse_group_mapping, parse_user_mapping
 from dirconnector.migrate import render as render
 from dirconnector.migrate.apply import Migration
 from dirconnector.migrate.plan import PRESETS, Scope, migrate_plan, migrate_settings
@@ -159,3 +160,39 @@ def test_target_without_external_id_writes_is_refused(tmp_path: Path):
         assert store.get_meta("p", "frozen") is None
     finally:
         store.close()
+
+
+def test_groups_made_under_a_group_mapping_are_recognised():
+    """A profile's group_mapping keyed and named its server groups: the plan finds them by
+    the mapped externalId. Same name: the IdP's id is set; a mapped name the IdP does not
+    send: a duplicate that says why, never "new" beside an "unmanaged" twin."""
+    desired = Snapshot.build([], [Group("g1", "Staff"), Group("g2", "Sales")])
+    current = snap([], [Group("ldap-g1", "Staff", ref="s1"),
+                        Group("ldap-g2", "dir-Sales", ref="s2")])
+    by_id = parse_group_mapping({"externalId": "ldap-{id}"})
+    plan = migrate_plan(desired, current, PRESETS["entra"], group_mapping=by_id)
+    got = {g.name: (g.verdict, g.ref, g.change, g.idp_external_id) for g in plan.groups}
+    assert got == {"Staff": ("matched_display_name", "s1", True, "g1"),
+                   "Sales": ("duplicate", "s2", False, "g2")}
+    named = parse_group_mapping({"externalId": "ldap-{id}", "displayName": "dir-{name}"})
+    plan = migrate_plan(desired, current, PRESETS["entra"], group_mapping=named)
+    sales = next(g for g in plan.groups if g.name == "Sales")
+    assert sales.verdict == "duplicate" and "'dir-Sales' by [target.group_mapping]" in sales.reason
+    assert any("[target.group_mapping] named this profile's groups" in n for n in plan.notes)
+    # Read without the mapping (as before): both server groups look like someone else's.
+    plain = {g.name: g.verdict for g in migrate_plan(desired, current, PRESETS["entra"]).groups}
+    assert plain["Sales"] == "new" and plain["dir-Sales"] == "unmanaged"
+
+
+def test_a_user_mapping_is_named_in_the_plan_notes():
+    """[target.mapping] is not handed over: the plan's notes say which attributes the IdP
+    app must map itself."""
+    mapping = parse_user_mapping({"title": "title", "displayName": "cn",
+                                  f"{ENTERPRISE}:manager": "manager"})
+    plan = migrate_plan(Snapshot.build([], []), snap([]), PRESETS["okta"], mapping=mapping)
+    assert ("[target.mapping] writes 3 attribute(s) (displayName, manager, title): the "
+            "hand-off moves accounts and ids only; give the Okta app the same attribute "
+            "mappings, or those values stay as last written") in plan.notes
+    assert not any("[target.mapping]" in n
+                   for n in migrate_plan(Snapshot.build([], []), snap([]),
+                                         PRESETS["okta"]).notes)

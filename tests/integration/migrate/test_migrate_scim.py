@@ -122,3 +122,59 @@ def test_rollback_refuses_ids_the_idp_changed(scim_profile: Profile, scim_server
     assert forced.exit_code == 0, forced.output
     assert IdpClient(scim_server.url, TOKEN).search("Users", "externalId", "u-alice")
     assert scim_profile.run("sync").exit_code == 0
+
+
+def mapped_profile(tmp_path: Path, server: ScimServer, group_mapping: str) -> Profile:
+    """The scim target with a user mapping (nickName) and the given [target.group_mapping]."""
+    p = Profile(tmp_path, f"""[target]
+type = "scim"
+url = "{server.url}"
+token_env = "SCIM_TOKEN"
+[target.mapping]
+nickName = {{ from = "user_name", case = "lower" }}
+[target.group_mapping]
+{group_mapping}
+""", {"SCIM_TOKEN": TOKEN})
+    p.write()
+    synced = p.run("sync")
+    assert synced.exit_code == 0, synced.output
+    return p
+
+
+def test_plan_recognises_groups_a_group_mapping_renamed(scim_server: ScimServer, tmp_path: Path):
+    """Groups synced as dir-<name> are found by their mapped externalId: Entra, which sends
+    the directory's names, would duplicate them, and the plan says so (apply refuses);
+    the notes name the user mapping the IdP must reproduce."""
+    p = mapped_profile(tmp_path, scim_server, 'displayName = "dir-{name}"\n'
+                                              'externalId = "dir-{id}"')
+    result = p.run("migrate", "plan", "--to-idp", "entra", "--scope-group", "Staff")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Note: [target.mapping] writes 1 attribute(s) (nickName)" in text
+    assert "give the Microsoft Entra ID app the same attribute mappings" in text
+    groups = {g["name"]: g for g in plan(p, "entra")["groups"]}
+    assert groups["Staff"]["verdict"] == "duplicate"
+    assert "'dir-Staff' by [target.group_mapping]" in groups["Staff"]["reason"]
+    assert groups["Staff"]["current_external_id"] == "dir-g-staff"
+    assert groups["dir-Contractors"]["verdict"] == "unmanaged"   # not assigned to the app
+    assert "dir-Staff" not in groups
+    refused = p.run("migrate", "apply", "--to-idp", "entra", "--scope-group", "Staff")
+    assert refused.exit_code == 3, refused.output
+
+
+def test_apply_gives_groups_keyed_by_a_group_mapping_the_idps_id(scim_server: ScimServer,
+                                                                tmp_path: Path):
+    """Groups keyed ad-{id} under their own names: apply sets Entra's externalId (the
+    directory id), so the IdP's displayName and externalId lookups find the one group."""
+    p = mapped_profile(tmp_path, scim_server, 'externalId = "ad-{id}"')
+    idp = IdpClient(scim_server.url, TOKEN)
+    assert [g["externalId"] for g in idp.search("Groups", "displayName", "Staff")] == [
+        "ad-g-staff"]
+    staff = next(g for g in plan(p, "entra")["groups"] if g["name"] == "Staff")
+    assert (staff["verdict"], staff["change"]) == ("matched_display_name", True)
+    result = p.run("migrate", "apply", "--to-idp", "entra", "--scope-group", "Staff",
+                   "--force", "--map", str(tmp_path / "m.csv"))
+    assert result.exit_code == 0, result.output
+    assert [g["externalId"] for g in idp.search("Groups", "displayName", "Staff")] == [
+        "g-staff"]
+    assert len(idp.search("Groups", "externalId", "g-staff")) == 1
