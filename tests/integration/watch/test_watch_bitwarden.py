@@ -65,7 +65,7 @@ def test_changes_reach_bitwarden(
             f"add: pwdAccountLockedTime\npwdAccountLockedTime: "
             f"{ldapdata.LOCKED}\n",
         )
-        until(lambda: (m := bw_server.member(email)) is not None and m.status == REVOKED, 5)
+        until(lambda: (m := bw_server.member(email)) is not None and m.status == REVOKED, 15)
         people = ldapdata.PEOPLE
         dept = ldapdata.dept(1)
         ldapmodify(
@@ -82,6 +82,6 @@ def test_changes_reach_bitwarden(
             g = next((g for g in bw_server.org.groups.values() if g.name == dept), None)
             return m is not None and g is not None and m.id in g.member_ids
 
-        until(joined, 5)
+        until(joined, 15)
         assert run.watcher.batches >= 2
     assert run.error is None, run.error
