@@ -203,11 +203,27 @@ path = "{tmp / 'state.db'}"
             proc.wait(60)
             res["exit_code"] = proc.returncode
             proc = None
+            errlog.flush()
+            res["lag"].update(_stream_batches(tmp / "log"))
     finally:
         if proc is not None:
             proc.kill()
         side.close()
     return res
+
+
+def _stream_batches(path: Path) -> dict[str, int]:
+    """How the Entra stream built its batches, from the watch log: by the fast path, or
+    by rebuilding the whole snapshot (connectors/azure/stream.py logs one line each)."""
+    fast = rebuilt = 0
+    for line in path.read_text(errors="replace").splitlines():
+        if "azure stream: " not in line:
+            continue
+        if " group items: " in line:
+            rebuilt += 1
+        elif " groups changed" in line:
+            fast += 1
+    return {"fast_batches": fast, "rebuilt_batches": rebuilt}
 
 
 SAMBA = ROOT / "scripts" / "servers" / "samba"
@@ -409,11 +425,27 @@ path = "{tmp / 'state.db'}"
             proc.wait(60)
             res["exit_code"] = proc.returncode
             proc = None
+            errlog.flush()
+            res["lag"].update(_stream_batches(tmp / "log"))
     finally:
         if proc is not None:
             proc.kill()
         side.close()
     return res
+
+
+def _stream_batches(path: Path) -> dict[str, int]:
+    """How the Entra stream built its batches, from the watch log: by the fast path, or
+    by rebuilding the whole snapshot (connectors/azure/stream.py logs one line each)."""
+    fast = rebuilt = 0
+    for line in path.read_text(errors="replace").splitlines():
+        if "azure stream: " not in line:
+            continue
+        if " group items: " in line:
+            rebuilt += 1
+        elif " groups changed" in line:
+            fast += 1
+    return {"fast_batches": fast, "rebuilt_batches": rebuilt}
 
 
 def table(results: dict[str, Any]) -> list[str]:
@@ -446,6 +478,9 @@ def _rows(n: str, r: dict[str, Any]) -> list[str]:
         f"{lag['cpu_per_change_s']:.3f} s per change",
         f"{'':>8} worst per kind: " + ", ".join(f"{k} {v:.2f}" for k, v in
                                                  lag["by_kind_max_s"].items()),
+        *([f"{'':>8} batches: {lag['fast_batches']} by the fast path, "
+           f"{lag['rebuilt_batches']} rebuilt the whole snapshot"]
+          if "rebuilt_batches" in lag else []),
         f"{'':>8} idle {idle['seconds']:.0f} s: {idle['core_share']:.2%} of a core, RSS "
         f"{idle['rss_mb_before']:.0f} -> {idle['rss_mb_after']:.0f} MB"
         + (f", {idle['requests_per_poll']:.1f} Graph requests per quiet poll"

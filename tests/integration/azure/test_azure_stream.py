@@ -390,3 +390,29 @@ def test_a_poll_graph_keeps_refusing_waits_for_retry_after(
     emulator.reset_log()
     assert c.changes(pos, 1.5).empty  # past poll_interval (1 s), within Retry-After
     assert emulator.graph_calls() == []
+
+
+def test_mapped_properties_and_the_manager_arrive_in_a_batch(
+    make_connector: Callable[..., AzureConnector], tenant: Tenant, emulator: GraphEmulator
+) -> None:
+    """With jobTitle and the manager mapped, the stream's users deltaLink selects both: a
+    changed jobTitle, a new manager and a removed one arrive as a full read maps them."""
+    d = emulator.directory
+    names = frozenset({"jobTitle", "manager"})
+    d.set_manager(tenant.dave, tenant.bob)
+    c, pos = started(make_connector, names)
+    c._azure_stream().poll_interval = 0.0
+    d.update_user(tenant.alice, jobTitle="Staff Engineer")
+    d.set_manager(tenant.alice, tenant.bob)
+    d.set_manager(tenant.dave, None)
+    batch = c.changes(pos, 0)
+    full = full_read(make_connector, names)
+    assert set(batch.users) == {tenant.alice, tenant.dave}
+    assert batch.users[tenant.alice] == full.users[tenant.alice]
+    assert dict(batch.users[tenant.alice].attributes) == {
+        "jobTitle": "Staff Engineer",
+        "manager": tenant.bob,
+    }
+    assert batch.users[tenant.dave] == full.users[tenant.dave]
+    assert "manager" not in dict(batch.users[tenant.dave].attributes)
+    assert c._azure_stream().rebuilds == 0

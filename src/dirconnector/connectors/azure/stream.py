@@ -2,12 +2,15 @@
 
 A position is the pair of deltaLinks (delta-query-overview.md, "State tokens"); a poll
 is one delta round on each (two requests when nothing changed). Items are merged into
-the connector's cached copy of the tenant (cache.py: ``@removed``, ``members@delta``)
-and the batch is the difference between the snapshot ``fetch`` would build from the
-cache before and after, so its records are exactly what a full read gives, filters,
-guests and nesting included. Polls are at least ``poll_interval`` apart; a 429 or 503
-is retried by the HTTP client after Graph's Retry-After (throttling.md). A token Graph
-no longer knows (410, syncStateNotFound, resyncRequired) raises StreamGap.
+the connector's cached copy of the tenant (cache.py: ``@removed``, ``members@delta``,
+and ``manager@delta`` when the mapping reads the manager: the users link then selects
+``manager``) and the batch is the difference between the snapshot ``fetch`` would build
+from the cache before and after, so its records are exactly what a full read gives,
+filters, guests and nesting included. It is built from the named objects and the groups
+above them (index.py) unless only a whole rebuild is exact (see ``_fast``). Polls are
+at least ``poll_interval`` apart; a 429 or 503 is retried by the HTTP client after
+Graph's Retry-After (throttling.md). A token Graph no longer knows (410,
+syncStateNotFound, resyncRequired) raises StreamGap.
 """
 
 from __future__ import annotations
