@@ -7,6 +7,7 @@ checking the server still holds what the plan was computed against.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
-from . import logs, registry
+from . import logs, registry, rekey
 from .apply import ApplyReport
 from .bwdc import keys as bwdc_keys
 from .connectors import Connector, HasChangeMarker, ReadsAttributes, ReadsPreviousKeys
@@ -41,12 +42,14 @@ from .guard import DATA_PROBLEMS, LastRead, Limits, guard
 from .mapping import GroupMapping, UserMapping, parse_group_mapping, parse_user_mapping
 from .model import PreviousKeys, Snapshot
 from .outcome import Outcome
-from .plan import AddMembers, Change, CreateUser, Kept, LinkUser, Plan, subject
+from .plan import AddMembers, Change, CreateUser, Kept, LinkUser, Plan, sort_changes, subject
 from .settings import MappedTargetSettings, Profile
 from .state import GoodRun, Marker, SharesProfiles, StateStore
 from .targets import HasLimitations, StoresUserFields, Target
 
 log = logging.getLogger(__name__)
+GROUP_MAPPING_META = "group_mapping"
+"""State meta: the ``[target.group_mapping]`` of the last good run (rekey.py)."""
 
 Mode = Literal["plan", "sync"]
 Status = Literal["ok", "no-changes", "planned", "refused", "partial", "failed", "unchanged"]
@@ -145,6 +148,9 @@ class Runner:
         if self.takeover_from != "none" and isinstance(self.connector, ReadsPreviousKeys):
             self.connector.read_previous_keys(self.takeover_from)
         self.mapping, self.group_mapping = mappings_of(profile)
+        self.group_keys_before: dict[str, tuple[str, ...]] = {}
+        """Each mapped group key's keys under earlier group mappings (rekey.py), from the
+        last read."""
         if self.mapping:
             if not isinstance(self.connector, ReadsAttributes):
                 raise ConfigError(f"target.mapping: the {profile.source.type} source cannot read "
@@ -250,6 +256,7 @@ class Runner:
             self.store.save_good_run(self.name, GoodRun(
                 digest, len(desired.users), _unusable(desired),
                 marker if desired.complete else None))
+            self._remember_group_mapping()
         return result
 
     def _read(self, full: bool, timings: dict[str, float]) -> Snapshot:
@@ -325,10 +332,33 @@ class Runner:
     def mapped(self, desired: Snapshot) -> Snapshot:
         """A source read with ``[target.mapping]`` and ``[target.group_mapping]`` applied
         (unchanged, the same object, without them)."""
+        self.group_keys_before = self._group_keys_before(desired)
         try:
             return self.group_mapping.apply(self.mapping.apply(desired))
         except ValueError as exc:
             raise SourceError(f"target.{exc}") from exc
+
+    def _group_keys_before(self, source: Snapshot) -> dict[str, tuple[str, ...]]:
+        """Where a group mapping keys groups now or did at the last good run: each group's
+        keys under that earlier mapping and under none (rekey.py)."""
+        saved = self.store.get_meta(self.name, GROUP_MAPPING_META)
+        if self.group_mapping.external_id is None and not (
+                isinstance(saved, dict) and "externalId" in saved):
+            return {}
+        before = [GroupMapping()]
+        if isinstance(saved, dict):
+            # A table this version cannot read: the directory's own ids still help.
+            with contextlib.suppress(ValueError):
+                before.append(parse_group_mapping(saved))
+        return rekey.previous_keys(source, self.group_mapping, before)
+
+    def _remember_group_mapping(self) -> None:
+        """Keep the group mapping of a good run, to find groups it keyed after it changes."""
+        target = self.profile.target
+        value = dict(target.group_mapping) if isinstance(
+            target, MappedTargetSettings) and target.group_mapping else None
+        if self.store.get_meta(self.name, GROUP_MAPPING_META) != value:
+            self.store.set_meta(self.name, GROUP_MAPPING_META, value)
 
     def make_plan(self, desired: Snapshot, current: Snapshot,
                   managed: frozenset[str] | None = None) -> Plan:
@@ -340,7 +370,13 @@ class Runner:
         fields = target.user_fields if isinstance(target, StoresUserFields) else USER_FIELDS
         if managed is None:
             managed = self.store.managed(self.name)
-        plan = diff(desired, current, policy_of(self.profile), managed, tuple(fields))
+        policy = policy_of(self.profile)
+        relinks, seen = rekey.relink(desired, current, self.group_keys_before) \
+            if policy.sync_groups else ([], current)
+        plan = diff(desired, seen, policy, managed, tuple(fields))
+        if relinks:
+            plan = dataclasses.replace(plan, changes=sort_changes([*relinks, *plan.changes]),
+                                       computed_from=current)
         if isinstance(target, HasLimitations) and plan.changes:
             plan = without_impossible(plan, target.limitations(plan))
         notes = tuple(target.describe(plan)) if plan.changes else ()
