@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from . import logs, registry, rekey
 from .apply import ApplyReport
@@ -48,8 +48,6 @@ from .state import GoodRun, Marker, SharesProfiles, StateStore
 from .targets import HasLimitations, StoresUserFields, Target
 
 log = logging.getLogger(__name__)
-GROUP_MAPPING_META = "group_mapping"
-"""State meta: the ``[target.group_mapping]`` of the last good run (rekey.py)."""
 
 Mode = Literal["plan", "sync"]
 Status = Literal["ok", "no-changes", "planned", "refused", "partial", "failed", "unchanged"]
@@ -151,6 +149,8 @@ class Runner:
         self.group_keys_before: dict[str, tuple[str, ...]] = {}
         """Each mapped group key's keys under earlier group mappings (rekey.py), from the
         last read."""
+        self._group_mapping_before: dict[str, Any] | None = None
+        """The ``[target.group_mapping]`` of the last good run (GoodRun.group_mapping)."""
         if self.mapping:
             if not isinstance(self.connector, ReadsAttributes):
                 raise ConfigError(f"target.mapping: the {profile.source.type} source cannot read "
@@ -223,6 +223,7 @@ class Runner:
         timings: dict[str, float] = {}
         config = self._config_digest()
         good = self.store.good_run(self.name)
+        self._group_mapping_before = good.group_mapping
         # 0. A directory that proves it was not written to is not read at all.
         marker = self._change_marker(config) if mode == "sync" and not full else None
         if marker is not None and self._trusted(good.marker, marker):
@@ -255,8 +256,7 @@ class Runner:
         if result.status in ("ok", "no-changes"):
             self.store.save_good_run(self.name, GoodRun(
                 digest, len(desired.users), _unusable(desired),
-                marker if desired.complete else None))
-            self._remember_group_mapping()
+                marker if desired.complete else None, self._group_mapping_table()))
         return result
 
     def _read(self, full: bool, timings: dict[str, float]) -> Snapshot:
@@ -324,6 +324,7 @@ class Runner:
     def preview(self) -> tuple[Plan, list[str]]:
         """The plan a full run would make and the guard's reasons to refuse it, without
         recording a run or saving any connector state (``check``)."""
+        self._group_mapping_before = self.store.good_run(self.name).group_mapping
         desired = self.mapped(self.connector.fetch(
             self.store.connector_state(self.name, force_full=True)))
         plan = self.make_plan(desired, self.target.snapshot())
@@ -341,7 +342,7 @@ class Runner:
     def _group_keys_before(self, source: Snapshot) -> dict[str, tuple[str, ...]]:
         """Where a group mapping keys groups now or did at the last good run: each group's
         keys under that earlier mapping and under none (rekey.py)."""
-        saved = self.store.get_meta(self.name, GROUP_MAPPING_META)
+        saved = self._group_mapping_before
         if self.group_mapping.external_id is None and not (
                 isinstance(saved, dict) and "externalId" in saved):
             return {}
@@ -352,13 +353,11 @@ class Runner:
                 before.append(parse_group_mapping(saved))
         return rekey.previous_keys(source, self.group_mapping, before)
 
-    def _remember_group_mapping(self) -> None:
-        """Keep the group mapping of a good run, to find groups it keyed after it changes."""
+    def _group_mapping_table(self) -> dict[str, Any] | None:
+        """The profile's ``[target.group_mapping]`` as configured, or None."""
         target = self.profile.target
-        value = dict(target.group_mapping) if isinstance(
+        return dict(target.group_mapping) if isinstance(
             target, MappedTargetSettings) and target.group_mapping else None
-        if self.store.get_meta(self.name, GROUP_MAPPING_META) != value:
-            self.store.set_meta(self.name, GROUP_MAPPING_META, value)
 
     def make_plan(self, desired: Snapshot, current: Snapshot,
                   managed: frozenset[str] | None = None) -> Plan:
