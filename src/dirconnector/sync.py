@@ -7,6 +7,7 @@ checking the server still holds what the plan was computed against.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import hashlib
@@ -18,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from . import logs, registry
+from . import logs, registry, rekey
 from .apply import ApplyReport
 from .bwdc import keys as bwdc_keys
 from .connectors import Connector, HasChangeMarker, ReadsAttributes, ReadsPreviousKeys
@@ -41,7 +42,7 @@ from .guard import DATA_PROBLEMS, LastRead, Limits, guard
 from .mapping import GroupMapping, UserMapping, parse_group_mapping, parse_user_mapping
 from .model import PreviousKeys, Snapshot
 from .outcome import Outcome
-from .plan import AddMembers, Change, CreateUser, Kept, LinkUser, Plan, subject
+from .plan import AddMembers, Change, CreateUser, Kept, LinkUser, Plan, sort_changes, subject
 from .settings import MappedTargetSettings, Profile
 from .state import GoodRun, Marker, SharesProfiles, StateStore
 from .targets import HasLimitations, StoresUserFields, Target
@@ -145,6 +146,11 @@ class Runner:
         if self.takeover_from != "none" and isinstance(self.connector, ReadsPreviousKeys):
             self.connector.read_previous_keys(self.takeover_from)
         self.mapping, self.group_mapping = mappings_of(profile)
+        self.group_keys_before: dict[str, tuple[str, ...]] = {}
+        """Each mapped group key's keys under earlier group mappings (rekey.py), from the
+        last read."""
+        self._group_mapping_before: dict[str, Any] | None = None
+        """The ``[target.group_mapping]`` of the last good run (GoodRun.group_mapping)."""
         if self.mapping:
             if not isinstance(self.connector, ReadsAttributes):
                 raise ConfigError(f"target.mapping: the {profile.source.type} source cannot read "
@@ -219,6 +225,7 @@ class Runner:
         timings: dict[str, float] = {}
         config = self._config_digest()
         good = self.store.good_run(self.name)
+        self._group_mapping_before = good.group_mapping
         # 0. A directory that proves it was not written to is not read at all.
         marker = self._change_marker(config) if mode == "sync" and not full else None
         if marker is not None and self._trusted(good.marker, marker):
@@ -253,7 +260,7 @@ class Runner:
         if result.status in ("ok", "no-changes"):
             self.store.save_good_run(self.name, GoodRun(
                 digest, len(desired.users), _unusable(desired),
-                marker if desired.complete else None))
+                marker if desired.complete else None, self._group_mapping_table()))
         return result
 
     def _read(self, full: bool, timings: dict[str, float]) -> Snapshot:
@@ -321,6 +328,7 @@ class Runner:
     def preview(self) -> tuple[Plan, list[str]]:
         """The plan a full run would make and the guard's reasons to refuse it, without
         recording a run or saving any connector state (``check``)."""
+        self._group_mapping_before = self.store.good_run(self.name).group_mapping
         desired = self.mapped(self.connector.fetch(
             self.store.connector_state(self.name, force_full=True)))
         plan = self.make_plan(desired, self.target.snapshot())
@@ -329,10 +337,31 @@ class Runner:
     def mapped(self, desired: Snapshot) -> Snapshot:
         """A source read with ``[target.mapping]`` and ``[target.group_mapping]`` applied
         (unchanged, the same object, without them)."""
+        self.group_keys_before = self._group_keys_before(desired)
         try:
             return self.group_mapping.apply(self.mapping.apply(desired))
         except ValueError as exc:
             raise SourceError(f"target.{exc}") from exc
+
+    def _group_keys_before(self, source: Snapshot) -> dict[str, tuple[str, ...]]:
+        """Where a group mapping keys groups now or did at the last good run: each group's
+        keys under that earlier mapping and under none (rekey.py)."""
+        saved = self._group_mapping_before
+        if self.group_mapping.external_id is None and not (
+                isinstance(saved, dict) and "externalId" in saved):
+            return {}
+        before = [GroupMapping()]
+        if isinstance(saved, dict):
+            # A table this version cannot read: the directory's own ids still help.
+            with contextlib.suppress(ValueError):
+                before.append(parse_group_mapping(saved))
+        return rekey.previous_keys(source, self.group_mapping, before)
+
+    def _group_mapping_table(self) -> dict[str, Any] | None:
+        """The profile's ``[target.group_mapping]`` as configured, or None."""
+        target = self.profile.target
+        return dict(target.group_mapping) if isinstance(
+            target, MappedTargetSettings) and target.group_mapping else None
 
     def make_plan(self, desired: Snapshot, current: Snapshot,
                   managed: frozenset[str] | None = None) -> Plan:
@@ -344,7 +373,13 @@ class Runner:
         fields = target.user_fields if isinstance(target, StoresUserFields) else USER_FIELDS
         if managed is None:
             managed = self.store.managed(self.name)
-        plan = diff(desired, current, policy_of(self.profile), managed, tuple(fields))
+        policy = policy_of(self.profile)
+        relinks, seen = rekey.relink(desired, current, self.group_keys_before) \
+            if policy.sync_groups else ([], current)
+        plan = diff(desired, seen, policy, managed, tuple(fields))
+        if relinks:
+            plan = dataclasses.replace(plan, changes=sort_changes([*relinks, *plan.changes]),
+                                       computed_from=current)
         if isinstance(target, HasLimitations) and plan.changes:
             plan = without_impossible(plan, target.limitations(plan))
         notes = tuple(target.describe(plan)) if plan.changes else ()

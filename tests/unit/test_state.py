@@ -82,3 +82,16 @@ def test_one_run_and_its_journal_with_the_changes_as_recorded(state: State) -> N
         [(1, "ok", "create_user"), (2, "failed", "create_user")]
     assert entries[1]["change"]["user"]["email"] == "u2@example.com"
     assert store.run("no-such-run") is None and list(store.journal_entries("no-such-run")) == []
+
+
+def test_a_good_run_keeps_its_group_mapping_and_forgets_it_when_cleared(state: State) -> None:
+    """GoodRun.group_mapping round-trips through the store; a run without one removes it."""
+    from dirconnector.state import GoodRun
+
+    store = state.open()
+    mapping = {"displayName": "dir-{name}", "externalId": "ad-{id}"}
+    store.save_good_run("p", GoodRun("c:d", 3, 0, None, mapping))
+    assert store.good_run("p") == GoodRun("c:d", 3, 0, None, mapping)
+    store.save_good_run("p", GoodRun("c:e", 3, 0))
+    assert store.good_run("p").group_mapping is None
+    assert state.rows("SELECT key FROM meta WHERE key='group_mapping'") == []

@@ -51,10 +51,13 @@ class GoodRun:
     """Users it skipped for a data problem (no, invalid or duplicate email)."""
     marker: Marker | None = None
     """The source's change marker taken before that read, if it has one."""
+    group_mapping: dict[str, Any] | None = None
+    """The profile's ``[target.group_mapping]`` then: how the groups on the server were
+    keyed, so a changed mapping finds them (rekey.py)."""
 
 
 GOOD_KEYS = ("applied_source_digest", "last_source_users", "last_source_unusable",
-             "source_marker")
+             "source_marker", "group_mapping")
 """Where a GoodRun lives in ``meta`` (the names earlier versions wrote: no migration)."""
 
 
@@ -109,15 +112,18 @@ def good_run_of(values: dict[str, Any]) -> GoodRun:
                     float(saved.get("read_at", 0))) \
         if isinstance(saved, dict) and saved.get("marker") else None
     users, unusable = values.get("last_source_users"), values.get("last_source_unusable")
+    mapping = values.get("group_mapping")
     return GoodRun(values.get("applied_source_digest"),
                    None if users is None else int(users),
-                   None if unusable is None else int(unusable), marker)
+                   None if unusable is None else int(unusable), marker,
+                   mapping if isinstance(mapping, dict) and mapping else None)
 
 
 def good_run_values(run: GoodRun) -> dict[str, Any]:
     """The ``meta`` values (None: delete) that store ``run``."""
     return dict(zip(GOOD_KEYS, (run.source_digest, run.users, run.unusable,
-                                marker_value(run.marker)), strict=True))
+                                marker_value(run.marker), run.group_mapping or None),
+                    strict=True))
 
 
 def marker_value(marker: Marker | None) -> dict[str, Any] | None:

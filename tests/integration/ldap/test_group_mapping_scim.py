@@ -213,31 +213,56 @@ def test_members_added_and_removed_in_slapd_follow(
     assert_converged(synced)
 
 
-def test_a_new_external_id_mapping_relinks_the_groups_by_name(
-    synced: Runner,
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        pytest.param(
+            GROUP_MAPPING,
+            {"displayName": "app-{name}", "externalId": "app-{id}"},
+            id="both-changed",
+        ),
+        pytest.param(
+            GROUP_MAPPING,
+            {"displayName": "dir-{name}", "externalId": "x-{id}"},
+            id="external-id-changed",
+        ),
+        pytest.param({}, GROUP_MAPPING, id="mapping-added"),
+        pytest.param(GROUP_MAPPING, {}, id="mapping-removed"),
+    ],
+)
+def test_a_changed_group_mapping_keeps_the_same_server_groups(
+    first: dict[str, str],
+    then: dict[str, str],
     tmp_path: Path,
     groups: Groups,
     slapd: dict[str, str],
     wire: FaultProxy,
     scim_server: ScimServer,
 ) -> None:
-    """A profile whose group_mapping.externalId changes (displayName kept) adopts its
-    groups by name: the same server groups get the new externalId, none is created."""
-    before = {g["displayName"]: g["id"] for g in scim_server.all("Groups")}
-    run = runner(
-        tmp_path,
-        slapd,
-        groups,
-        wire.url + scim_server.path,
-        {"displayName": "dir-{name}", "externalId": "dir-{id}"},
-    )
+    """A profile whose group_mapping changes (externalId, displayName or both, added or
+    removed) finds its groups by the key they had: the same server groups are relinked
+    and renamed in place (PATCH only, nothing created or deleted); the next plan is empty."""
+    url = wire.url + scim_server.path
+    assert runner(tmp_path, slapd, groups, url, first).run("sync").status == "ok"
+    uuid_of = {n: ldapsearch_value(slapd, groups.dn(n), "entryUUID") for n in ("eng", "ops")}
+
+    def expected(mapping: dict[str, str], n: str) -> tuple[str, str]:
+        name = mapping.get("displayName", "{name}").format(name=groups.cn(n), id=uuid_of[n])
+        return name, mapping.get("externalId", "{id}").format(name=groups.cn(n), id=uuid_of[n])
+
+    ids_before = {
+        expected(first, n)[0]: g_id
+        for n in ("eng", "ops")
+        for g_id in [by_name(scim_server)[expected(first, n)[0]]["id"]]
+    }
+    run = runner(tmp_path, slapd, groups, url, then)
     wire.reset()
-    assert run.run("sync").status == "ok"
+    result = run.run("sync")
+    assert result.status == "ok", result.error
     assert {m for m, _, _ in writes(wire)} == {"PATCH"}
     after = {g["displayName"]: (g["id"], g["externalId"]) for g in scim_server.all("Groups")}
-    uuid_of = {
-        f"dir-{groups.cn(n)}": ldapsearch_value(slapd, groups.dn(n), "entryUUID")
+    assert after == {
+        expected(then, n)[0]: (ids_before[expected(first, n)[0]], expected(then, n)[1])
         for n in ("eng", "ops")
     }
-    assert after == {name: (before[name], f"dir-{uuid_of[name]}") for name in before}
     assert_converged(run)
