@@ -18,6 +18,7 @@ The emulator answers from threads of this process: its CPU is not the watcher's.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -310,14 +311,7 @@ def ad_size(n: int, idle: float, modes: list[str]) -> dict[str, Any]:
     env = json.loads(_samba("env", "--json"))
     _samba("stop")
     try:
-        log(f"watch ad {n}: loading {n} users and {n // 20} groups into the stopped DC")
-        tool = Path(shutil.which("samba-tool") or "samba-tool")
-        python = tool.read_text(errors="replace").splitlines()[0].removeprefix("#!").split()
-        loaded = subprocess.run([*python, str(ROOT / "scripts" / "bench_watch_adload.py"),
-                                 env["DIRCONNECTOR_AD_SMB_CONF"], str(n)], check=True,
-                                capture_output=True, text=True)
-        res["seed"] = json.loads(loaded.stdout.strip().splitlines()[-1])
-        log(f"watch ad {n}: loaded: " + json.dumps(res["seed"]))
+        res["seed"] = _ad_load(n, Path(env["DIRCONNECTOR_AD_SMB_CONF"]))
         subprocess.run(["samba", "-s", env["DIRCONNECTOR_AD_SMB_CONF"], "-D"], check=True)
         t0 = time.monotonic()
         while subprocess.run([sys.executable, str(SAMBA), "status"],
@@ -354,6 +348,43 @@ def ad_size(n: int, idle: float, modes: list[str]) -> dict[str, Any]:
     finally:
         _samba("stop")
     return res
+
+
+def _ad_load(n: int, smb_conf: Path) -> dict[str, Any]:
+    """Load the stopped DC with bench_watch_adload.py, or, with BENCH_WATCH_AD_CACHE=1, copy
+    back the DC directory a previous load of the same size left (100k: about 2.3 GB, kept
+    beside the test DC's own cache; keyed by the loader and the pristine DC's cache key)."""
+    adload = ROOT / "scripts" / "bench_watch_adload.py"
+    dc = smb_conf.parents[1]
+    pristine = sorted(p.name for p in dc.parent.glob("provisioned-*.tar"))
+    key = hashlib.sha256(adload.read_bytes() + "".join(pristine).encode()).hexdigest()[:12]
+    cached = dc.parent / f"bench-ad-{n}-{key}"
+    use_cache = os.environ.get("BENCH_WATCH_AD_CACHE") == "1"
+    if use_cache and (cached / "seed.json").exists():
+        log(f"watch ad {n}: restoring the loaded DC from {cached}")
+        t0 = time.monotonic()
+        shutil.rmtree(dc)
+        subprocess.run(["cp", "-a", str(cached / "dc"), str(dc)], check=True)
+        seed = dict(json.loads((cached / "seed.json").read_text()))
+        seed["restored_s"] = time.monotonic() - t0
+        return seed
+    log(f"watch ad {n}: loading {n} users and {n // 20} groups into the stopped DC")
+    tool = Path(shutil.which("samba-tool") or "samba-tool")
+    python = tool.read_text(errors="replace").splitlines()[0].removeprefix("#!").split()
+    loaded = subprocess.run([*python, str(adload), str(smb_conf), str(n)], check=True,
+                            capture_output=True, text=True)
+    seed = dict(json.loads(loaded.stdout.strip().splitlines()[-1]))
+    log(f"watch ad {n}: loaded: " + json.dumps(seed))
+    if use_cache:
+        for old in dc.parent.glob("bench-ad-*"):
+            shutil.rmtree(old)
+        tmp = cached.with_name(cached.name + ".tmp")
+        tmp.mkdir()
+        subprocess.run(["cp", "-a", str(dc), str(tmp / "dc")], check=True)
+        (tmp / "seed.json").write_text(json.dumps(seed))
+        tmp.rename(cached)
+        log(f"watch ad {n}: loaded DC kept in {cached}")
+    return seed
 
 
 def _ad_watch(n: int, idle: float, mode: str, url: str, bind: tuple[str, str], ou: str,
@@ -456,7 +487,9 @@ def table(results: dict[str, Any]) -> list[str]:
         if top["source"] == "ad":
             seed = top["seed"]
             lines.append(f"{int(n):>8} users, ad: loaded offline in {seed['total_s']:.0f} s "
-                         f"({seed['users_per_s']:.0f} users/s)")
+                         f"({seed['users_per_s']:.0f} users/s)"
+                         + (f"; this run restored that load in {seed['restored_s']:.0f} s"
+                            if "restored_s" in seed else ""))
             runs = [v for v in top.values() if isinstance(v, dict) and "lag" in v]
         else:
             runs = [top]
