@@ -27,18 +27,11 @@ def scim_user(scim: ScimServer, email: str) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
-def test_disabled_user_reaches_scim_within_poll_interval(
-    emulator: GraphEmulator,
-    tenant: Tenant,
-    scim_server: ScimServer,
-    tmp_path: Path,
-    record_property: Callable[[str, Any], None],
-) -> None:
-    """A user disabled in Entra ID is inactive on scim2-server within poll_interval + 1 s
-    (p95 over 10 disables), and a quiet poll costs two Graph requests."""
-    d = emulator.directory
-    people = [d.add_user(f"w{i}@contoso.com", f"Watch {i}") for i in range(10)]
-    profile = settings.load(
+def watch_profile(
+    emulator: GraphEmulator, scim: ScimServer, tmp_path: Path, **target: Any
+) -> settings.Profile:
+    """Entra ID (the emulator) to scim2-server, polled every POLL seconds."""
+    return settings.load(
         data={
             "source": {
                 "type": "azure",
@@ -50,11 +43,25 @@ def test_disabled_user_reaches_scim_within_poll_interval(
                 "ca_file": str(emulator.ca_file),
                 "poll_interval": f"{POLL:g}s",
             },
-            "target": {"type": "scim", "url": scim_server.url, "token": TOKEN},
+            "target": {"type": "scim", "url": scim.url, "token": TOKEN, **target},
             "sync": {"remove_missing": True, "batch_window": "0.2s"},
             "state": {"path": str(tmp_path / "state.db")},
         }
     )
+
+
+def test_disabled_user_reaches_scim_within_poll_interval(
+    emulator: GraphEmulator,
+    tenant: Tenant,
+    scim_server: ScimServer,
+    tmp_path: Path,
+    record_property: Callable[[str, Any], None],
+) -> None:
+    """A user disabled in Entra ID is inactive on scim2-server within poll_interval + 1 s
+    (p95 over 10 disables), and a quiet poll costs two Graph requests."""
+    d = emulator.directory
+    people = [d.add_user(f"w{i}@contoso.com", f"Watch {i}") for i in range(10)]
+    profile = watch_profile(emulator, scim_server, tmp_path)
     lags = []
     with Running(profile) as run:
         until(lambda: run.watcher.full_syncs >= 1 and bool(run.watcher.position), 30)
@@ -134,27 +141,8 @@ def test_a_manager_change_reaches_scim_and_a_cleared_manager_is_removed(
 
     d = emulator.directory
     d.set_manager(tenant.bob, tenant.alice)
-    profile = settings.load(
-        data={
-            "source": {
-                "type": "azure",
-                "tenant_id": emulator.tenant_id,
-                "client_id": CLIENT_ID,
-                "client_secret": SECRET,
-                "authority_host": emulator.origin,
-                "graph_url": emulator.origin,
-                "ca_file": str(emulator.ca_file),
-                "poll_interval": f"{POLL:g}s",
-            },
-            "target": {
-                "type": "scim",
-                "url": scim_server.url,
-                "token": TOKEN,
-                "mapping": {f"{ENTERPRISE}:manager": "manager"},
-            },
-            "sync": {"remove_missing": True, "batch_window": "0.2s"},
-            "state": {"path": str(tmp_path / "state.db")},
-        }
+    profile = watch_profile(
+        emulator, scim_server, tmp_path, mapping={f"{ENTERPRISE}:manager": "manager"}
     )
     bob = "bob@contoso.com"
     with Running(profile) as run:
