@@ -213,20 +213,6 @@ path = "{tmp / 'state.db'}"
     return res
 
 
-def _stream_batches(path: Path) -> dict[str, int]:
-    """How the Entra stream built its batches, from the watch log: by the fast path, or
-    by rebuilding the whole snapshot (connectors/azure/stream.py logs one line each)."""
-    fast = rebuilt = 0
-    for line in path.read_text(errors="replace").splitlines():
-        if "azure stream: " not in line:
-            continue
-        if " group items: " in line:
-            rebuilt += 1
-        elif " groups changed" in line:
-            fast += 1
-    return {"fast_batches": fast, "rebuilt_batches": rebuilt}
-
-
 SAMBA = ROOT / "scripts" / "servers" / "samba"
 
 
