@@ -156,6 +156,7 @@ def test_three_replicas_share_the_profiles(tmp_path, scim, postgres):
             "SELECT profile FROM runs WHERE started >= %s AND replica <> %s "
             "AND status IN ('ok', 'unchanged', 'no-changes')", (t, exclude)).fetchall()}
 
+    victim: Replica | None = None  # set once the holder is killed; cleanup reads it
     try:
         # 1. Every profile runs, and converges; the slow one is still running.
         wait_for(lambda: len(ran_since(0)) >= PROFILES, 120, "every small profile ran")
