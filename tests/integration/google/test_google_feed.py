@@ -66,6 +66,36 @@ def test_stream_mode_is_feed_with_the_scope(feed_env: Env) -> None:
     assert feed_env.connector(incremental="feed").check().ok
 
 
+def test_stream_mode_while_a_read_runs_in_another_thread(feed_env: Env) -> None:
+    """watch reads on one thread while `check`, status or a test asks for the stream mode
+    on another: each thread gets its own answers (httplib2 is not thread-safe, so the
+    probe must not share the reads' connection: two threads on one socket read each
+    other's bytes and both time out)."""
+    import threading
+
+    connector = feed_env.connector(timeout=3)
+    expected = set(connector.fetch(ConnectorState()).users)
+    failures: list[BaseException] = []
+    reads: list[int] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(15):
+                reads.append(len(set(connector.fetch(ConnectorState()).users) ^ expected))
+        except BaseException as exc:  # reported by the assert below
+            failures.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    modes = []
+    while thread.is_alive():
+        modes.append(connector.stream_mode().mode)
+    thread.join()
+    assert not failures, failures
+    assert reads == [0] * 15
+    assert len(modes) >= 3 and set(modes) == {"feed"}
+
+
 def test_quiet_poll_is_one_request(feed_env: Env) -> None:
     connector = feed_env.connector()
     batch = poll(connector, primed(feed_env, connector))

@@ -107,8 +107,12 @@ class DirectoryClient:
             # The message may quote the key; name only what is wrong with it.
             raise SourceError(f"Google: the service-account key of {self.client_email or '?'} "
                               f"cannot be loaded ({type(exc).__name__})") from None
-        self.http = httplib2.Http(ca_certs=ca_file, timeout=timeout,
-                                  disable_ssl_certificate_validation=not verify_tls)
+        def new_http() -> Any:
+            return httplib2.Http(ca_certs=ca_file, timeout=timeout,
+                                 disable_ssl_certificate_validation=not verify_tls)
+
+        self._new_http: Callable[[], Any] = new_http
+        self.http = new_http()
         if not verify_tls:
             log.warning("google: TLS certificate verification is OFF (verify_tls = false)")
         self._transport = google_auth_httplib2.Request(self.http)
@@ -167,10 +171,15 @@ class DirectoryClient:
 
     def reports_scope_missing(self) -> bool | None:
         """True when delegation lacks REPORTS_SCOPE; None when the probe fails otherwise."""
+        import google_auth_httplib2
         from google.auth.exceptions import GoogleAuthError, RefreshError
 
         try:
-            self.credentials.with_scopes([REPORTS_SCOPE]).refresh(self._transport)
+            # A connection of its own: httplib2.Http is not thread-safe, and `check`, status
+            # or a test may ask for the stream mode while the reads run on self.http (two
+            # threads on one socket read each other's answers and both time out).
+            probe = google_auth_httplib2.Request(self._new_http())
+            self.credentials.with_scopes([REPORTS_SCOPE]).refresh(probe)
         except RefreshError as exc:
             data = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], dict) else {}
             return True if data.get("error") == "unauthorized_client" else None
