@@ -105,7 +105,17 @@ def test_sync_during_a_postgres_restart_fails_cleanly_and_the_next_converges(
     exe = [str(Path(sys.executable).with_name("dirconnector"))]
     sync = subprocess.Popen([*exe, "--config", str(config), "sync"], env=env_for(pg, db),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: len(users_on(scim, tenant)) >= 20, 60, "the sync is under way")
+    watcher = pg.connect(db)
+
+    def under_way() -> bool:
+        # The journal is written in groups (GROUP_SECONDS): a restart before the first group
+        # is committed leaves an empty journal, which is allowed (it holds no change that did
+        # not happen) but proves nothing; so wait until a group holding ok rows is written.
+        row = watcher.execute("SELECT count(*) FROM journal WHERE status = 'ok'").fetchone()
+        return bool(row and row[0]) and len(users_on(scim, tenant)) >= 20
+
+    wait_for(under_way, 60, "the sync is under way")
+    watcher.close()
     pg.restart()
     _, err = sync.communicate(timeout=120)
     assert sync.returncode == 1, err[-2000:]

@@ -158,8 +158,9 @@ def test_three_replicas_share_the_profiles(tmp_path, scim, postgres):
 
     victim: Replica | None = None  # set once the holder is killed; cleanup reads it
     try:
-        # 1. Every profile runs, and converges; the slow one is still running.
-        wait_for(lambda: len(ran_since(0)) >= PROFILES, 120, "every small profile ran")
+        # 1. The slow profile is caught half-way; every small profile runs and converges.
+        # (Caught first: on a loaded machine the 300 small ones can take longer than the slow
+        # one, which would then be over before the test looked for it.)
         holder: list[str] = []
 
         def big_half_way() -> bool:
@@ -171,13 +172,14 @@ def test_three_replicas_share_the_profiles(tmp_path, scim, postgres):
                 return True
             return False
 
-        wait_for(big_half_way, 90, "big half-way")
+        wait_for(big_half_way, 120, "big half-way")
         # 2. kill -9 the replica that runs it, mid-run.
         victim = next(r for r in replicas if r.name == holder[0])
         killed_at = time.time()
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(timeout=10)
         assert len(users_on(scim, tenants["big"])) < BIG_USERS
+        wait_for(lambda: len(ran_since(0)) >= PROFILES, 120, "every small profile ran")
         victim_profiles = {r[0] for r in conn.execute(
             "SELECT DISTINCT ON (profile) profile, replica FROM runs WHERE started < %s "
             "ORDER BY profile, started DESC", (killed_at,)).fetchall() if r[1] == victim.name}
