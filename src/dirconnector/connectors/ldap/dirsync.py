@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _WATCHED = "(|(objectClass=user)(objectClass=group))"
+_WATCHED_CLASSES = frozenset({"user", "group"})
 _FILTER_ATTR = re.compile(r"\(\s*([A-Za-z][\w-]*)(?:;[\w-]+)*\s*[~<>]?=")
 DSE_ATTRS = ("highestCommittedUSN", "dsServiceName")
 
@@ -290,7 +291,10 @@ class AdStream:
     def _usn_changes(self, low: int, high: int) -> list[Found]:
         r = self._r()
         found: list[Found] = []
-        filterstr = f"(&(uSNChanged>={low})(uSNChanged<={high}){_WATCHED})"
+        # The object class is checked here, not in the filter: with it, Samba's ldb picks the
+        # objectClass index (every user a candidate, each loaded) over the uSNChanged range:
+        # 2.55 s instead of 0.74 s per search at 100k users (README, the AD watch figures).
+        filterstr = f"(&(uSNChanged>={low})(uSNChanged<={high}))"
         try:
             for entries in self._conn().search(
                 r.naming_context,
@@ -300,7 +304,7 @@ class AdStream:
                 page_size=self.settings.page_size,
                 controls=[Control(SHOW_DELETED_OID)],
             ):
-                found += parse_found(entries)
+                found += [f for f in parse_found(entries) if f.classes & _WATCHED_CLASSES]
         except SourceError:
             self.close()
             raise
