@@ -5,7 +5,6 @@ the same server groups."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,11 +14,19 @@ from typing import Any
 import pytest
 
 from dirconnector import settings as config
-from dirconnector.report import describe
 from dirconnector.state import open_store
 from dirconnector.sync import Runner
 from tests.integration.ad.conftest import AdServer
 from tests.integration.ad.streams import NORMAL, Admin
+from tests.integration.groupmap import (  # noqa: F401  # recording_wire: the wire fixture
+    assert_converged,
+    by_name,
+    mapping_changes,
+    members,
+    recording_wire,
+    user_ids,
+    writes,
+)
 from tests.integration.scim.conftest import TOKEN, ScimServer
 from tests.integration.scim.proxy import FaultProxy
 
@@ -105,14 +112,6 @@ def runner(
 
 
 @pytest.fixture
-def wire(scim_server: ScimServer) -> Iterator[FaultProxy]:
-    """The SCIM server behind a proxy that records every request."""
-    recorder = FaultProxy(scim_server.port).start()
-    yield recorder
-    recorder.stop()
-
-
-@pytest.fixture
 def synced(
     tmp_path: Path,
     ad_server: AdServer,
@@ -125,32 +124,6 @@ def synced(
     result = run.run("sync")
     assert result.status == "ok", result.error
     return run
-
-
-def writes(wire: FaultProxy) -> list[tuple[str, str, Any]]:
-    return [
-        (m, path.rsplit("/", 2)[-2], json.loads(b) if b else None)
-        for m, path, b in wire.requests
-        if m in ("PATCH", "PUT", "POST", "DELETE")
-    ]
-
-
-def user_ids(scim: ScimServer) -> dict[str, str]:
-    """Server id by userName."""
-    return {str(u["userName"]): str(u["id"]) for u in scim.all("Users")}
-
-
-def by_name(scim: ScimServer) -> dict[str, dict[str, Any]]:
-    return {str(g["displayName"]): g for g in scim.all("Groups")}
-
-
-def members(group: dict[str, Any]) -> set[str]:
-    return {m["value"] for m in group.get("members") or []}
-
-
-def assert_converged(run: Runner) -> None:
-    left = run.run("plan", full=True)
-    assert left.status == "no-changes", [describe(c) for c in left.plan.changes]
 
 
 def test_ad_groups_land_with_the_mapped_name_and_object_guid_external_id(
@@ -264,20 +237,7 @@ def test_members_changed_on_the_dc_follow_under_the_mapped_names(
 
 @pytest.mark.parametrize(
     ("first", "then"),
-    [
-        pytest.param(
-            GROUP_MAPPING,
-            {"displayName": "app-{name}", "externalId": "app-{id}"},
-            id="both-changed",
-        ),
-        pytest.param(
-            GROUP_MAPPING,
-            {"displayName": "dir-{name}", "externalId": "x-{id}"},
-            id="external-id-changed",
-        ),
-        pytest.param({}, GROUP_MAPPING, id="mapping-added"),
-        pytest.param(GROUP_MAPPING, {}, id="mapping-removed"),
-    ],
+    mapping_changes(GROUP_MAPPING),
 )
 def test_a_changed_group_mapping_adopts_the_same_ad_groups(
     first: dict[str, str],

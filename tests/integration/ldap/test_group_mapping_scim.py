@@ -4,20 +4,26 @@ displayName and externalId, a rename is one PATCH of displayName, members follow
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dirconnector import settings as config
-from dirconnector.report import describe
 from dirconnector.state import open_store
 from dirconnector.sync import Runner
+from tests.integration.groupmap import (  # noqa: F401  # recording_wire: the wire fixture
+    assert_converged,
+    by_name,
+    mapping_changes,
+    members,
+    recording_wire,
+    user_ids,
+    writes,
+)
 from tests.integration.scim import conftest as scim
 from tests.integration.scim.conftest import TOKEN, ScimServer
 from tests.integration.scim.proxy import FaultProxy
@@ -67,14 +73,6 @@ def delete_entry(slapd: dict[str, str], dn: str) -> None:
         ldapmodify(slapd, f"dn: {dn}\nchangetype: delete\n")
 
 
-@pytest.fixture
-def wire(scim_server: ScimServer) -> Iterator[FaultProxy]:
-    """The SCIM server behind a proxy that records every request."""
-    recorder = FaultProxy(scim_server.port).start()
-    yield recorder
-    recorder.stop()
-
-
 def runner(
     tmp_path: Path, slapd: dict[str, str], groups: Groups, url: str, group_mapping: dict[str, str]
 ) -> Runner:
@@ -109,32 +107,6 @@ def synced(
     return run
 
 
-def writes(wire: FaultProxy) -> list[tuple[str, str, Any]]:
-    return [
-        (m, path.rsplit("/", 2)[-2], json.loads(b) if b else None)
-        for m, path, b in wire.requests
-        if m in ("PATCH", "PUT", "POST", "DELETE")
-    ]
-
-
-def ids(scim: ScimServer) -> dict[str, str]:
-    """Server id by userName."""
-    return {str(u["userName"]): str(u["id"]) for u in scim.all("Users")}
-
-
-def by_name(scim: ScimServer) -> dict[str, dict[str, Any]]:
-    return {str(g["displayName"]): g for g in scim.all("Groups")}
-
-
-def members(group: dict[str, Any]) -> set[str]:
-    return {m["value"] for m in group.get("members") or []}
-
-
-def assert_converged(run: Runner) -> None:
-    left = run.run("plan", full=True)
-    assert left.status == "no-changes", [describe(c) for c in left.plan.changes]
-
-
 def test_groups_land_with_the_mapped_display_name_and_external_id(
     synced: Runner, slapd: dict[str, str], groups: Groups, scim_server: ScimServer
 ) -> None:
@@ -142,7 +114,7 @@ def test_groups_land_with_the_mapped_display_name_and_external_id(
     members flattened; the next plan is empty."""
     found = by_name(scim_server)
     assert set(found) == {f"dir-{groups.cn('eng')}", f"dir-{groups.cn('ops')}"}
-    uid = ids(scim_server)
+    uid = user_ids(scim_server)
     eng, ops = found[f"dir-{groups.cn('eng')}"], found[f"dir-{groups.cn('ops')}"]
     assert eng["externalId"] == "ldap-" + ldapsearch_value(slapd, groups.dn("eng"), "entryUUID")
     assert ops["externalId"] == "ldap-" + ldapsearch_value(slapd, groups.dn("ops"), "entryUUID")
@@ -201,7 +173,7 @@ def test_members_added_and_removed_in_slapd_follow(
     result = synced.run("sync")
     assert result.status == "ok", result.error
     assert {(m, kind) for m, kind, _ in writes(wire)} == {("PATCH", "Groups")}
-    uid = ids(scim_server)
+    uid = user_ids(scim_server)
     found = by_name(scim_server)
     assert members(found[f"dir-{groups.cn('eng')}"]) == {
         uid[ldapdata.email(160)],
@@ -215,20 +187,7 @@ def test_members_added_and_removed_in_slapd_follow(
 
 @pytest.mark.parametrize(
     ("first", "then"),
-    [
-        pytest.param(
-            GROUP_MAPPING,
-            {"displayName": "app-{name}", "externalId": "app-{id}"},
-            id="both-changed",
-        ),
-        pytest.param(
-            GROUP_MAPPING,
-            {"displayName": "dir-{name}", "externalId": "x-{id}"},
-            id="external-id-changed",
-        ),
-        pytest.param({}, GROUP_MAPPING, id="mapping-added"),
-        pytest.param(GROUP_MAPPING, {}, id="mapping-removed"),
-    ],
+    mapping_changes(GROUP_MAPPING),
 )
 def test_a_changed_group_mapping_keeps_the_same_server_groups(
     first: dict[str, str],
