@@ -4,6 +4,7 @@ manager as a DN, the enterprise extension, and the subschema check, through the 
 from __future__ import annotations
 
 import json
+import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -369,3 +370,129 @@ path = "{tmp_path / "s.db"}"
     errors = [line for line in result.output.splitlines() if "costCentre" in line]
     assert len(errors) == 1 and "schema has no attribute 'costCentre'" in errors[0], result.output
     assert scim_server.all("Users") == []
+
+
+# Values the random edits draw from; "" clears the attribute.
+POOLS: dict[str, tuple[str, ...]] = {
+    "title": ("", "Engineer", "Lead"),
+    "department": ("", "Research", "Sales"),
+    "telephoneNumber": ("", "+49 30 1", "+49 30 2"),
+    "mobile": ("", "+49 170 1", "+49 170 2"),
+    "l": ("", "Berlin", "Bonn"),
+    "company": ("", "Dirconn GmbH", "Other AG"),
+    "division": ("", "Platform", "Board"),
+    "preferredLanguage": ("", "de-DE", "en-GB"),
+    "employeeNumber": ("", "E-1", "E-2"),
+    "employeeID": ("", "ID-1", "ID-2"),
+    "givenName": ("", "Ann", "Zed"),
+    "manager": ("", "boss", "ann", "dan", "out", "alice", "self"),
+}
+SN = "sn"
+
+
+def dc_values(admin: Admin, dn: str) -> dict[str, str]:
+    """The person's edited attributes (and sn) as the DC holds them now; absent ones left out."""
+    admin.conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[*POOLS, SN])
+    (entry,) = admin.conn.response
+    raw = {k.lower(): v for k, v in entry["raw_attributes"].items() if v}
+    return {a: raw[a.lower()][0].decode() for a in (*POOLS, SN) if a.lower() in raw}
+
+
+def expected_on_server(dc: dict[str, str], ids: dict[str, str], dn: str) -> dict[str, Any]:
+    """What the mapping makes of the DC's values, written out independently of mapping.py;
+    ``ids``: server id by lower-cased DN of the synced people. A manager outside the OU,
+    or the person itself (``dn``), is not sent."""
+    boss = dc.get("manager", "").lower()
+    ent = {
+        "employeeNumber": dc.get("employeeNumber") or dc.get("employeeID"),
+        "department": dc.get("department"),
+        "organization": dc.get("company"),
+        "division": dc.get("division"),
+        "manager": ids.get(boss) if boss != dn.lower() else None,
+    }
+    given, sn = dc.get("givenName"), dc.get(SN)
+    return {
+        "title": dc.get("title"),
+        "preferredLanguage": dc.get("preferredLanguage"),
+        "nickName": f"{given}.{sn}".lower() if given and sn else None,
+        "phones": {
+            t: dc[a] for t, a in (("work", "telephoneNumber"), ("mobile", "mobile")) if a in dc
+        },
+        "localities": {"work": dc["l"]} if "l" in dc else {},
+        "enterprise": {k: v for k, v in ent.items() if v},
+    }
+
+
+def held_by_server(found: dict[str, Any]) -> dict[str, Any]:
+    ent = dict(found.get(ENTERPRISE) or {})
+    if "manager" in ent:
+        ent["manager"] = ent["manager"]["value"]
+    return {
+        "title": found.get("title"),
+        "preferredLanguage": found.get("preferredLanguage"),
+        "nickName": found.get("nickName"),
+        "phones": {p["type"]: p["value"] for p in found.get("phoneNumbers") or []},
+        "localities": {a["type"]: a.get("locality") for a in found.get("addresses") or []},
+        "enterprise": {k: v for k, v in ent.items() if v},
+    }
+
+
+def test_random_attribute_edits_on_the_dc_converge_to_the_dcs_values(
+    synced: Runner,
+    people: People,
+    admin: Admin,
+    ad_server: AdServer,
+    wire: FaultProxy,
+    scim_server: ScimServer,
+) -> None:
+    """Seeded random rounds of one to four edits of mapped attributes on the DC (set,
+    changed, cleared; employeeNumber and its fallback employeeID; givenName under the
+    nickName template; managers set, cleared, cycled, pointed at oneself or outside the
+    OU): each sync is PATCHes only, the next full plan is empty and every mapped value on
+    the server is what the DC holds."""
+    dns = {"boss": people.boss, "ann": people.ann, "dan": people.dan, "out": people.out}
+    admin.conn.search(
+        f"OU=People,{ad_server.ou}", "(sAMAccountName=alice)", attributes=["distinguishedName"]
+    )
+    alice = admin.conn.response[0]["dn"]
+    original = {n: dc_values(admin, dn) for n, dn in dns.items()}
+    rng = random.Random(22)
+    log: list[tuple[str, str, str]] = []
+    patched = 0
+    try:
+        for rounds in range(40):
+            for _ in range(rng.randint(1, 4)):
+                who, attr = rng.choice(sorted(dns)), rng.choice(sorted(POOLS))
+                value = rng.choice(POOLS[attr])
+                log.append((who, attr, value))
+                if attr == "manager" and value:
+                    value = {"alice": alice, "self": dns[who]}.get(value) or dns[value]
+                admin.conn.modify(
+                    dns[who], {attr: [(ldap3.MODIFY_REPLACE, [value] if value else [])]}
+                )
+            wire.reset()
+            result = synced.run("sync")
+            assert result.status in ("ok", "no-changes", "unchanged"), (rounds, log, result.error)
+            assert {m for m, _ in writes(wire)} <= {"PATCH"}, (rounds, log, writes(wire))
+            patched += bool(writes(wire))
+            left = synced.run("plan", full=True)
+            assert left.status == "no-changes", (
+                rounds,
+                log,
+                [describe(c) for c in left.plan.changes],
+            )
+            ids = {dn.lower(): user(scim_server, people.mail(n))["id"] for n, dn in dns.items()}
+            for n, dn in dns.items():
+                want = expected_on_server(dc_values(admin, dn), ids, dn)
+                got = held_by_server(user(scim_server, people.mail(n)))
+                assert got == want, (rounds, n, log)
+        assert patched >= 20, f"only {patched} of 40 rounds changed anything on the server"
+    finally:
+        for n, dn in dns.items():
+            admin.conn.modify(
+                dn,
+                {
+                    a: [(ldap3.MODIFY_REPLACE, [original[n][a]] if a in original[n] else [])]
+                    for a in POOLS
+                },
+            )
