@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_WATCHED = "(|(objectClass=user)(objectClass=group))"
 _WATCHED_CLASSES = frozenset({"user", "group"})
+_EVERY_CLASS = "(objectClass=*)"
 _FILTER_ATTR = re.compile(r"\(\s*([A-Za-z][\w-]*)(?:;[\w-]+)*\s*[~<>]?=")
 DSE_ATTRS = ("highestCommittedUSN", "dsServiceName")
 
@@ -284,8 +284,15 @@ class AdStream:
         found: list[Found] = []
         more = True
         while more:
-            entries, cookie, more = self._dirsync(_WATCHED, cookie)
-            found += parse_found(entries)
+            # Every object class, as in the usn search: with the object class in the filter,
+            # Samba walks the objectClass index (2.1-2.7 s per poll at 100k users instead of
+            # 0.6-1.0 s). DirSync returns only the changed attributes, so a modified entry
+            # usually comes without objectClass: those, and users and groups, are kept (the
+            # re-read below finds which are in scope); an entry whose classes are known and
+            # are neither (an OU, a container) is dropped.
+            entries, cookie, more = self._dirsync(_EVERY_CLASS, cookie)
+            found += [f for f in parse_found(entries)
+                      if not f.classes or f.classes & _WATCHED_CLASSES]
         return found, cookie
 
     def _usn_changes(self, low: int, high: int) -> list[Found]:
