@@ -26,7 +26,7 @@ from dirconnector.state import open_store
 from dirconnector.state_space import ConnectorState
 from dirconnector.sync import Runner
 from tests.integration.ad.conftest import AdServer
-from tests.integration.ad.streams import NORMAL, Admin
+from tests.integration.ad.streams import DISABLED, NORMAL, Admin
 from tests.integration.scim.conftest import TOKEN, ScimServer
 from tests.integration.scim.proxy import FaultProxy
 
@@ -136,7 +136,12 @@ def people(ad_server: AdServer, admin: Admin) -> Iterator[People]:
 
 
 def runner(
-    tmp_path: Path, ad: AdServer, ou: str, url: str, mapping: dict[str, Any] = MAPPING
+    tmp_path: Path,
+    ad: AdServer,
+    ou: str,
+    url: str,
+    mapping: dict[str, Any] = MAPPING,
+    sync: dict[str, Any] | None = None,
 ) -> Runner:
     data = {
         "source": {
@@ -148,7 +153,7 @@ def runner(
             "backend": "python-ldap",
         },
         "target": {"type": "scim", "url": url, "token": TOKEN, "mapping": mapping},
-        "sync": {"remove_missing": True},
+        "sync": {"remove_missing": True, **(sync or {})},
         "state": {"path": str(tmp_path / "state.db")},
     }
     profile = config.load(data=data)
@@ -388,20 +393,37 @@ POOLS: dict[str, tuple[str, ...]] = {
     "manager": ("", "boss", "ann", "dan", "out", "alice", "self"),
 }
 SN = "sn"
+# The account edit: userAccountControl with or without ACCOUNTDISABLE (MS-ADTS 2.2.16),
+# drawn for about a quarter of the edits so that disabled managers come up often.
+UAC = "userAccountControl"
+ACCOUNTDISABLE = 0x2
+ACCOUNT = {"enable": str(NORMAL), "disable": str(DISABLED)}
+ACCOUNT_SHARE = 0.25
+SEEDS = (22, 8, 11)
+ROUNDS = 25
 
 
 def dc_values(admin: Admin, dn: str) -> dict[str, str]:
-    """The person's edited attributes (and sn) as the DC holds them now; absent ones left out."""
-    admin.conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=[*POOLS, SN])
+    """The person's edited attributes (and sn, userAccountControl) as the DC holds them
+    now; absent ones left out."""
+    names = (*POOLS, SN, UAC)
+    admin.conn.search(dn, "(objectClass=*)", ldap3.BASE, attributes=list(names))
     (entry,) = admin.conn.response
     raw = {k.lower(): v for k, v in entry["raw_attributes"].items() if v}
-    return {a: raw[a.lower()][0].decode() for a in (*POOLS, SN) if a.lower() in raw}
+    return {a: raw[a.lower()][0].decode() for a in names if a.lower() in raw}
+
+
+def enabled(dc: dict[str, str]) -> bool:
+    return not int(dc[UAC]) & ACCOUNTDISABLE
 
 
 def expected_on_server(dc: dict[str, str], ids: dict[str, str], dn: str) -> dict[str, Any]:
     """What the mapping makes of the DC's values, written out independently of mapping.py;
-    ``ids``: server id by lower-cased DN of the synced people. A manager outside the OU,
-    or the person itself (``dn``), is not sent."""
+    ``ids``: server id by lower-cased DN of the synced people that are enabled on the DC.
+    A manager outside the OU, disabled (mapping.py: nothing is sent, so a disabled
+    manager's reports lose the reference until the manager is enabled again), or the
+    person itself (``dn``) is not sent. A disabled person's account is revoked
+    (``active`` false) and keeps following the DC's values."""
     boss = dc.get("manager", "").lower()
     ent = {
         "employeeNumber": dc.get("employeeNumber") or dc.get("employeeID"),
@@ -412,6 +434,7 @@ def expected_on_server(dc: dict[str, str], ids: dict[str, str], dn: str) -> dict
     }
     given, sn = dc.get("givenName"), dc.get(SN)
     return {
+        "active": enabled(dc),
         "title": dc.get("title"),
         "preferredLanguage": dc.get("preferredLanguage"),
         "nickName": f"{given}.{sn}".lower() if given and sn else None,
@@ -428,6 +451,7 @@ def held_by_server(found: dict[str, Any]) -> dict[str, Any]:
     if "manager" in ent:
         ent["manager"] = ent["manager"]["value"]
     return {
+        "active": found.get("active"),
         "title": found.get("title"),
         "preferredLanguage": found.get("preferredLanguage"),
         "nickName": found.get("nickName"),
@@ -437,32 +461,70 @@ def held_by_server(found: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def active_ops(wire: FaultProxy) -> list[tuple[str, Any]]:
+    """Every PATCH operation on ``active`` the wire carried: (SCIM id, value)."""
+    return [
+        (path.rstrip("/").rsplit("/", 1)[-1], op.get("value"))
+        for m, path, body in wire.requests
+        if m == "PATCH" and "/Users/" in path
+        for op in json.loads(body)["Operations"]
+        if op.get("path") == "active"
+    ]
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=lambda s: f"seed{s}")
 def test_random_attribute_edits_on_the_dc_converge_to_the_dcs_values(
-    synced: Runner,
+    seed: int,
+    tmp_path: Path,
     people: People,
     admin: Admin,
     ad_server: AdServer,
     wire: FaultProxy,
     scim_server: ScimServer,
 ) -> None:
-    """Seeded random rounds of one to four edits of mapped attributes on the DC (set,
-    changed, cleared; employeeNumber and its fallback employeeID; givenName under the
+    """Seeded random rounds of one to four edits on the DC: mapped attributes set,
+    changed, cleared (employeeNumber and its fallback employeeID; givenName under the
     nickName template; managers set, cleared, cycled, pointed at oneself or outside the
-    OU): each sync is PATCHes only, the next full plan is empty and every mapped value on
-    the server is what the DC holds."""
+    OU), and people disabled or enabled again (userAccountControl's ACCOUNTDISABLE), managers
+    among them: each sync is PATCHes only, its only ``active`` operations are the round's
+    disables (false) and enables (true), once per person, the next full plan is empty and
+    every mapped value and ``active`` on the server is what the DC holds."""
+    # One person of four disabled is 25% of the managed accounts: more than the guard's
+    # default max_revocation_ratio (10%), which would refuse the run.
+    synced = runner(
+        tmp_path,
+        ad_server,
+        people.ou,
+        wire.url + scim_server.path,
+        sync={"max_revocation_ratio": 1.0},
+    )
+    first = synced.run("sync")
+    assert first.status == "ok", first.error
     dns = {"boss": people.boss, "ann": people.ann, "dan": people.dan, "out": people.out}
     admin.conn.search(
         f"OU=People,{ad_server.ou}", "(sAMAccountName=alice)", attributes=["distinguishedName"]
     )
     alice = admin.conn.response[0]["dn"]
     original = {n: dc_values(admin, dn) for n, dn in dns.items()}
-    rng = random.Random(22)
+    assert all(enabled(dc) for dc in original.values())
+    ids = {n: user(scim_server, people.mail(n))["id"] for n in dns}
+    name_of = {i: n for n, i in ids.items()}
+    rng = random.Random(seed)
     log: list[tuple[str, str, str]] = []
-    patched = 0
+    patched = toggled = 0
+    # Rounds after which a manager is disabled; in which a manager was disabled; enabled.
+    disabled_boss = gone = back = 0
+    dc = original
     try:
-        for rounds in range(40):
+        for rounds in range(ROUNDS):
             for _ in range(rng.randint(1, 4)):
-                who, attr = rng.choice(sorted(dns)), rng.choice(sorted(POOLS))
+                who = rng.choice(sorted(dns))
+                if rng.random() < ACCOUNT_SHARE:
+                    attr, value = UAC, rng.choice(sorted(ACCOUNT))
+                    log.append((who, attr, value))
+                    admin.modify(dns[who], **{UAC: ACCOUNT[value]})
+                    continue
+                attr = rng.choice(sorted(POOLS))
                 value = rng.choice(POOLS[attr])
                 log.append((who, attr, value))
                 if attr == "manager" and value:
@@ -470,29 +532,48 @@ def test_random_attribute_edits_on_the_dc_converge_to_the_dcs_values(
                 admin.conn.modify(
                     dns[who], {attr: [(ldap3.MODIFY_REPLACE, [value] if value else [])]}
                 )
+            before, dc = dc, {n: dc_values(admin, dn) for n, dn in dns.items()}
+            flipped = {n: enabled(dc[n]) for n in dns if enabled(dc[n]) != enabled(before[n])}
             wire.reset()
             result = synced.run("sync")
             assert result.status in ("ok", "no-changes", "unchanged"), (rounds, log, result.error)
             assert {m for m, _ in writes(wire)} <= {"PATCH"}, (rounds, log, writes(wire))
+            # Disabling is a revoke (PATCH active false), enabling a restore (true): one
+            # each for exactly the people whose account flag changed in this round.
+            sent = [(name_of[i], v) for i, v in active_ops(wire)]
+            assert sorted(sent) == sorted(flipped.items()), (rounds, log, sent)
             patched += bool(writes(wire))
+            toggled += len(flipped)
             left = synced.run("plan", full=True)
             assert left.status == "no-changes", (
                 rounds,
                 log,
                 [describe(c) for c in left.plan.changes],
             )
-            ids = {dn.lower(): user(scim_server, people.mail(n))["id"] for n, dn in dns.items()}
+            on = {dn.lower(): ids[n] for n, dn in dns.items() if enabled(dc[n])}
             for n, dn in dns.items():
-                want = expected_on_server(dc_values(admin, dn), ids, dn)
+                want = expected_on_server(dc[n], on, dn)
                 got = held_by_server(user(scim_server, people.mail(n)))
                 assert got == want, (rounds, n, log)
-        assert patched >= 20, f"only {patched} of 40 rounds changed anything on the server"
+            bosses = {
+                b
+                for n in dns
+                for b in dns
+                if b != n and dc[n].get("manager", "").lower() == dns[b].lower()
+            }
+            disabled_boss += any(not enabled(dc[b]) for b in bosses)
+            gone += any(flipped.get(b) is False for b in bosses)
+            back += any(flipped.get(b) for b in bosses)
+        assert patched >= ROUNDS // 2, f"only {patched} of {ROUNDS} rounds changed the server"
+        # The seeds are chosen to reach the account edits' cases more than once.
+        reached = (toggled, disabled_boss, gone, back)
+        assert toggled >= 6 and disabled_boss >= 2 and gone >= 2 and back >= 2, reached
     finally:
         for n, dn in dns.items():
             admin.conn.modify(
                 dn,
                 {
                     a: [(ldap3.MODIFY_REPLACE, [original[n][a]] if a in original[n] else [])]
-                    for a in POOLS
+                    for a in (*POOLS, UAC)
                 },
             )
