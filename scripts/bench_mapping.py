@@ -10,17 +10,28 @@ then, after a mapped run, ``dirconnector plan --detailed-exitcode`` (must exit 0
 second plan is empty). Where the time goes: our process (wall, CPU of the sync child)
 and the server (CPU seconds scim2-server spent in that sync, from /proc). Goal (issue
 22): mapped full sync <= 1.3x plain.
+
+The server's share, measured apart (``replay``): one sync of each profile is recorded
+through a pass-through proxy (every request and answer), then its requests are sent again,
+in the same order, to a fresh scim2-server by a bare HTTP client that does nothing else
+(the server's ids of the recording swapped for the new server's as they are answered).
+That is the same sync with a client that costs nothing: the ratio of those two replays
+is what the server alone makes of the mapping, whatever the client does.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +167,130 @@ def one_sync(env: dict[str, str], mapped: bool) -> tuple[Sample, float, int | No
         server.close()
 
 
+Exchange = tuple[str, str, bytes, int, bytes]
+"""One recorded request: method, path (after /v2/), body; the answer's status and body."""
+
+# scim2-server's ids are uuid4().hex (scim2_server.memory.InMemoryStorage.generate_id).
+_ID = re.compile(rb"[0-9a-f]{32}")
+
+
+class _Recorder(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.split("//", 1)[1].split("/", 1)[0]   # host:port
+        self.exchanges: list[Exchange] = []
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Relay)
+
+
+class _Relay(BaseHTTPRequestHandler):
+    """Passes one request to scim2-server and records it with its answer (in the order the
+    answers came: a request sent after an answer may carry the ids it gave)."""
+
+    server: _Recorder
+
+    def _relay(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=300)
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() in ("authorization", "content-type", "accept")}
+        conn.request(self.command, self.path, body=body or None, headers=headers)
+        resp = conn.getresponse()
+        answer = resp.read()
+        with self.server.lock:
+            self.server.exchanges.append((self.command, self.path, body, resp.status, answer))
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() in ("content-type", "etag", "location"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+        conn.close()
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _relay
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def record(env: dict[str, str], mapped: bool) -> list[Exchange]:
+    """One sync of the profile into a fresh server through the recording proxy."""
+    server = Server()
+    proxy = _Recorder(server.url)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="dirconnector-bench-") as tmpdir:
+            url = f"http://127.0.0.1:{proxy.server_address[1]}/v2"
+            config = _config(Path(tmpdir), env, url, mapped)
+            child_env = dict(os.environ, BENCH_LDAP_PASSWORD=env["SLAPD_ADMIN_PASSWORD"],
+                             BENCH_SCIM_TOKEN=TOKEN)
+            run_child([DIRCONNECTOR, "--config", str(config), "sync"], env=child_env)
+        return list(proxy.exchanges)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        server.close()
+
+
+def replay(exchanges: list[Exchange]) -> tuple[float, float]:
+    """The recorded requests sent again, one at a time, to a fresh scim2-server by a client
+    doing nothing else; (wall seconds, server CPU seconds). Each answer maps the recorded
+    ids to the new server's; an answer that differs in status stops the bench."""
+    server = Server()
+    host = server.url.split("//", 1)[1].split("/", 1)[0]
+    ids: dict[bytes, bytes] = {}
+
+    def swap(data: bytes) -> bytes:
+        return _ID.sub(lambda m: ids.get(m.group(0), m.group(0)), data)
+
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/scim+json"}
+    try:
+        before, t0 = server.cpu(), time.perf_counter()
+        for method, path, body, status, answer in exchanges:
+            conn = http.client.HTTPConnection(host, timeout=300)
+            conn.request(method, swap(path.encode()).decode(), body=swap(body) or None,
+                         headers=headers)
+            resp = conn.getresponse()
+            got = resp.read()
+            conn.close()
+            if resp.status != status:
+                raise SystemExit(f"bench: replay of {method} {path} answered {resp.status}, "
+                                 f"recorded {status}: {got[:300]!r}")
+            if method == "POST":
+                old, new = _ID.findall(answer), _ID.findall(got)
+                if len(old) != len(new):
+                    raise SystemExit(f"bench: replay of {method} {path}: ids do not match")
+                ids.update(zip(old, new, strict=True))
+        return time.perf_counter() - t0, server.cpu() - before
+    finally:
+        server.close()
+
+
+def replays(env: dict[str, str], repeat: int) -> dict[str, Any]:
+    """Each profile recorded once, replayed ``repeat`` times (alternating)."""
+    recorded = {name: record(env, name == "mapped") for name in ("plain", "mapped")}
+    walls: dict[str, list[float]] = {"plain": [], "mapped": []}
+    cpus: dict[str, list[float]] = {"plain": [], "mapped": []}
+    for r in range(repeat):
+        for name in (("plain", "mapped") if r % 2 == 0 else ("mapped", "plain")):
+            log(f"mapping: replay of the {name} sync {r + 1}/{repeat} "
+                f"({len(recorded[name])} requests)")
+            wall, cpu = replay(recorded[name])
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+    out: dict[str, Any] = {}
+    for name in ("plain", "mapped"):
+        w, c = sorted(walls[name]), sorted(cpus[name])
+        out[name] = {"requests": len(recorded[name]),
+                     "wall_s": {"median": w[len(w) // 2], "min": w[0], "max": w[-1]},
+                     "server_cpu_s": {"median": c[len(c) // 2], "min": c[0], "max": c[-1]}}
+    out["ratio_wall"] = out["mapped"]["wall_s"]["median"] / out["plain"]["wall_s"]["median"]
+    return out
+
+
 def run(n: int, repeat: int) -> dict[str, Any]:
     env = slapd(n)
     (Path(env["SLAPD_RUN_DIR"]) / "profiles").write_text("ldapdata.profile\n")
@@ -173,9 +308,10 @@ def run(n: int, repeat: int) -> dict[str, Any]:
                 server[name].append(cpu)
                 if mapped:
                     plans.append(rc)
+        rep = replays(env, repeat)
     finally:
         stop_slapd(n)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"replay": rep}
     for name in ("plain", "mapped"):
         out[name] = summarise(samples[name])
         vals = sorted(server[name])
@@ -201,6 +337,16 @@ def table(res: dict[str, Any]) -> list[str]:
                  f"{res['ratio_wall']:.2f}x, our CPU {res['ratio_cpu']:.2f}x, server CPU "
                  f"{res['ratio_server_cpu']:.2f}x (goal: wall <= 1.3x); second plan exit "
                  f"codes {res['second_plan_exit_codes']} (0 = empty)")
+    rep = res["replay"]
+    lines.append("")
+    lines.append("the same syncs replayed by a bare HTTP client (the server's share):")
+    lines.append(f"{'profile':<8} {'requests':>9} {'wall':>22} {'server CPU':>22}")
+    for name in ("plain", "mapped"):
+        f = rep[name]
+        lines.append(f"{name:<8} {f['requests']:>9} {fmt(f['wall_s']):>22} "
+                     f"{fmt(f['server_cpu_s']):>22}")
+    lines.append(f"mapped / plain with a client that costs nothing: wall "
+                 f"{rep['ratio_wall']:.2f}x (dirconnector's own: {res['ratio_wall']:.2f}x)")
     return lines
 
 
