@@ -168,7 +168,8 @@ def one_sync(env: dict[str, str], mapped: bool) -> tuple[Sample, float, int | No
 
 
 Exchange = tuple[str, str, bytes, int, bytes]
-"""One recorded request: method, path (after /v2/), body; the answer's status and body."""
+"""One recorded request: method, path (with /v2/ and any query), body; the answer's status
+and body."""
 
 # scim2-server's ids are uuid4().hex (scim2_server.memory.InMemoryStorage.generate_id).
 _ID = re.compile(rb"[0-9a-f]{32}")
