@@ -178,10 +178,13 @@ def affected(
 
 
 def with_reports(hit: Affected, before: Snapshot, after: Snapshot, changes: Changes) -> Affected:
-    """``hit`` plus the users whose manager came or went in this batch: a mapping sends a
-    manager only while the manager is synced, so their mapped record changes too."""
+    """``hit`` plus the users whose manager came, went, was disabled or was enabled again in
+    this batch: a mapping sends a manager only while the manager is synced and active
+    (``UserMapping.map_user``), so their mapped record changes too."""
     came_or_went = {u for u in changes.users if u not in before.users}
     came_or_went |= {u for u in before.users if u not in after.users}
+    came_or_went |= {u for u in changes.users if u in before.users and u in after.users
+                     and before.users[u].active != after.users[u].active}
     if not came_or_went:
         return hit
     reports = {
@@ -289,8 +292,10 @@ class ServerView:
         self.groups.update(fresh_groups)
 
     def cut(self, desired: Snapshot, hit: Affected) -> Snapshot:
-        """The server's records the batch can touch: the accounts of the touched users and
-        of the addresses they want, the touched groups (by id or name) and their members."""
+        """The server's records the batch can touch: the accounts of the touched users, of
+        the addresses they want and of their managers (a mapped manager is referenced only
+        if they have an account: diff looks for it in the cut), the touched groups (by id
+        or name) and their members."""
         names = {desired.groups[g].name.casefold() for g in hit.groups if g in desired.groups}
         groups = {
             k: g
@@ -308,6 +313,10 @@ class ServerView:
             refs.update(self._by_ext.get(uid, ()))
         for u in hit.users:
             if u in desired.users:
-                refs.update(self._by_email.get(desired.users[u].email, ()))
+                user = desired.users[u]
+                refs.update(self._by_email.get(user.email, ()))
+                for name, value in user.attributes:
+                    if name == MANAGER_SOURCE:
+                        refs.update(self._by_ext.get(value, ()))
         users = {r: self.users[r] for r in sorted(refs) if r in self.users}
         return Snapshot(users, groups, (), self.complete, {**self.info, "cut": CUT})

@@ -12,7 +12,9 @@ import pytest
 
 from dirconnector import settings
 from dirconnector.connectors import Changes, HasChangeStream, StreamGap, StreamMode
+from dirconnector.diff import USER_FIELDS
 from dirconnector.incremental import combine, merge
+from dirconnector.mapping import ENTERPRISE
 from dirconnector.model import Group, Snapshot, User
 from dirconnector.state import open_store
 from dirconnector.sync import Runner
@@ -411,3 +413,69 @@ def test_a_source_without_stream_is_synced_in_marker_mode(tmp_path: Path) -> Non
     thread.join(5)
     assert not thread.is_alive() and len(tgt.state.users) == len(USERS)
     assert store.runs("default", 1)[0].command == "watch"
+
+
+MANAGED = {"title": "title", f"{ENTERPRISE}:manager": "manager"}
+
+
+@pytest.mark.parametrize("seed", [3, 21])
+def test_mapped_managers_through_watch_equal_a_full_read(tmp_path: Path, seed: int) -> None:
+    """Random edits through watch with a manager mapping: managers set, cleared, pointed at
+    oneself, at a disabled, deleted or unknown person; people disabled, enabled, deleted,
+    created; titles changed. After every step the target holds what a full read maps (a
+    full plan is empty): a mapping references a manager only while they are synced and
+    active, so a report changes when their manager comes, goes or flips."""
+    prof = settings.load(data={
+        "source": {"type": "file", "users": str(EXAMPLES)},
+        "target": {"type": "scim", "url": "http://127.0.0.1:9", "token": "t0ken",
+                   "mapping": MANAGED},
+        "sync": {"remove_missing": True, "batch_window": 0, "max_revocations": 1000,
+                 "max_revocation_ratio": 1.0},
+        "state": {"path": str(tmp_path / "s.db")},
+    })
+    people = [User(f"e{i}", f"u{i}@x.com", display_name=f"U{i}", attributes=tuple(sorted(
+        [("title", f"T{i % 4}"), *([("manager", f"e{i // 4}")] if i else [])])))
+        for i in range(24)]
+    conn = StreamingFake(users=people, groups=[])
+    conn.read_attributes(frozenset({"title", "manager"}))
+    tgt = ReadingFake(fields=(*USER_FIELDS, "attributes"))
+    store = open_store(prof.settings.state)
+    w = Watcher(prof, store, runner=Runner(prof, store, connector=conn, target=tgt),
+                clock=lambda: 1000.0)
+    w.full_sync()
+    rnd = random.Random(seed)
+    n, flips, referenced = 100, 0, 0
+    for step in range(150):
+        users = {u.external_id: u for u in conn.users}
+        uid = rnd.choice(sorted(users))
+        u = users[uid]
+        raw = dict(u.attributes)
+        kind = rnd.choice(["boss", "boss", "unboss", "disable", "enable", "title", "delete",
+                           "create"])
+        if kind == "boss":
+            raw["manager"] = rnd.choice([*sorted(users), uid, "e999", f"e{n}"])
+            conn.edit([dataclasses.replace(u, attributes=tuple(sorted(raw.items())))])
+        elif kind == "unboss":
+            raw.pop("manager", None)
+            conn.edit([dataclasses.replace(u, attributes=tuple(sorted(raw.items())))])
+        elif kind in ("disable", "enable"):
+            flips += u.active != (kind == "enable")
+            conn.edit([dataclasses.replace(u, active=kind == "enable")])
+        elif kind == "title":
+            raw["title"] = f"T{step}"
+            conn.edit([dataclasses.replace(u, attributes=tuple(sorted(raw.items())))])
+        elif kind == "delete" and len(users) > 8:
+            conn.edit(removed=[uid])
+        else:
+            n += 1
+            conn.edit([User(f"e{n}", f"u{n}@x.com", display_name=f"U{n}", attributes=(
+                ("manager", rnd.choice(sorted(users))), ("title", "New")))])
+        r = w.step()
+        assert r is None or r.status in ("ok", "no-changes"), r and r.refused
+        full = w.runner.mapped(conn.fetch(w.store.connector_state(w.name)))
+        plan = w.runner.make_plan(full, tgt.snapshot())
+        assert plan.empty, (step, kind, uid, [(c.kind, getattr(c, "fields", ()))
+                                              for c in plan.changes])
+        referenced += sum(1 for x in tgt.snapshot().users.values()
+                          if any(k == f"{ENTERPRISE}:manager" for k, _ in x.attributes))
+    assert flips >= 10 and referenced > 0, (flips, referenced)

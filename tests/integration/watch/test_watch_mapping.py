@@ -89,3 +89,68 @@ def test_a_deleted_manager_is_cleared_from_their_reports(
         assert scim_users(scim_server)[report]["title"] == ldapdata.TITLES[41 % 5]
     assert run.error is None, run.error
     full_plan_is_empty(profile)
+
+
+def test_a_disabled_manager_is_cleared_from_their_reports_and_comes_back(
+    tmp_path: Path, slapd_rw: dict[str, str], scim_server: ScimServer
+) -> None:
+    """Locking u000004 (who manages u000040-49): their account is revoked and the reports'
+    manager is cleared in the same batch, as a full read would (a mapping references only
+    an active manager); unlocking restores both. A full plan is empty after each."""
+    profile = make_profile(tmp_path, slapd_rw, scim_server, MAPPING)
+    boss_dn, boss, report = ldapdata.user_dn(4), ldapdata.email(4), ldapdata.email(41)
+    with Running(profile) as run:
+        until(lambda: run.watcher.full_syncs >= 1 and bool(run.watcher.position), 30)
+        boss_id = scim_users(scim_server)[boss]["id"]
+        assert manager_of(scim_users(scim_server)[report]) == boss_id
+        applied = run.watcher.batches
+        ldapmodify(slapd_rw, f"dn: {boss_dn}\nchangetype: modify\n"
+                   f"add: pwdAccountLockedTime\npwdAccountLockedTime: {ldapdata.LOCKED}\n")
+        until(lambda: run.watcher.batches > applied, 10)
+        users = scim_users(scim_server)
+        assert users[boss]["active"] is False
+        assert manager_of(users[report]) == ""
+        full_plan_is_empty(profile)
+        applied = run.watcher.batches
+        ldapmodify(slapd_rw, f"dn: {boss_dn}\nchangetype: modify\n"
+                   f"delete: pwdAccountLockedTime\n")
+        until(lambda: run.watcher.batches > applied, 10)
+        users = scim_users(scim_server)
+        assert users[boss]["active"] is True
+        assert manager_of(users[report]) == boss_id
+    assert run.error is None, run.error
+    full_plan_is_empty(profile)
+
+
+def test_a_new_manager_reaches_the_report(
+    tmp_path: Path, slapd_rw: dict[str, str], scim_server: ScimServer
+) -> None:
+    """u000000 (no manager) gets u000006 as manager, u000052 (managed by u000005) gets
+    u000006, then u000007 (no mail: not synced), with ldapmodify: the report's reference
+    follows in the batch, as a full read would, though no manager is in the batch."""
+    profile = make_profile(tmp_path, slapd_rw, scim_server, MAPPING)
+    me, top = ldapdata.email(52), ldapdata.email(0)
+    with Running(profile) as run:
+        until(lambda: run.watcher.full_syncs >= 1 and bool(run.watcher.position), 30)
+        six = scim_users(scim_server)[ldapdata.email(6)]["id"]
+        assert manager_of(scim_users(scim_server)[top]) == ""
+        applied = run.watcher.batches
+        ldapmodify(slapd_rw, f"dn: {ldapdata.user_dn(0)}\nchangetype: modify\n"
+                   f"add: manager\nmanager: {ldapdata.user_dn(6)}\n")
+        until(lambda: run.watcher.batches > applied, 10)
+        assert manager_of(scim_users(scim_server)[top]) == six
+        full_plan_is_empty(profile)
+        applied = run.watcher.batches
+        ldapmodify(slapd_rw, f"dn: {ldapdata.user_dn(52)}\nchangetype: modify\n"
+                   f"replace: manager\nmanager: {ldapdata.user_dn(6)}\n")
+        until(lambda: run.watcher.batches > applied, 10)
+        assert manager_of(scim_users(scim_server)[me]) == six
+        full_plan_is_empty(profile)
+        applied = run.watcher.batches
+        assert not ldapdata.has_mail(7)
+        ldapmodify(slapd_rw, f"dn: {ldapdata.user_dn(52)}\nchangetype: modify\n"
+                   f"replace: manager\nmanager: {ldapdata.user_dn(7)}\n")
+        until(lambda: run.watcher.batches > applied, 10)
+        assert manager_of(scim_users(scim_server)[me]) == ""
+    assert run.error is None, run.error
+    full_plan_is_empty(profile)
