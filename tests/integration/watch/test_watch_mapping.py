@@ -41,6 +41,13 @@ def full_plan_is_empty(profile: Any) -> None:
         store.close()
 
 
+def one_batch(run: Running, slapd: dict[str, str], ldif: str) -> None:
+    """``ldif`` applied with ldapmodify; returns once watch has applied its whole batch."""
+    applied = run.watcher.batches
+    ldapmodify(slapd, ldif)
+    until(lambda: run.watcher.batches > applied, 10)
+
+
 def test_an_attribute_edit_reaches_the_server_and_managers_stay(
     tmp_path: Path, slapd_rw: dict[str, str], scim_server: ScimServer
 ) -> None:
@@ -103,23 +110,15 @@ def test_a_disabled_manager_is_cleared_from_their_reports_and_comes_back(
         until(lambda: run.watcher.full_syncs >= 1 and bool(run.watcher.position), 30)
         boss_id = scim_users(scim_server)[boss]["id"]
         assert manager_of(scim_users(scim_server)[report]) == boss_id
-        applied = run.watcher.batches
-        ldapmodify(slapd_rw, f"dn: {boss_dn}\nchangetype: modify\n"
-                   f"add: pwdAccountLockedTime\npwdAccountLockedTime: {ldapdata.LOCKED}\n")
-        until(lambda: run.watcher.batches > applied, 10)
-        users = scim_users(scim_server)
-        assert users[boss]["active"] is False
-        assert manager_of(users[report]) == ""
-        full_plan_is_empty(profile)
-        applied = run.watcher.batches
-        ldapmodify(slapd_rw, f"dn: {boss_dn}\nchangetype: modify\n"
-                   f"delete: pwdAccountLockedTime\n")
-        until(lambda: run.watcher.batches > applied, 10)
-        users = scim_users(scim_server)
-        assert users[boss]["active"] is True
-        assert manager_of(users[report]) == boss_id
+        for op, active, reference in (("add", False, ""), ("delete", True, boss_id)):
+            value = f"pwdAccountLockedTime: {ldapdata.LOCKED}\n" if op == "add" else ""
+            one_batch(run, slapd_rw, f"dn: {boss_dn}\nchangetype: modify\n"
+                      f"{op}: pwdAccountLockedTime\n{value}")
+            users = scim_users(scim_server)
+            assert users[boss]["active"] is active
+            assert manager_of(users[report]) == reference
+            full_plan_is_empty(profile)
     assert run.error is None, run.error
-    full_plan_is_empty(profile)
 
 
 def test_a_new_manager_reaches_the_report(
@@ -129,28 +128,14 @@ def test_a_new_manager_reaches_the_report(
     u000006, then u000007 (no mail: not synced), with ldapmodify: the report's reference
     follows in the batch, as a full read would, though no manager is in the batch."""
     profile = make_profile(tmp_path, slapd_rw, scim_server, MAPPING)
-    me, top = ldapdata.email(52), ldapdata.email(0)
+    assert not ldapdata.has_mail(7)
     with Running(profile) as run:
         until(lambda: run.watcher.full_syncs >= 1 and bool(run.watcher.position), 30)
         six = scim_users(scim_server)[ldapdata.email(6)]["id"]
-        assert manager_of(scim_users(scim_server)[top]) == ""
-        applied = run.watcher.batches
-        ldapmodify(slapd_rw, f"dn: {ldapdata.user_dn(0)}\nchangetype: modify\n"
-                   f"add: manager\nmanager: {ldapdata.user_dn(6)}\n")
-        until(lambda: run.watcher.batches > applied, 10)
-        assert manager_of(scim_users(scim_server)[top]) == six
-        full_plan_is_empty(profile)
-        applied = run.watcher.batches
-        ldapmodify(slapd_rw, f"dn: {ldapdata.user_dn(52)}\nchangetype: modify\n"
-                   f"replace: manager\nmanager: {ldapdata.user_dn(6)}\n")
-        until(lambda: run.watcher.batches > applied, 10)
-        assert manager_of(scim_users(scim_server)[me]) == six
-        full_plan_is_empty(profile)
-        applied = run.watcher.batches
-        assert not ldapdata.has_mail(7)
-        ldapmodify(slapd_rw, f"dn: {ldapdata.user_dn(52)}\nchangetype: modify\n"
-                   f"replace: manager\nmanager: {ldapdata.user_dn(7)}\n")
-        until(lambda: run.watcher.batches > applied, 10)
-        assert manager_of(scim_users(scim_server)[me]) == ""
+        assert manager_of(scim_users(scim_server)[ldapdata.email(0)]) == ""
+        for report, boss, want in ((0, 6, six), (52, 6, six), (52, 7, "")):
+            one_batch(run, slapd_rw, f"dn: {ldapdata.user_dn(report)}\nchangetype: modify\n"
+                      f"replace: manager\nmanager: {ldapdata.user_dn(boss)}\n")
+            assert manager_of(scim_users(scim_server)[ldapdata.email(report)]) == want
+            full_plan_is_empty(profile)
     assert run.error is None, run.error
-    full_plan_is_empty(profile)
