@@ -95,3 +95,21 @@ def test_a_good_run_keeps_its_group_mapping_and_forgets_it_when_cleared(state: S
     store.save_good_run("p", GoodRun("c:e", 3, 0))
     assert store.good_run("p").group_mapping is None
     assert state.rows("SELECT key FROM meta WHERE key='group_mapping'") == []
+
+
+def test_a_run_id_drawn_twice_in_one_second_is_drawn_again(state: State, monkeypatch) -> None:
+    """A tick starts hundreds of runs in one second and the ids' random part is 24 bits: a
+    daemon replica once failed a run on "duplicate key ... runs_pkey". A taken id is drawn
+    again, and both runs start."""
+    import time
+    import uuid
+
+    store = state.open()
+    real = uuid.uuid4
+    draws = [uuid.UUID(int=7 << 104), uuid.UUID(int=7 << 104), uuid.UUID(int=9 << 104)]
+    monkeypatch.setattr(uuid, "uuid4", lambda: draws.pop(0) if draws else real())
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "20261206T004513")
+    first, second = store.start_run("p", "sync"), store.start_run("q", "sync")
+    assert (first, second) == ("20261206T004513-000007", "20261206T004513-000009")
+    assert not draws
+    assert sorted(r[0] for r in state.rows("SELECT id FROM runs")) == [first, second]

@@ -376,12 +376,20 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ runs
     def start_run(self, profile: str, command: str) -> str:
-        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self._on(profile) as conn:
-            conn.execute("INSERT INTO runs(id, profile, command, started, status, pid, replica, "
-                         "tick) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
-                         (run_id, profile, command, time.time(), "running", os.getpid(),
-                          self.replica, self._ticks.pop(profile, "")))
+            tick = self._ticks.pop(profile, "")
+            while True:
+                # Every profile and replica share the table, and a tick starts hundreds of
+                # runs in one second: now and then two draw the same 24-bit suffix. The
+                # later one draws again instead of failing its run.
+                run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+                cur = conn.execute(
+                    "INSERT INTO runs(id, profile, command, started, status, pid, replica, "
+                    "tick) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO NOTHING",
+                    (run_id, profile, command, time.time(), "running", os.getpid(),
+                     self.replica, tick))
+                if cur.rowcount:
+                    break
         self._seq[run_id] = 0
         self._run_profile[run_id] = profile
         return run_id

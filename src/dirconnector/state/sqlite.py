@@ -177,11 +177,17 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ runs
     def start_run(self, profile: str, command: str) -> str:
-        run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         with self._locked():
-            self._db.execute("INSERT INTO runs(id, profile, command, started, status, pid) "
-                             "VALUES (?,?,?,?,?,?)",
-                             (run_id, profile, command, time.time(), "running", os.getpid()))
+            while True:
+                # Profiles sharing this file can start runs in the same second: an id
+                # whose 24-bit suffix is taken is drawn again (as in PostgresStore).
+                run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO runs(id, profile, command, started, status, pid) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (run_id, profile, command, time.time(), "running", os.getpid()))
+                if cur.rowcount:
+                    break
         self._seq[run_id] = 0
         return run_id
 
