@@ -99,7 +99,8 @@ class Server:
             while self.proc.poll() is None and time.monotonic() < deadline:
                 self.out.seek(0)
                 if self.out.read().startswith(b"Serving SCIM on"):
-                    self.url = f"http://127.0.0.1:{port}/v2"
+                    self.host = f"127.0.0.1:{port}"
+                    self.url = f"http://{self.host}/v2"
                     return
                 time.sleep(0.02)
             self.proc.kill()
@@ -179,7 +180,7 @@ class _Recorder(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.split("//", 1)[1].split("/", 1)[0]   # host:port
+        self.upstream = upstream   # host:port
         self.exchanges: list[Exchange] = []
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Relay)
@@ -219,7 +220,7 @@ class _Relay(BaseHTTPRequestHandler):
 def record(env: dict[str, str], mapped: bool) -> list[Exchange]:
     """One sync of the profile into a fresh server through the recording proxy."""
     server = Server()
-    proxy = _Recorder(server.url)
+    proxy = _Recorder(server.host)
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
     try:
@@ -241,7 +242,6 @@ def replay(exchanges: list[Exchange]) -> tuple[float, float]:
     doing nothing else; (wall seconds, server CPU seconds). Each answer maps the recorded
     ids to the new server's; an answer that differs in status stops the bench."""
     server = Server()
-    host = server.url.split("//", 1)[1].split("/", 1)[0]
     ids: dict[bytes, bytes] = {}
 
     def swap(data: bytes) -> bytes:
@@ -251,7 +251,7 @@ def replay(exchanges: list[Exchange]) -> tuple[float, float]:
     try:
         before, t0 = server.cpu(), time.perf_counter()
         for method, path, body, status, answer in exchanges:
-            conn = http.client.HTTPConnection(host, timeout=300)
+            conn = http.client.HTTPConnection(server.host, timeout=300)
             conn.request(method, swap(path.encode()).decode(), body=swap(body) or None,
                          headers=headers)
             resp = conn.getresponse()
